@@ -285,9 +285,14 @@ def _save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, s
             tensors[f"best/{encoder}/{name}"] = value.contiguous()
     meta = {"step": str(step), "config": config.to_json(), "hashes": json.dumps(hashes),
             "history": json.dumps(history), "validation": json.dumps(validation), "best_step": str(best_step)}
-    temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary), metadata=meta)
-    os.replace(temporary, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        save_file(tensors, str(temporary), metadata=meta)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
 
 
 def _load_resume(path: Path, config: AlignConfig, hashes: dict[str, str]):

@@ -264,8 +264,8 @@ def test_cancel_leaves_no_file_and_resume_continues(tmp_path, prompt_sets):
     tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
     encoders = load_encoders(tmp_path / "m.safetensors")
     config = AlignConfig(steps=12, batch_size=4, learning_rate=1e-3, eval_every=0, checkpoint_every=2)
-    output = tmp_path / "out.safetensors"
-    resume = tmp_path / "out.resume"
+    output = tmp_path / "new-folder" / "out.safetensors"  # the folder does not exist yet
+    resume = tmp_path / "new-folder" / "out.resume"
     calls = {"n": 0}
 
     def cancel_after_five() -> bool:
@@ -277,7 +277,7 @@ def test_cancel_leaves_no_file_and_resume_continues(tmp_path, prompt_sets):
                       resume_path=resume, draw=False)
     assert stopped.value.step == 5
     assert not output.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out") or p.suffix == ".partial"]
+    assert not [p for p in resume.parent.iterdir() if p.name.startswith(".") or p.suffix == ".partial"]
     assert resume.exists()
     resumed = run_alignment(encoders, prompt_sets, config, output=output, resume_path=resume, draw=False)
     assert output.exists() and not resume.exists()
