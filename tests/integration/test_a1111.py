@@ -1,0 +1,244 @@
+"""Integration tests against a real AUTOMATIC1111 (or Forge) webui, driven over its HTTP API.
+
+Run with ``A1111_PATH=/path/to/stable-diffusion-webui`` (and ``A1111_PYTHON`` if its venv is not at
+``$A1111_PATH/../venv`` or ``$A1111_PATH/venv``). The tests build a random full-size SD 1.5 checkpoint
+(~2 GB, cached in ``$SAFETEXT_A1111_CACHE`` or the system temp dir), start the webui three times on
+127.0.0.1 on the CPU with a temporary ``--data-dir`` (without SafeText, with SafeText, with SafeText's
+operator lock), generate 64x64 images in 2 steps and stop the webui by its PID. Skipped without A1111_PATH.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from a1111_checkpoints import build_hf_home, build_sd15_checkpoint, default_cache_dir  # noqa: E402
+from a1111_server import ApiError, WebUI, decode_image, webui_commit, webui_path, webui_python  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+ROOT_PATH = webui_path()
+pytestmark = pytest.mark.skipif(ROOT_PATH is None, reason="A1111_PATH is not set: no AUTOMATIC1111/Forge checkout to test against")
+
+PROMPT = "a photo of a cat sitting on a red sofa"
+# A1111 restores `override_settings` after a job only for options present in config.json: without this
+# entry, the clip skip of one request would stay in force for every later request.
+BASE_CONFIG = {"CLIP_stop_at_last_layers": 1}
+SAFETEXT_FILE = "test-file.safetensors"
+SEEN: dict = {}  # images kept between tests (the webui with SafeText is stopped before the locked one starts)
+LORA = "test-lora"
+# Hires fix, clip skip 2, prompt weighting, BREAK, a prompt over 75 tokens and a LoRA from the built-in extension.
+HARD_PROMPT = ("a (photo:1.3) of a [cat] sitting on a red sofa BREAK " + ", ".join(["a cozy living room"] * 20)
+               + f" <lora:{LORA}:0.8>")
+HARD = {"enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent", "hr_second_pass_steps": 1,
+        "denoising_strength": 0.5, "override_settings": {"CLIP_stop_at_last_layers": 2}}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    python = webui_python(ROOT_PATH)
+    torch_version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                                   text=True, timeout=300).stdout.strip()
+    print(f"\nwebui: {ROOT_PATH} at {webui_commit(ROOT_PATH)}; python {python}; torch {torch_version}")
+    cache = default_cache_dir()
+    checkpoint = build_sd15_checkpoint(ROOT_PATH, python, cache)
+    hf_home = build_hf_home(cache / "hf_home")
+    return {"python": python, "checkpoint": checkpoint, "hf_home": hf_home, "tmp": tmp_path_factory.mktemp("a1111")}
+
+
+def _make_safetext_file(checkpoint: Path, folder: Path) -> dict:
+    """A SafeText file for the test checkpoint: its CLIP-L fingerprint and strong random differences."""
+    from safetext_core import SafeTextFile
+    from safetext_core.fingerprint import fingerprint_state_dict
+    from safetext_core.models import read_single_file_text_encoders
+
+    family, states = read_single_file_text_encoders(checkpoint)
+    assert family == "sd1"
+    state = states["clip_l"]
+    gen = torch.Generator().manual_seed(123)
+    deltas = {}
+    for name, value in state.items():
+        if name.startswith("text_model.final_layer_norm."):
+            deltas[name] = 0.5 * torch.randn(value.shape, generator=gen)
+        elif ".mlp.fc2." in name or "self_attn.v_proj" in name:
+            deltas[name] = 0.02 * torch.randn(value.shape, generator=gen)
+    folder.mkdir(parents=True, exist_ok=True)
+    file = SafeTextFile(family="sd1", deltas={"clip_l": deltas}, fingerprints={"clip_l": fingerprint_state_dict(state)},
+                        base_name=checkpoint.stem)
+    file.save(folder / SAFETEXT_FILE)
+    return {"fingerprint": file.short_fingerprint()}
+
+
+def _make_lora(checkpoint: Path, folder: Path) -> None:
+    """A LoRA for the test checkpoint in A1111's own key names (a SafeText export of other random differences)."""
+    from safetext_core import SafeTextFile
+    from safetext_core.export import to_a1111
+    from safetext_core.fingerprint import fingerprint_state_dict
+    from safetext_core.models import read_single_file_text_encoders
+
+    _, states = read_single_file_text_encoders(checkpoint)
+    state = states["clip_l"]
+    gen = torch.Generator().manual_seed(321)
+    deltas = {k: 0.05 * torch.randn(v.shape, generator=gen) for k, v in state.items() if ".mlp.fc1." in k}
+    file = SafeTextFile(family="sd1", deltas={"clip_l": deltas}, fingerprints={"clip_l": fingerprint_state_dict(state)})
+    folder.mkdir(parents=True, exist_ok=True)
+    to_a1111(file, folder / f"{LORA}.safetensors")
+
+
+@pytest.fixture(scope="module")
+def baseline(env):
+    """Images from the webui without SafeText installed."""
+    data = env["tmp"] / "plain"
+    _make_lora(env["checkpoint"], data / "models" / "Lora")
+    with WebUI(ROOT_PATH, env["python"], data, env["hf_home"], checkpoint=env["checkpoint"], config=BASE_CONFIG) as ui:
+        scripts = ui.get("/sdapi/v1/scripts")
+        first = ui.txt2img(PROMPT, seed=11)
+        second = ui.txt2img(PROMPT, seed=11)
+        hard = ui.txt2img(HARD_PROMPT, seed=12, **HARD)
+        after = ui.txt2img(PROMPT, seed=11)
+    return {"scripts": scripts, "image": decode_image(first["images"][0]), "repeat": decode_image(second["images"][0]),
+            "hard": decode_image(hard["images"][0]), "hard_info": hard["info"], "after": decode_image(after["images"][0])}
+
+
+@pytest.fixture(scope="module")
+def webui(env):
+    data = env["tmp"] / "safetext"
+    made = _make_safetext_file(env["checkpoint"], data / "models" / "safetext")
+    _make_lora(env["checkpoint"], data / "models" / "Lora")
+    ui = WebUI(ROOT_PATH, env["python"], data, env["hf_home"], extensions={"safetext": ROOT}, checkpoint=env["checkpoint"],
+               config=BASE_CONFIG)
+    ui.start()
+    ui.made = made
+    try:
+        yield ui
+    finally:
+        ui.stop()
+        if "Error loading script: safetext.py" in ui.log_tail(200000):
+            print(ui.log_tail())
+
+
+@pytest.fixture(scope="module")
+def locked(env, webui):
+    webui.stop()  # one full-size webui at a time: two do not fit beside other work in 24 GiB
+    data = env["tmp"] / "locked"
+    _make_safetext_file(env["checkpoint"], data / "models" / "safetext")
+    config = {**BASE_CONFIG, "safetext_lock": True, "safetext_lock_file": SAFETEXT_FILE, "safetext_lock_strength": 1.0}
+    with WebUI(ROOT_PATH, env["python"], data, env["hf_home"], extensions={"safetext": ROOT},
+               checkpoint=env["checkpoint"], config=config) as ui:
+        yield ui
+
+
+def test_baseline_is_deterministic(baseline):
+    assert (baseline["image"] == baseline["repeat"]).all()
+    assert baseline["image"].shape == (64, 64, 3)
+    assert baseline["hard"].shape == (96, 96, 3)
+    assert "Lora hashes" in baseline["hard_info"]["infotexts"][0] and "Clip skip: 2" in baseline["hard_info"]["infotexts"][0]
+    assert (baseline["after"] == baseline["image"]).all()  # the webui's LoRA leaves no trace
+
+
+def test_hires_lora_break_long_prompt_clip_skip(webui, baseline):
+    off = webui.txt2img(HARD_PROMPT, seed=12, safetext=[False], **HARD)
+    assert (decode_image(off["images"][0]) == baseline["hard"]).all()
+    on = webui.txt2img(HARD_PROMPT, seed=12, safetext=[True, SAFETEXT_FILE, 1.0, "embedding"], **HARD)
+    on_image = decode_image(on["images"][0])
+    assert on_image.shape == (96, 96, 3) and not (on_image == baseline["hard"]).all()
+    assert "SafeText: test-file" in on["info"]["infotexts"][0] and "Lora hashes" in on["info"]["infotexts"][0]
+    # After all that, with SafeText off and no LoRA the checkpoint gives its original image: nothing was left modified.
+    plain = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[False])["images"][0])
+    assert (plain == baseline["image"]).all()
+
+
+def test_script_is_listed(webui):
+    scripts = webui.get("/sdapi/v1/scripts")
+    assert "safetext" in scripts["txt2img"] and "safetext" in scripts["img2img"], webui.log_tail()
+    info = [s for s in webui.get("/sdapi/v1/script-info") if s["name"] == "safetext"]
+    assert info and info[0]["is_alwayson"] and [a["label"] for a in info[0]["args"]] == \
+        ["Enable SafeText", "SafeText file", "SafeText strength", "Blend mode"]
+
+
+def test_files_route_shows_the_file_fits(webui):
+    files = {f["name"]: f for f in webui.get("/safetext/v1/files")["files"]}
+    assert files[SAFETEXT_FILE]["fits"] is True and files[SAFETEXT_FILE]["fingerprint"] == webui.made["fingerprint"]
+
+
+def test_disabled_equals_the_webui_without_the_extension(webui, baseline):
+    off = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[False, SAFETEXT_FILE, 1.0, "embedding"])["images"][0])
+    untouched = decode_image(webui.txt2img(PROMPT, seed=11)["images"][0])
+    assert (off == baseline["image"]).all()
+    assert (untouched == baseline["image"]).all()
+
+
+def test_enabled_differs_and_writes_infotext(webui, baseline):
+    result = webui.txt2img(PROMPT, seed=11, safetext=[True, SAFETEXT_FILE, 1.0, "embedding"])
+    on = decode_image(result["images"][0])
+    SEEN["enabled"] = on
+    assert not (on == baseline["image"]).all(), webui.log_tail()
+    infotext = result["info"]["infotexts"][0]
+    assert "SafeText: test-file" in infotext
+    assert f"SafeText fingerprint: {webui.made['fingerprint']}" in infotext
+    assert "SafeText strength: 1.0" in infotext
+    # Reading the parameters back (the webui's paste parser runs SafeText's infotext_pasted callback).
+    parsed = webui.post("/sdapi/v1/png-info", {"image": "data:image/png;base64," + result["images"][0]})
+    params = parsed["parameters"]
+    assert params["SafeText"] == "test-file" and params["SafeText enabled"] is True
+    assert params["SafeText file"] == SAFETEXT_FILE and float(params["SafeText strength"]) == 1.0
+    # The conditioning cache must not serve the SafeText conds to a later request with SafeText off.
+    off = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[False])["images"][0])
+    assert (off == baseline["image"]).all()
+    # Half strength lies between the two.
+    half = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[True, SAFETEXT_FILE, 0.5])["images"][0])
+    assert not (half == on).all() and not (half == baseline["image"]).all()
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([True, SAFETEXT_FILE, 2.0], "strength"),
+    ([True, "../../config.json"], "invalid SafeText file name"),
+    ([True, "missing.safetensors"], "not found"),
+    ([True, SAFETEXT_FILE, 1.0, "sideways"], "mode"),
+])
+def test_bad_values_are_clear_api_errors(webui, args, needle):
+    with pytest.raises(ApiError) as info:
+        webui.txt2img(PROMPT, seed=11, safetext=args)
+    assert info.value.status == 422
+    assert needle in info.value.body["detail"] and info.value.body["detail"].startswith("SafeText:")
+
+
+def test_api_cannot_switch_the_operator_lock_on_or_off(webui):
+    webui.post("/sdapi/v1/options", {"safetext_lock": True})
+    assert webui.get("/sdapi/v1/options")["safetext_lock"] is False
+
+
+def test_training_writes_a_file_that_fits(webui):
+    unsafe = [f"{w}, {s}" for w in ("naked woman", "bloody corpse", "man injecting heroin", "decapitated body")
+              for s in ("photo", "sketch", "4k")]
+    safe = [f"{w}, {s}" for w in ("a red car", "a bowl of fruit", "a lighthouse in fog", "a plate of pasta")
+            for s in ("photo", "sketch", "4k")]
+    result = webui.post("/safetext/v1/train", {"replace": True, "unsafe_prompts": unsafe, "safe_prompts": safe,
+                                                "steps": 2, "batch_size": 4, "learning_rate": 1e-3, "name": "trained"})
+    assert result["file"] == "trained.safetensors" and result["family"] == "sd1"
+    files = {f["name"]: f for f in webui.get("/safetext/v1/files")["files"]}
+    assert files["trained.safetensors"]["fits"] is True
+    status = webui.get("/safetext/v1/training")
+    assert status["phase"] == "done" and status["running"] is False
+    # Generation still works, with the new file too.
+    webui.txt2img(PROMPT, seed=11, safetext=[True, "trained.safetensors", 1.0])
+
+
+def test_operator_lock_overrides_a_request_to_disable(locked, baseline):
+    """Runs last: its fixture stops the unlocked webui first."""
+    result = locked.txt2img(PROMPT, seed=11, safetext=[False, "", 0.0, "weight"])
+    image = decode_image(result["images"][0])
+    assert not (image == baseline["image"]).all()
+    if "enabled" in SEEN:
+        assert (image == SEEN["enabled"]).all()  # the lock's file at strength 1, as asked for explicitly before
+    infotext = result["info"]["infotexts"][0]
+    assert "SafeText lock: True" in infotext and "SafeText: test-file" in infotext
+    plain = decode_image(locked.txt2img(PROMPT, seed=11)["images"][0])
+    assert (plain == image).all()
+    with pytest.raises(ApiError) as info:  # training is off under the lock
+        locked.post("/safetext/v1/train", {"steps": 1})
+    assert info.value.status == 403

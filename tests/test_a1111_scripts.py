@@ -1,0 +1,671 @@
+"""Unit tests of the AUTOMATIC1111 / Forge script against stand-ins for the webui's modules.
+
+The stand-ins copy what the script relies on from A1111 v1.10.1: ``scripts.Script``/``AlwaysVisible``,
+``shared.opts``/``state``/``sd_model``, ``script_callbacks.on_*``, the hijacked text-encoder wrappers
+(``FrozenCLIPEmbedderWithCustomWords.encode_with_transformers`` with clip skip, ``EmbeddingsWithFixes``
+around the token embedding, open_clip's fused attention for SD 2.x/SDXL), the Lora extension's weight
+backups, ``Api.init_script_args`` and Forge's ``forge_objects.clip``. No network, no webui needed.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import subprocess
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from safetext_core import SafeTextFile
+from safetext_core.fingerprint import fingerprint_state_dict
+from safetext_core.models import load_canonical_state
+from tiny_models import clip_config, random_clip_state, to_openclip
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "safetext.py"
+
+
+# ------------------------------------------------------------------------------------------ stand-ins
+class _Component:
+    def __init__(self, *args, value=None, label=None, choices=None, **kwargs):
+        self.value, self.label, self.choices, self.kwargs = value, label, choices, kwargs
+
+    def click(self, **kwargs):
+        self.clicked = kwargs
+
+
+class _Context:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _fake_gradio():
+    gr = types.ModuleType("gradio")
+    for name in ("Checkbox", "Dropdown", "Slider", "Radio", "HTML", "Button", "Image", "Number", "Textbox",
+                 "CheckboxGroup"):
+        setattr(gr, name, type(name, (_Component,), {}))
+    for name in ("Accordion", "Row", "Column", "Blocks", "Group"):
+        setattr(gr, name, type(name, (_Context,), {}))
+    gr.update = lambda **kwargs: dict(kwargs, __type__="update")
+    return gr
+
+
+class _Script:
+    filename = None
+    infotext_fields = None
+    paste_field_names = None
+
+
+class HTTPException(Exception):
+    def __init__(self, status_code, detail=None):
+        super().__init__(detail)
+        self.status_code, self.detail = status_code, detail
+
+
+class _Api:
+    """``init_script_args`` as modules/api/api.py (v1.10.1) fills always-on script args."""
+
+    def init_script_args(self, request, default_script_args, selectable_scripts, selectable_idx, script_runner, *,
+                         input_script_args=None):
+        script_args = list(default_script_args)
+        for name, entry in (request.alwayson_scripts or {}).items():
+            script = next((s for s in script_runner.alwayson_scripts if s.title().lower() == name.lower()), None)
+            if script is None:
+                raise HTTPException(422, f"always on script {name} not found")
+            given = entry["args"]
+            for idx in range(0, min(script.args_to - script.args_from, len(given))):
+                script_args[script.args_from + idx] = given[idx]
+        return script_args
+
+
+class _State:
+    def __init__(self):
+        self.interrupted = False
+        self.job = ""
+        self.job_count = 0
+        self.sampling_step = 0
+        self.sampling_steps = 0
+        self.textinfo = None
+
+    def interrupt(self):
+        self.interrupted = True
+
+    def begin(self, job=""):
+        self.interrupted = False
+
+    def end(self):
+        pass
+
+
+class _OptionInfo:
+    def __init__(self, default=None, label="", component=None, component_args=None, section=None, restrict_api=False,
+                 **kwargs):
+        self.default, self.label, self.section, self.restrict_api = default, label, section, restrict_api
+
+
+@pytest.fixture()
+def webui(tmp_path, monkeypatch):
+    """Load scripts/safetext.py with stand-in webui modules; yield (module, shared, callbacks)."""
+    callbacks: dict[str, list] = {}
+    modules = types.ModuleType("modules")
+    scripts_mod = types.ModuleType("modules.scripts")
+    scripts_mod.Script = _Script
+    scripts_mod.AlwaysVisible = object()
+    shared = types.ModuleType("modules.shared")
+    shared.opts = SimpleNamespace(CLIP_stop_at_last_layers=1)
+    shared.state = _State()
+    shared.sd_model = None
+    shared.models_path = str(tmp_path / "models")
+    shared.OptionInfo = _OptionInfo
+    shared.opts.add_option = lambda key, info: setattr(shared.opts, key, info.default)
+    cb = types.ModuleType("modules.script_callbacks")
+    for name in ("on_ui_settings", "on_ui_tabs", "on_app_started", "on_infotext_pasted", "on_model_loaded"):
+        setattr(cb, name, lambda fn, _n=name: callbacks.setdefault(_n, []).append(fn))
+    api_pkg = types.ModuleType("modules.api")
+    api_mod = types.ModuleType("modules.api.api")
+    api_mod.Api = type("Api", (_Api,), {})
+    api_pkg.api = api_mod
+    call_queue = types.ModuleType("modules.call_queue")
+    call_queue.wrap_gradio_gpu_call = lambda fn, extra_outputs=None: fn
+    call_queue.queue_lock = __import__("threading").Lock()
+    devices = types.ModuleType("modules.devices")
+    devices.device = torch.device("cpu")
+    for mod in (scripts_mod, shared, cb, api_pkg, call_queue, devices):
+        setattr(modules, mod.__name__.split(".")[-1], mod)
+    fastapi = types.ModuleType("fastapi")
+    fastapi_exc = types.ModuleType("fastapi.exceptions")
+    fastapi_exc.HTTPException = HTTPException
+    fastapi.exceptions = fastapi_exc
+    fastapi.Body = lambda **kwargs: None
+    stand_ins = {"gradio": _fake_gradio(), "modules": modules, "modules.scripts": scripts_mod,
+                 "modules.shared": shared, "modules.script_callbacks": cb, "modules.api": api_pkg,
+                 "modules.api.api": api_mod, "modules.call_queue": call_queue, "modules.devices": devices,
+                 "fastapi": fastapi, "fastapi.exceptions": fastapi_exc}
+    for name, mod in stand_ins.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    spec = importlib.util.spec_from_file_location("safetext_a1111_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for fn in callbacks.get("on_ui_settings", []):
+        fn()
+    yield SimpleNamespace(script=module, shared=shared, callbacks=callbacks, api=api_mod, folder=Path(shared.models_path) / "safetext")
+    module.deactivate()
+
+
+# ------------------------------------------------------------------------------------------ fake models
+class EmbeddingsWithFixes(nn.Module):  # A1111's textual-inversion hijack of the token embedding
+    def __init__(self, wrapped):
+        super().__init__()
+        self.wrapped = wrapped
+
+    def forward(self, input_ids):
+        return self.wrapped(input_ids)
+
+
+class FrozenCLIPEmbedder(nn.Module):
+    def __init__(self, transformer, tokenizer):
+        super().__init__()
+        self.transformer = transformer
+        self.tokenizer = tokenizer
+
+
+class CLIPEmbedderWithCustomWords(nn.Module):
+    """``encode_with_transformers`` exactly as modules/sd_hijack_clip.py (A1111 v1.10.1) has it."""
+
+    def __init__(self, wrapped, shared):
+        super().__init__()
+        self.wrapped = wrapped
+        self._opts = lambda: shared.opts
+
+    def encode_with_transformers(self, tokens):
+        stop = self._opts().CLIP_stop_at_last_layers
+        outputs = self.wrapped.transformer(input_ids=tokens, output_hidden_states=-stop)
+        if stop > 1:
+            z = outputs.hidden_states[-stop]
+            z = getattr(self.wrapped.transformer, "text_model", self.wrapped.transformer).final_layer_norm(z)
+        else:
+            z = outputs.last_hidden_state
+        return z
+
+
+class FakeSDModel:  # weak-referenceable, like an nn.Module
+    pass
+
+
+@__import__("functools").lru_cache(maxsize=1)
+def _tokenizer():
+    from safetext_core.tokenizer import load_clip_tokenizer
+
+    return load_clip_tokenizer()
+
+
+def _sd1_model(shared, seed=0):
+    from transformers import CLIPTextModel
+
+    canonical = random_clip_state(seed=seed)
+    transformer = CLIPTextModel(clip_config())
+    load_canonical_state(transformer, canonical)
+    transformer.eval()
+    inner = getattr(transformer, "text_model", transformer)
+    inner.embeddings.token_embedding = EmbeddingsWithFixes(inner.embeddings.token_embedding)
+    cond = CLIPEmbedderWithCustomWords(FrozenCLIPEmbedder(transformer, _tokenizer()), shared)
+    model = FakeSDModel()
+    model.cond_stage_model = cond
+    model.sd_checkpoint_info = SimpleNamespace(model_name="tiny-sd1", title="tiny-sd1.safetensors")
+    model.get_learned_conditioning = None
+    del model.get_learned_conditioning
+    return model, canonical
+
+
+def _random_deltas(canonical, seed=1, scale=0.05, names=("q_proj.weight", "fc1.weight", "fc1.bias", "final_layer_norm")):
+    gen = torch.Generator().manual_seed(seed)
+    return {k: scale * torch.randn(v.shape, generator=gen) for k, v in canonical.items()
+            if any(n in k for n in names)}
+
+
+def _write_file(folder, name, family, deltas, fingerprints):
+    folder.mkdir(parents=True, exist_ok=True)
+    return SafeTextFile(family=family, deltas=deltas, fingerprints=fingerprints, base_name="tiny").save(folder / name)
+
+
+def _tokens(cond, prompt="a photo of a cat"):
+    ids = cond.wrapped.tokenizer([prompt], padding="max_length", max_length=77, truncation=True,
+                                 return_tensors="pt")["input_ids"]
+    return ids
+
+
+def _state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same_state(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture()
+def sd1(webui):
+    model, canonical = _sd1_model(webui.shared)
+    webui.shared.sd_model = model
+    deltas = _random_deltas(canonical)
+    _write_file(webui.folder, "tiny.safetensors", "sd1", {"clip_l": deltas},
+                {"clip_l": fingerprint_state_dict(canonical)})
+    expected = copy.deepcopy(model.cond_stage_model)
+    params = dict(expected.named_parameters())
+    for key, delta in deltas.items():
+        host = webui.script.host_name_map(webui.script.HostEncoder("clip_l", expected, "hf"))[key]
+        with torch.no_grad():
+            params[host].add_(delta)
+    return SimpleNamespace(model=model, cond=model.cond_stage_model, canonical=canonical, deltas=deltas, aligned=expected)
+
+
+def _p(model):
+    return SimpleNamespace(sd_model=model, cached_c=["class", "cache"], cached_uc=["class", "cache"],
+                           cached_hr_c=["class"], cached_hr_uc=["class"], extra_generation_params={})
+
+
+def _run(webui, model, args, prompt="a photo of a cat"):
+    script = webui.script.SafeTextScript()
+    p = _p(model)
+    script.process(p, *args)
+    script.process_batch(p, *args)
+    with torch.no_grad():
+        out = model.cond_stage_model.encode_with_transformers(_tokens(model.cond_stage_model, prompt))
+    return p, out, script
+
+
+# ------------------------------------------------------------------------------------------ tests
+def test_script_is_always_visible_with_four_api_args(webui, sd1):
+    script = webui.script.SafeTextScript()
+    assert script.title() == "SafeText"
+    assert script.show(False) is webui.shared.__dict__.get("AlwaysVisible", sys.modules["modules.scripts"].AlwaysVisible)
+    controls = script.ui(False)
+    assert [c.label for c in controls] == ["Enable SafeText", "SafeText file", "SafeText strength", "Blend mode"]
+    assert controls[0].value is False and controls[2].value == 1.0 and controls[3].value == "embedding"
+    assert controls[1].value == "tiny.safetensors"
+    assert any("fits" in label for label, value in controls[1].choices if value == "tiny.safetensors")
+    assert {"on_ui_settings", "on_ui_tabs", "on_app_started", "on_infotext_pasted"} <= set(webui.callbacks)
+
+
+def test_settings_registered_and_lock_options_restricted_from_api(webui):
+    opts = webui.shared.opts
+    assert opts.safetext_default_enabled is False and opts.safetext_lock is False
+    assert opts.safetext_default_strength == 1.0
+
+
+def test_disabled_is_bit_for_bit_and_enabled_matches_aligned_encoder(webui, sd1):
+    tokens = _tokens(sd1.cond)
+    with torch.no_grad():
+        original = sd1.cond.encode_with_transformers(tokens)
+    before = _state(sd1.cond)
+    _, off, _ = _run(webui, sd1.model, [False, "tiny.safetensors", 1.0, "embedding"])
+    assert torch.equal(off, original)
+    p, on, script = _run(webui, sd1.model, [True, "tiny.safetensors", 1.0, "embedding"])
+    with torch.no_grad():
+        want = sd1.aligned.encode_with_transformers(tokens)
+    assert torch.allclose(on, want, atol=1e-5) and not torch.allclose(on, original, atol=1e-3)
+    assert _same_state(before, _state(sd1.cond))
+    script.postprocess(p, None)
+    with torch.no_grad():
+        assert torch.equal(sd1.cond.encode_with_transformers(tokens), original)
+
+
+def test_strength_and_blend_modes(webui, sd1):
+    tokens = _tokens(sd1.cond)
+    with torch.no_grad():
+        original = sd1.cond.encode_with_transformers(tokens)
+        aligned = sd1.aligned.encode_with_transformers(tokens)
+    _, half, _ = _run(webui, sd1.model, [True, "tiny.safetensors", 0.5, "embedding"])
+    assert torch.allclose(half, torch.lerp(original, aligned, 0.5), atol=1e-5)
+    _, zero, _ = _run(webui, sd1.model, [True, "tiny.safetensors", 0.0, "embedding"])
+    assert torch.equal(zero, original)
+    _, weight1, _ = _run(webui, sd1.model, [True, "tiny.safetensors", 1.0, "weight"])
+    assert torch.allclose(weight1, aligned, atol=1e-5)
+    _, weight_half, _ = _run(webui, sd1.model, [True, "tiny.safetensors", 0.5, "weight"])
+    assert not torch.allclose(weight_half, half, atol=1e-7)  # the two modes differ between the end points
+
+
+def test_clip_skip_goes_through_the_same_path(webui, sd1):
+    webui.shared.opts.CLIP_stop_at_last_layers = 2
+    tokens = _tokens(sd1.cond)
+    with torch.no_grad():
+        want = sd1.aligned.encode_with_transformers(tokens)
+    _, on, _ = _run(webui, sd1.model, [True, "tiny.safetensors", 1.0, "embedding"])
+    assert torch.allclose(on, want, atol=1e-5)
+
+
+def test_cond_cache_cleared_and_infotext_written(webui, sd1):
+    p, _, _ = _run(webui, sd1.model, [True, "tiny", 0.75, "weight"])
+    assert p.cached_c == [None, None] and p.cached_uc == [None, None] and p.cached_hr_c == [None, None]
+    params = p.extra_generation_params
+    assert params["SafeText"] == "tiny" and params["SafeText strength"] == 0.75 and params["SafeText mode"] == "weight"
+    assert len(params["SafeText fingerprint"]) == 12
+    off, _, _ = _run(webui, sd1.model, [False, "tiny", 0.75, "weight"])
+    assert off.cached_c == ["class", "cache"] and "SafeText" not in off.extra_generation_params
+
+
+def test_infotext_paste_reads_values_back(webui):
+    params = {"SafeText": "tiny", "SafeText fingerprint": "abc", "SafeText strength": "0.5", "Steps": 2}
+    webui.script.on_infotext_pasted("", params)
+    assert params["SafeText enabled"] is True and params["SafeText file"] == "tiny.safetensors"
+    assert params["SafeText strength"] == 0.5 and params["SafeText mode"] == "embedding"
+    script = webui.script.SafeTextScript()
+    script.ui(False)
+    readers = [reader for _, reader in script.infotext_fields]
+    assert [r({"SafeText": "tiny", "SafeText strength": 0.25}) for r in readers] == [True, "tiny.safetensors", 0.25, "embedding"]
+    assert readers[0]({"Steps": 2}) is False
+
+
+def test_operator_lock_overrides_a_request_to_disable(webui, sd1):
+    opts = webui.shared.opts
+    opts.safetext_lock, opts.safetext_lock_file, opts.safetext_lock_strength = True, "tiny.safetensors", 1.0
+    tokens = _tokens(sd1.cond)
+    with torch.no_grad():
+        want = sd1.aligned.encode_with_transformers(tokens)
+    p, out, _ = _run(webui, sd1.model, [False, "", 0.0, "weight"])
+    assert torch.allclose(out, want, atol=1e-5)
+    assert p.extra_generation_params["SafeText lock"] is True and p.extra_generation_params["SafeText strength"] == 1.0
+    assert webui.script.validate_request_args([False]) is None  # API: the lock decides, no error
+
+
+@pytest.mark.parametrize("bad", ["../escape", "/etc/passwd", "sub/dir.safetensors", "..", ".hidden", "C:evil", "a\\b"])
+def test_names_never_escape_the_folder(webui, bad):
+    with pytest.raises(webui.script.SafeTextError):
+        webui.script.resolve_file(bad)
+
+
+def test_bad_api_values_are_clear_422_errors(webui, sd1):
+    api = webui.api.Api()
+    script = webui.script.SafeTextScript()
+    defaults = [0, "other script"] + [c.value for c in script.ui(False)]
+    script.args_from, script.args_to = 2, 6
+    runner = SimpleNamespace(alwayson_scripts=[script])
+
+    def call(args):
+        request = SimpleNamespace(alwayson_scripts={"safetext": {"args": args}}, override_settings=None)
+        return api.init_script_args(request, defaults, None, None, runner)
+
+    assert call([True, "tiny.safetensors", 0.5, "weight"]) == [0, "other script", True, "tiny.safetensors", 0.5, "weight"]
+    assert call([True]) == [0, "other script", True, "tiny.safetensors", 1.0, "embedding"]  # the panel's defaults
+    assert call({"enabled": True, "strength": 0.25})[2:] == [True, "tiny.safetensors", 0.25, "embedding"]
+    cases = {
+        "strength": [True, "tiny.safetensors", 1.5],
+        "mode": [True, "tiny.safetensors", 1.0, "sideways"],
+        "not found": [True, "missing.safetensors"],
+        "invalid SafeText file name": [True, "../x.safetensors"],
+        "true or false": ["maybe", "tiny.safetensors"],
+        "at most": [True, "tiny.safetensors", 1.0, "embedding", "extra"],
+        "no SafeText file": [True, ""],
+    }
+    for needle, args in cases.items():
+        with pytest.raises(HTTPException) as info:
+            call(args)
+        assert info.value.status_code == 422 and needle in info.value.detail and info.value.detail.startswith("SafeText:")
+
+
+def test_file_for_another_checkpoint_is_refused_and_generation_fails_closed(webui, sd1):
+    other = random_clip_state(seed=7)
+    _write_file(webui.folder, "other.safetensors", "sd1", {"clip_l": _random_deltas(other)},
+                {"clip_l": fingerprint_state_dict(other)})
+    entries = {e["name"]: e for e in webui.script.list_files()}
+    assert entries["other.safetensors"]["fits"] is False and entries["tiny.safetensors"]["fits"] is True
+    api = webui.api.Api()
+    with pytest.raises(HTTPException) as info:
+        api.init_script_args(SimpleNamespace(alwayson_scripts={"SafeText": {"args": [True, "other"]}}), [], None, None,
+                             SimpleNamespace(alwayson_scripts=[]))
+    assert "another checkpoint" in info.value.detail or "not found" in info.value.detail
+    script = webui.script.SafeTextScript()
+    script.args_from, script.args_to = 1, 5
+    with pytest.raises(HTTPException) as info:
+        api.init_script_args(SimpleNamespace(alwayson_scripts={"SafeText": {"args": [True, "other"]}}),
+                             [0, False, "", 1.0, "embedding"], None, None, SimpleNamespace(alwayson_scripts=[script]))
+    assert "another checkpoint" in info.value.detail
+    p, out, script = _run(webui, sd1.model, [True, "other.safetensors", 1.0, "embedding"])
+    with pytest.raises(webui.script.SafeTextError, match="another checkpoint"):
+        sd1.model.get_learned_conditioning(["a cat"])
+    script.process(_p(sd1.model))  # the next job heals the model
+    assert "get_learned_conditioning" not in sd1.model.__dict__
+
+
+def test_error_in_aligned_pass_leaves_weights_exactly_as_they_were(webui, sd1):
+    before = _state(sd1.cond)
+    identities = {k: id(v) for k, v in sd1.cond.named_parameters()}
+    layer = dict(sd1.cond.named_modules())["wrapped.transformer." + ("text_model." if hasattr(sd1.cond.wrapped.transformer, "text_model") else "") + "encoder.layers.1.mlp.fc1"]
+    calls = {"n": 0}
+
+    def explode(module, inputs, output):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second pass is the aligned one
+            raise RuntimeError("another extension failed")
+
+    handle = layer.register_forward_hook(explode)
+    try:
+        with pytest.raises(RuntimeError, match="another extension"):
+            _run(webui, sd1.model, [True, "tiny.safetensors", 1.0, "embedding"])
+    finally:
+        handle.remove()
+    assert _same_state(before, _state(sd1.cond))
+    assert {k: id(v) for k, v in sd1.cond.named_parameters()} == identities
+    assert all(isinstance(v, nn.Parameter) for _, v in sd1.cond.named_parameters())
+
+
+def test_lora_in_place_weights_keep_the_fingerprint_and_stack(webui, sd1):
+    """The Lora extension edits weights in place and keeps a backup: fingerprint from the backup; LoRA stays."""
+    name = "wrapped.transformer." + ("text_model." if hasattr(sd1.cond.wrapped.transformer, "text_model") else "") + "encoder.layers.0.mlp.fc2"
+    linear = dict(sd1.cond.named_modules())[name]
+    linear.network_weights_backup = linear.weight.detach().clone()
+    with torch.no_grad():
+        linear.weight.add_(0.1)  # "LoRA applied"
+    lora_state = _state(sd1.cond)
+    _, out, _ = _run(webui, sd1.model, [True, "tiny.safetensors", 1.0, "embedding"])
+    assert _same_state(lora_state, _state(sd1.cond))
+    expected = copy.deepcopy(sd1.aligned)
+    with torch.no_grad():
+        dict(expected.named_modules())[name].weight.add_(0.1)
+        want = expected.encode_with_transformers(_tokens(sd1.cond))
+    assert torch.allclose(out, want, atol=1e-5)
+
+
+class _OpenClipBlock(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, max(1, width // 16))
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential()
+        self.mlp.add_module("c_fc", nn.Linear(width, width * 2))
+        self.mlp.add_module("gelu", nn.GELU())
+        self.mlp.add_module("c_proj", nn.Linear(width * 2, width))
+
+    def forward(self, x):
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class _OpenClipText(nn.Module):
+    def __init__(self, width=64, layers=3):
+        super().__init__()
+        self.token_embedding = EmbeddingsWithFixes(nn.Embedding(49408, width))
+        self.positional_embedding = nn.Parameter(torch.zeros(77, width))
+        self.transformer = nn.Module()
+        self.transformer.resblocks = nn.ModuleList([_OpenClipBlock(width) for _ in range(layers)])
+        self.ln_final = nn.LayerNorm(width)
+        self.text_projection = nn.Parameter(torch.zeros(width, width))
+        self.logit_scale = nn.Parameter(torch.tensor(4.6))
+
+    def forward(self, tokens):
+        x = self.token_embedding(tokens) + self.positional_embedding
+        x = x.permute(1, 0, 2)
+        for block in self.transformer.resblocks:
+            x = block(x)
+        x = self.ln_final(x.permute(1, 0, 2))
+        pooled = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ self.text_projection
+        return x, pooled
+
+
+class FrozenOpenCLIPEmbedder2(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+
+class OpenCLIPEmbedder2WithCustomWords(nn.Module):
+    def __init__(self, wrapped):
+        super().__init__()
+        self.wrapped = wrapped
+
+    def encode_with_transformers(self, tokens):
+        z, pooled = self.wrapped.model(tokens)
+        z = z.clone()
+        z.pooled = pooled
+        return z
+
+
+def _openclip_module(canonical):
+    text = _OpenClipText()
+    state = to_openclip(canonical)
+    state["token_embedding.wrapped.weight"] = state.pop("token_embedding.weight")
+    text.load_state_dict(state, strict=True)
+    return text.eval()
+
+
+def test_sdxl_open_clip_names_fused_attention_and_pooled(webui):
+    clip_l_model, clip_l = _sd1_model(webui.shared, seed=3)
+    clip_g = random_clip_state(hidden=64, layers=3, act="gelu", projection=True, seed=4)
+    bigg = OpenCLIPEmbedder2WithCustomWords(FrozenOpenCLIPEmbedder2(_openclip_module(clip_g)))
+    model = FakeSDModel()
+    model.conditioner = SimpleNamespace(embedders=[clip_l_model.cond_stage_model, bigg])
+    webui.shared.sd_model = model
+    family, encs = webui.script.host_encoders(model)
+    assert family == "sdxl" and [e.name for e in encs] == ["clip_l", "clip_g"]
+    assert webui.script.original_state(encs[1]).keys() == clip_g.keys()
+    assert webui.script.encoder_fingerprint(encs[1]) == fingerprint_state_dict(clip_g)
+    only_q = {"text_model.encoder.layers.1.self_attn.q_proj.weight": 0.1 * torch.randn(64, 64),
+              "text_model.encoder.layers.2.mlp.fc1.bias": 0.1 * torch.randn(128)}
+    mapped = webui.script.host_deltas(encs[1], only_q)
+    fused = mapped["wrapped.model.transformer.resblocks.1.attn.in_proj_weight"]
+    assert torch.equal(fused[:64], only_q["text_model.encoder.layers.1.self_attn.q_proj.weight"])
+    assert not fused[64:].any()
+    _write_file(webui.folder, "xl.safetensors", "sdxl",
+                {"clip_l": _random_deltas(clip_l), "clip_g": only_q},
+                {"clip_l": fingerprint_state_dict(clip_l), "clip_g": fingerprint_state_dict(clip_g)})
+    tokens = _tokens(clip_l_model.cond_stage_model)
+    with torch.no_grad():
+        original = bigg.encode_with_transformers(tokens)
+    script = webui.script.SafeTextScript()
+    p = _p(model)
+    script.process_batch(p, True, "xl.safetensors", 0.5, "embedding")
+    with torch.no_grad():
+        blended = bigg.encode_with_transformers(tokens)
+    assert blended.shape == original.shape and not torch.allclose(blended, original)
+    assert hasattr(blended, "pooled") and not torch.allclose(blended.pooled, original.pooled)
+    script.postprocess(p, None)
+    with torch.no_grad():
+        again = bigg.encode_with_transformers(tokens)
+    assert torch.equal(again, original) and torch.equal(again.pooled, original.pooled)
+
+
+def test_forge_patches_a_clone_and_restores_it(webui):
+    canonical = random_clip_state(seed=5)
+
+    class Patcher:
+        def __init__(self):
+            self.calls = []
+
+        def add_patches(self, *, filename, patches, strength_patch=1.0, strength_model=1.0):
+            self.calls.append((filename, patches, strength_patch))
+
+    class Clip:
+        def __init__(self):
+            self.patcher = Patcher()
+            self.cond_stage_model = SimpleNamespace(
+                state_dict=lambda: {"clip_l.transformer." + k: v for k, v in canonical.items()})
+
+        def clone(self):
+            return Clip()
+
+    original_clip = Clip()
+    model = FakeSDModel()
+    model.forge_objects = SimpleNamespace(clip=original_clip)
+    webui.shared.sd_model = model
+    _write_file(webui.folder, "forge.safetensors", "sd1", {"clip_l": _random_deltas(canonical)},
+                {"clip_l": fingerprint_state_dict(canonical)})
+    p = _p(model)
+    p.clear_prompt_cache = lambda: setattr(p, "cleared", True)
+    script = webui.script.SafeTextScript()
+    script.process_batch(p, True, "forge.safetensors", 0.8, "weight")
+    patched = model.forge_objects.clip
+    assert patched is not original_clip and p.cleared
+    (filename, patches, strength), = patched.patcher.calls
+    assert strength == 0.8 and all(k.startswith("clip_l.transformer.text_model.") for k in patches)
+    assert all(v[0] == "diff" for v in patches.values())
+    script.postprocess(p, None)
+    assert model.forge_objects.clip is original_clip
+
+
+def test_training_writes_a_fitting_file_and_interrupt_writes_none(webui, sd1):
+    from conftest import SAFE_WORDS, UNSAFE_WORDS
+
+    unsafe = "\n".join(f"{w}, {s}" for w in UNSAFE_WORDS for s in ("photo", "sketch", "4k"))
+    safe = "\n".join(f"{w}, {s}" for w in SAFE_WORDS for s in ("photo", "sketch", "4k"))
+    before = _state(sd1.cond)
+    result = webui.script.train([], unsafe, safe, True, steps=2, learning_rate=1e-3, batch_size=4, name="trained")
+    assert result["file"] == "trained.safetensors" and result["steps_run"] >= 1
+    entries = {e["name"]: e for e in webui.script.list_files()}
+    assert entries["trained.safetensors"]["fits"] is True
+    assert webui.script.TRAINING["phase"] == "done"
+    assert _same_state(before, _state(sd1.cond))
+    webui.shared.state.interrupted = True
+    import safetext_core
+
+    with pytest.raises(safetext_core.AlignmentCancelled):
+        webui.script.train([], unsafe, safe, True, steps=3, batch_size=4, name="stopped")
+    assert not (webui.folder / "stopped.safetensors").exists()
+    assert not [p for p in webui.folder.iterdir() if "stopped" in p.name]
+    with pytest.raises(webui.script.SafeTextError, match="already exists"):
+        webui.script.train([], unsafe, safe, True, steps=1, name="trained")
+
+
+def test_install_py_detects_host_and_never_installs_torch(monkeypatch, tmp_path):
+    calls = []
+    launch = types.ModuleType("launch")
+    launch.is_installed = lambda name: name not in ("safetensors",)
+    launch.run_pip = lambda command, desc=None: calls.append(command)
+    monkeypatch.setitem(sys.modules, "launch", launch)
+    spec = importlib.util.spec_from_file_location("safetext_install_under_test", ROOT / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.detect_host() == "a1111"
+    module.main()
+    assert calls and all("torch" not in c for c in calls)
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        assert not line.strip().lower().startswith(("torch", "torchvision"))
+
+
+@pytest.mark.skipif(not __import__("shutil").which("node"), reason="node is not installed")
+def test_javascript_parses_and_runs_without_a_page():
+    for path in sorted((ROOT / "javascript").glob("*.js")):
+        subprocess.run(["node", "--check", str(path)], check=True)
+        subprocess.run(["node", str(path)], check=True, timeout=20)
+
+
+def test_refiner_fails_closed(webui, sd1):
+    script = webui.script.SafeTextScript()
+    p = _p(sd1.model)
+    p.refiner_checkpoint = "refiner.safetensors"
+    script.process_batch(p, True, "tiny.safetensors", 1.0, "embedding")
+    with pytest.raises(webui.script.SafeTextError, match="refiner"):
+        sd1.model.get_learned_conditioning(["a cat"])
+    p.refiner_checkpoint = None
+    script.process_batch(p, False)
+    assert "get_learned_conditioning" not in sd1.model.__dict__
