@@ -45,12 +45,18 @@ def shifted_parameters(module: nn.Module, deltas: Mapping[str, torch.Tensor], st
         if name not in params:
             raise KeyError(f"this encoder has no parameter {name}; the SafeText file does not fit it")
         weight = params[name]
-        key = (name, weight.data_ptr(), weight.dtype, weight.device, strength, weight._version)
-        if cache is not None and key in cache:
+        key = None
+        if cache is not None:
+            try:
+                version = weight._version
+            except RuntimeError:  # inference tensors (ComfyUI) keep no version counter; they are never edited in place
+                version = -1
+            key = (name, weight.data_ptr(), weight.dtype, weight.device, strength, version)
+        if key is not None and key in cache:
             out[name] = cache[key]
             continue
         shifted = (weight.detach().float() + strength * delta.to(weight.device, torch.float32)).to(weight.dtype)
-        if cache is not None:
+        if key is not None:
             cache[key] = shifted
         out[name] = shifted
     return out

@@ -64,6 +64,9 @@ def atomic_save(tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict[
     os.close(fd)
     try:
         save_file(dict(tensors), temporary, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any other
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

@@ -450,3 +450,20 @@ def test_generic_masked_encoder_counts_only_real_tokens(prompt_sets):
     outcome = run_alignment(encoders, prompt_sets, AlignConfig(steps=3, batch_size=4, eval_every=0), draw=False)
     assert outcome.file.family == "generic" and outcome.file.deltas["text"]
     assert isinstance(encoders, EncoderSet)
+
+
+def test_shifted_parameters_accept_inference_tensors():
+    """ComfyUI holds weights as inference tensors, which have no version counter."""
+    from safetext_core.blend import shifted_parameters
+
+    with torch.inference_mode():
+        module = torch.nn.Linear(4, 4)
+        shifted = shifted_parameters(module, {"weight": torch.ones(4, 4)}, 0.5, cache={})
+        assert torch.allclose(shifted["weight"], module.weight + 0.5)
+
+
+def test_saved_files_are_readable_like_other_model_files(sd1_trained):
+    path = sd1_trained[3] / "model.safetext.safetensors"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
