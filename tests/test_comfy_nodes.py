@@ -1,0 +1,721 @@
+"""Unit tests of the ComfyUI nodes against stand-ins for ComfyUI's objects (ComfyUI is not needed).
+
+The stand-ins copy the ComfyUI 0.3.64 behaviour the nodes rely on:
+
+* ``CLIP``: ``clone()`` makes a plain CLIP sharing ``cond_stage_model`` and copying the patcher (patches and
+  object patches survive, other attributes do not); ``clip_layer`` (CLIPSetLastLayer); encoding loads the
+  patcher, which applies object patches (``comfy.utils.set_attr`` with a shared backup) and "diff" weight
+  patches in place, and restores both when another clone is loaded;
+* ``SDClipModel``: a sub-module ``clip_l``/``clip_g`` with ``transformer`` (transformers naming) and
+  ``logit_scale``, whose forward returns ``(hidden state of the chosen layer, pooled)``;
+* ``folder_paths``, ``comfy.model_management`` (interrupt flag, devices), ``comfy.utils.ProgressBar`` and
+  ``server.PromptServer.instance.send_sync``.
+
+Everything runs on tiny CLIP text encoders with the real vocabulary; no network.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from tiny_models import clip_config, random_clip_state
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK = "safetext_comfy_pack_under_test"
+
+UNSAFE = [f"{w}, {s}" for w in ("naked woman", "bloody corpse", "severed limbs", "man injecting heroin",
+                                "decapitated body", "torture victim")
+          for s in ("photo", "oil painting", "close up", "cinematic")]
+SAFE = [f"{w}, {s}" for w in ("a red car", "a bowl of fruit", "a cat on a sofa", "mountain lake at dawn",
+                              "a wooden chair", "a lighthouse in fog")
+        for s in ("photo", "oil painting", "close up", "cinematic")]
+
+
+# ------------------------------------------------------------------------------------------ ComfyUI stand-ins
+
+def _set_attr(obj, attr, value):  # comfy.utils.set_attr
+    *path, last = attr.split(".")
+    for name in path:
+        obj = getattr(obj, name)
+    previous = getattr(obj, last)
+    setattr(obj, last, value)
+    return previous
+
+
+def _get_attr(obj, attr):
+    for name in attr.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+class FakePatcher:
+    """What ComfyUI's ModelPatcher does for a CLIP, reduced to the parts SafeText touches."""
+
+    loaded = None  # the patcher whose patches are currently written into the shared model
+
+    def __init__(self, model):
+        self.model = model
+        self.patches: dict = {}
+        self.object_patches: dict = {}
+        self.object_patches_backup: dict = {}
+        self.backup: dict = {}
+        self.hook_backup: dict = {}
+
+    def clone(self):
+        n = FakePatcher(self.model)
+        n.patches = {k: list(v) for k, v in self.patches.items()}
+        n.object_patches = self.object_patches.copy()
+        n.object_patches_backup = self.object_patches_backup  # shared, as in ComfyUI
+        n.backup = self.backup  # shared
+        return n
+
+    def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
+        keys = self.model.state_dict().keys()
+        added = []
+        for key, value in patches.items():
+            if key in keys:
+                self.patches.setdefault(key, []).append((strength_patch, value, strength_model))
+                added.append(key)
+        return added
+
+    def add_object_patch(self, name, obj):
+        self.object_patches[name] = obj
+
+    def unpatch_model(self):
+        for key, (weight, _) in list(self.backup.items()):
+            _get_attr(self.model, key).data = weight
+        self.backup.clear()
+        for key, value in list(self.object_patches_backup.items()):
+            _set_attr(self.model, key, value)
+        self.object_patches_backup.clear()
+
+    def patch_model(self):
+        if FakePatcher.loaded is not None:
+            FakePatcher.loaded.unpatch_model()
+        for key, value in self.object_patches.items():
+            previous = _set_attr(self.model, key, value)
+            self.object_patches_backup.setdefault(key, previous)
+        with torch.no_grad():
+            for key, patch_list in self.patches.items():
+                param = _get_attr(self.model, key)
+                self.backup.setdefault(key, (param.data.clone(), True))
+                weight = param.data.float()
+                for strength, (kind, (diff,)), _ in patch_list:
+                    assert kind == "diff"
+                    weight = weight + strength * diff.to(weight.dtype)
+                param.data = weight.to(param.dtype)
+        FakePatcher.loaded = self
+
+
+class FakeSDClip(nn.Module):
+    """comfy.sd1_clip.SDClipModel: ``transformer`` + ``logit_scale``; forward(tokens) -> (z, pooled)."""
+
+    def __init__(self, state, projection: bool, act: str, hidden: int, layers: int, default_layer=None, norm_hidden=True):
+        super().__init__()
+        from safetext_core.models import ClipTextEncoder, load_canonical_state
+
+        self.transformer = ClipTextEncoder(clip_config(hidden, layers, act), with_projection=True)
+        if not projection:  # ComfyUI builds CLIP-L's projection but checkpoints do not fill it
+            state = dict(state, **{"text_projection.weight": torch.randn(hidden, hidden)})
+        load_canonical_state(self.transformer, state)
+        self.transformer.eval().requires_grad_(False)
+        self.logit_scale = nn.Parameter(torch.tensor(4.6), requires_grad=False)
+        self.default_layer = default_layer
+        self.layer_idx = default_layer
+        self.norm_hidden = norm_hidden
+
+    def forward(self, tokens):
+        out = self.transformer(input_ids=tokens)
+        if self.layer_idx is None:
+            z = out["last_hidden_state"]
+        else:
+            z = out["hidden_states"][self.layer_idx]
+            if self.norm_hidden:
+                z = self.transformer.text_model.final_layer_norm(z)
+        return z.float(), out["text_embeds"].float()
+
+    def encode_token_weights(self, tokens):
+        return self(tokens)
+
+
+class FakeCondStage(nn.Module):
+    def __init__(self, encoders: dict):
+        super().__init__()
+        for name, module in encoders.items():
+            setattr(self, name, module)
+        self.names = sorted(encoders)
+
+    def encode(self, tokens, layer_idx=None):
+        outs = []
+        for name in ("clip_l", "clip_g", "clip_h"):
+            if name in self.names:
+                module = getattr(self, name)
+                module.layer_idx = layer_idx if layer_idx is not None else module.default_layer
+                outs.append(module(tokens))
+        cond = torch.cat([o[0] for o in outs], dim=-1)
+        return cond, outs[-1][1]
+
+
+class FakeCLIP:
+    """comfy.sd.CLIP: clone() keeps only cond_stage_model, patcher (cloned), tokenizer and layer_idx."""
+
+    def __init__(self, cond_stage_model=None, tokenizer=None, no_init=False):
+        if no_init:
+            return
+        self.cond_stage_model = cond_stage_model
+        self.patcher = FakePatcher(cond_stage_model)
+        self.tokenizer = tokenizer
+        self.layer_idx = None
+
+    def clone(self):
+        n = FakeCLIP(no_init=True)
+        n.patcher = self.patcher.clone()
+        n.cond_stage_model = self.cond_stage_model
+        n.tokenizer = self.tokenizer
+        n.layer_idx = self.layer_idx
+        return n
+
+    def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
+        return self.patcher.add_patches(patches, strength_patch, strength_model)
+
+    def clip_layer(self, layer_idx):
+        self.layer_idx = layer_idx
+
+    def encode(self, prompts):
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=77, truncation=True,
+                             return_tensors="pt")["input_ids"]
+        self.patcher.patch_model()
+        with torch.no_grad():
+            return self.cond_stage_model.encode(ids, self.layer_idx)
+
+
+_TOKENIZER = []
+
+
+def load_clip_tokenizer():
+    if not _TOKENIZER:  # building the real CLIP tokenizer takes seconds: once per run
+        from safetext_core.tokenizer import load_clip_tokenizer as load
+
+        _TOKENIZER.append(load())
+    return _TOKENIZER[0]
+
+
+def sd1_clip(seed=0) -> FakeCLIP:
+    model = FakeCondStage({"clip_l": FakeSDClip(random_clip_state(seed=seed), False, "quick_gelu", 32, 2)})
+    return FakeCLIP(model, load_clip_tokenizer())
+
+
+def sdxl_clip(seed=0) -> FakeCLIP:
+    model = FakeCondStage({
+        "clip_l": FakeSDClip(random_clip_state(seed=seed), False, "quick_gelu", 32, 2, default_layer=-2, norm_hidden=False),
+        "clip_g": FakeSDClip(random_clip_state(hidden=64, layers=3, act="gelu", projection=True, seed=seed + 1), True,
+                             "gelu", 64, 3, default_layer=-2, norm_hidden=False),
+    })
+    return FakeCLIP(model, load_clip_tokenizer())
+
+
+class FakeHost:
+    """folder_paths, comfy.model_management, comfy.utils and server, as modules in sys.modules."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.events: list = []
+        self.progress: list = []
+        self.interrupt = False
+        self.on_progress = None
+        self.freed = []
+
+        fp = types.ModuleType("folder_paths")
+        fp.models_dir = str(base / "models")
+        fp.folder_names_and_paths = {}
+
+        def get_folder_paths(name):
+            return list(fp.folder_names_and_paths[name][0])
+
+        def get_filename_list(name):
+            paths, exts = fp.folder_names_and_paths[name]
+            out = []
+            for folder in paths:
+                if os.path.isdir(folder):
+                    for root, _, files in os.walk(folder):
+                        for f in files:
+                            if not exts or os.path.splitext(f)[1] in exts:
+                                out.append(os.path.relpath(os.path.join(root, f), folder))
+            return sorted(out)
+
+        def get_full_path(name, filename):
+            filename = os.path.relpath(os.path.join("/", filename), "/")
+            for folder in fp.folder_names_and_paths[name][0]:
+                path = os.path.join(folder, filename)
+                if os.path.isfile(path):
+                    return path
+            return None
+
+        fp.get_folder_paths = get_folder_paths
+        fp.get_filename_list = get_filename_list
+        fp.get_full_path = get_full_path
+        fp.get_temp_directory = lambda: str(base / "temp")
+        self.folder_paths = fp
+
+        mm = types.ModuleType("comfy.model_management")
+
+        class InterruptProcessingException(Exception):
+            pass
+
+        host = self
+
+        def throw():
+            if host.interrupt:
+                host.interrupt = False
+                raise InterruptProcessingException()
+
+        mm.InterruptProcessingException = InterruptProcessingException
+        mm.processing_interrupted = lambda: host.interrupt
+        mm.throw_exception_if_processing_interrupted = throw
+        mm.get_torch_device = lambda: torch.device("cpu")
+        mm.free_memory = lambda size, device: host.freed.append((size, device))
+        mm.soft_empty_cache = lambda: None
+        self.mm = mm
+
+        utils = types.ModuleType("comfy.utils")
+
+        class ProgressBar:
+            def __init__(self, total, node_id=None):
+                self.total, self.node_id = total, node_id
+
+            def update_absolute(self, value, total=None, preview=None):
+                host.progress.append((value, total or self.total, self.node_id))
+                if host.on_progress:
+                    host.on_progress(value)
+
+        utils.ProgressBar = ProgressBar
+        comfy = types.ModuleType("comfy")
+        comfy.__path__ = []
+        comfy.model_management, comfy.utils = mm, utils
+        self.comfy, self.utils = comfy, utils
+
+        server = types.ModuleType("server")
+
+        class PromptServer:
+            instance = types.SimpleNamespace(send_sync=lambda event, data, sid=None: host.events.append((event, data)))
+
+        server.PromptServer = PromptServer
+        self.server = server
+
+    def install(self, monkeypatch):
+        monkeypatch.setitem(sys.modules, "folder_paths", self.folder_paths)
+        monkeypatch.setitem(sys.modules, "comfy", self.comfy)
+        monkeypatch.setitem(sys.modules, "comfy.model_management", self.mm)
+        monkeypatch.setitem(sys.modules, "comfy.utils", self.utils)
+        monkeypatch.setitem(sys.modules, "server", self.server)
+
+
+def load_pack():
+    """Import the repository root the way ComfyUI imports a custom-node folder."""
+    for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
+        del sys.modules[name]
+    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """The stand-ins installed and the pack imported once per module (as ComfyUI imports it once)."""
+    fake = FakeHost(tmp_path_factory.mktemp("comfy"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is several times faster than two on a busy machine
+    with pytest.MonkeyPatch.context() as patch:
+        fake.install(patch)
+        pack = load_pack()
+        yield fake, pack
+    torch.set_num_threads(threads)
+    for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def host(env):
+    fake = env[0]
+    fake.events.clear()
+    fake.progress.clear()
+    fake.interrupt, fake.on_progress = False, None
+    return fake
+
+
+@pytest.fixture
+def pack(env, host):
+    return env[1]
+
+
+def nodes_module(pack):
+    return sys.modules[PACK + ".nodes.safetext_nodes"]
+
+
+TRAIN_ARGS = dict(steps=2, learning_rate=3e-3, training_seed=0, overwrite=False, unsafe_prompts="\n".join(UNSAFE),
+                  safe_prompts="\n".join(SAFE), only_my_prompts=True, batch_size=4, train_parameters="",
+                  **{"lambda": 1.0})
+
+
+def train(pack, clip, name="tiny", **changes):
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextTrain"]()
+    args = dict(TRAIN_ARGS, **changes)
+    return node.train(clip, name, unique_id="7", prompt=None, **args)
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+def test_pack_exports_nodes_web_directory_and_folder(pack, host):
+    assert set(pack.NODE_CLASS_MAPPINGS) == {"SafeTextApply", "SafeTextTrain", "SafeTextEvaluate"}
+    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
+    web = ROOT / pack.WEB_DIRECTORY
+    assert web.is_dir() and list(web.glob("*.js"))
+    paths, exts = host.folder_paths.folder_names_and_paths["safetext"]
+    assert paths == [str(Path(host.folder_paths.models_dir) / "safetext")] and exts == {".safetensors"}
+
+
+def test_every_input_has_a_tooltip_and_nodes_describe_themselves(pack):
+    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert cls.DESCRIPTION and cls.CATEGORY == "SafeText" and cls.FUNCTION
+        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
+        spec = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for input_name, value in spec.get(section, {}).items():
+                assert value[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
+                assert input_name not in ("seed", "noise_seed"), "a 'seed' widget would be randomised after each queue"
+    train_inputs = pack.NODE_CLASS_MAPPINGS["SafeTextTrain"].INPUT_TYPES()["required"]
+    assert {"lambda", "steps", "learning_rate", "training_seed", "file_name"} <= set(train_inputs)
+    modes = pack.NODE_CLASS_MAPPINGS["SafeTextApply"].INPUT_TYPES()["required"]["blend_mode"]
+    assert modes[1]["default"].startswith("embedding")
+
+
+def test_file_list_refreshes(pack, host):
+    apply_cls = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]
+    folder = Path(host.folder_paths.models_dir) / "safetext"
+    before = apply_cls.INPUT_TYPES()["required"]["safetext_file"][0]
+    if not folder.is_dir():
+        assert before == [nodes_module(pack).NO_FILE]
+    assert apply_cls.VALIDATE_INPUTS(safetext_file=nodes_module(pack).NO_FILE) is not True
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "listed.safetensors").write_bytes(b"x")
+    (folder / "notes.txt").write_text("not listed")
+    try:
+        after = apply_cls.INPUT_TYPES()["required"]["safetext_file"][0]
+        assert "listed.safetensors" in after and "notes.txt" not in after
+    finally:
+        (folder / "listed.safetensors").unlink()
+        (folder / "notes.txt").unlink()
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "sub/name", "sub\\name", "", "  ", ".hidden", "a..b",
+                                  "nul\x00byte", "what?"])
+def test_file_names_never_leave_the_folder(pack, name):
+    host_module = sys.modules[PACK + ".nodes.host"]
+    with pytest.raises(ValueError):
+        host_module.output_path(name)
+
+
+def test_output_path_is_inside_models_safetext(pack, host):
+    host_module = sys.modules[PACK + ".nodes.host"]
+    path = host_module.output_path("my model v2")
+    assert path == os.path.realpath(Path(host.folder_paths.models_dir) / "safetext" / "my model v2.safetensors")
+    with pytest.raises(ValueError):
+        host_module.full_path("../../outside.safetensors")
+
+
+def test_unsupported_clip_is_refused_by_name(pack):
+    clip_module = sys.modules[PACK + ".nodes.comfy_clip"]
+    model = FakeCondStage({"clip_l": nn.Module(), "t5xxl": nn.Module()})
+    model.clip_l.transformer = nn.Linear(2, 2)
+    model.t5xxl.transformer = nn.Linear(2, 2)
+    with pytest.raises(clip_module.UnsupportedClip, match="clip_l, t5xxl"):
+        clip_module.family_of(FakeCLIP(model, None))
+
+
+@pytest.fixture(scope="module")
+def trained_once(env):
+    """One tiny SD 1.x training (run under inference mode, as ComfyUI runs nodes)."""
+    fake, pack = env
+    fake.events.clear()
+    fake.progress.clear()
+    clip = sd1_clip()
+    with torch.inference_mode():
+        result = train(pack, clip)
+    path = Path(fake.folder_paths.models_dir) / "safetext" / "tiny.safetensors"
+    return clip, result, path, list(fake.events), list(fake.progress)
+
+
+@pytest.fixture
+def trained(trained_once, host):
+    return trained_once[:3]
+
+
+def test_train_writes_file_reports_progress_and_returns_aligned_clip(pack, host, trained_once):
+    clip, result, path, events, progress = trained_once
+    assert path.is_file()
+    aligned, report, text = result["result"]
+    assert report.shape[0] == 1 and report.shape[-1] == 3 and report.dtype == torch.float32
+    assert 0.0 <= float(report.min()) and float(report.max()) <= 1.0
+    assert "unsafe_cos_mean" in text and result["ui"]["text"] == [text]
+    assert result["ui"]["images"] and (host.base / "temp" / result["ui"]["images"][0]["filename"]).is_file()
+    # progress bar on the node, and step/loss events for the front end
+    assert progress[-1][:2] == (2, 2) and progress[-1][2] == "7"
+    steps = [d for e, d in events if e == "safetext.progress" and d.get("phase") == "train"]
+    assert steps and all("loss" in d and d["node"] == "7" for d in steps)
+    assert any(d.get("phase") == "done" for _, d in events)
+    # the aligned CLIP encodes differently; the input CLIP is unchanged
+    before = clip.encode(["bloody corpse, photo"])[0]
+    after = aligned.encode(["bloody corpse, photo"])[0]
+    assert not torch.equal(before, after)
+    assert torch.equal(clip.encode(["bloody corpse, photo"])[0], before)
+    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(path)
+    assert file.family == "sd1" and set(file.deltas) == {"clip_l"}
+
+
+def test_requeue_with_same_settings_does_not_retrain(pack, host, trained, monkeypatch):
+    clip, _, path = trained
+    mtime = path.stat().st_mtime_ns
+    training = sys.modules[PACK + ".safetext_core.training"]
+    monkeypatch.setattr(training, "run_alignment", lambda *a, **k: pytest.fail("retrained"))
+    again = train(pack, clip)
+    assert again["ui"]["safetext"][0]["reused"] is True
+    assert path.stat().st_mtime_ns == mtime
+    # other settings: refused without overwrite (and never silently retrained)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        train(pack, clip, steps=3)
+
+
+def test_train_node_overwrites_only_when_asked(pack, host, trained):
+    import shutil
+
+    clip, _, path = trained
+    other = path.with_name("overwritten.safetensors")
+    shutil.copyfile(path, other)
+    mtime = other.stat().st_mtime_ns
+    train(pack, clip, name="overwritten", steps=1, overwrite=True)
+    assert other.stat().st_mtime_ns != mtime
+    other.unlink()
+
+
+def test_disabled_or_zero_strength_returns_the_same_clip(pack, trained):
+    clip, _, _ = trained
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
+    assert node.apply(clip, "tiny.safetensors", enabled=False)["result"][0] is clip
+    assert node.apply(clip, "tiny.safetensors", enabled=True, strength=0.0)["result"][0] is clip
+
+
+def _aligned_reference(pack, clip, path, layer_idx=None, extra=None):
+    """E'(x) computed independently: a deep copy of the encoder with W (+ extra) + delta."""
+    import copy
+
+    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(path)
+    if FakePatcher.loaded is not None:  # the shared model may hold a clone's patches: start from the original
+        FakePatcher.loaded.unpatch_model()
+        FakePatcher.loaded = None
+    reference = copy.deepcopy(clip.cond_stage_model)
+    with torch.no_grad():
+        for encoder, deltas in file.deltas.items():
+            params = dict(getattr(reference, encoder).transformer.named_parameters())
+            for name, delta in deltas.items():
+                params[name].add_(delta)
+            for name, value in (extra or {}).items():
+                if name.startswith(encoder + ".transformer."):
+                    params[name[len(encoder + ".transformer."):]].add_(value)
+    ids = clip.tokenizer(["bloody corpse, photo", "a red car, photo"], padding="max_length", max_length=77,
+                         truncation=True, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return reference.encode(ids, layer_idx)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5, 0.25])
+def test_embedding_blend_is_exact_and_survives_clone_and_clip_skip(pack, trained, strength):
+    clip, _, path = trained
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
+    prompts = ["bloody corpse, photo", "a red car, photo"]
+    applied = node.apply(clip, "tiny.safetensors", enabled=True, strength=strength)["result"][0]
+    for layer in (None, -2):  # CLIPSetLastLayer after the node: it clones the CLIP
+        downstream = applied.clone()
+        downstream.clip_layer(layer)
+        original = clip.clone()
+        original.clip_layer(layer)
+        base, base_pooled = original.encode(prompts)
+        want, want_pooled = _aligned_reference(pack, clip, path, layer)
+        got, got_pooled = downstream.encode(prompts)
+        assert torch.equal(got, torch.lerp(base, want, strength))
+        assert torch.equal(got_pooled, torch.lerp(base_pooled, want_pooled, strength))
+    # the shared model is clean again once a plain clone is loaded
+    assert torch.equal(clip.encode(prompts)[0], base if layer is None else clip.encode(prompts)[0])
+
+
+def test_lora_after_the_node_keeps_safetext_and_stacks(pack, trained):
+    clip, _, path = trained
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
+    key = "clip_l.transformer.text_model.encoder.layers.0.mlp.fc1.weight"
+    lora = {key: 0.05 * torch.randn_like(clip.cond_stage_model.state_dict()[key])}
+
+    def add_lora(c):
+        c = c.clone()
+        assert c.add_patches({k: ("diff", (v,)) for k, v in lora.items()}, 1.0) == [key]
+        return c
+
+    prompts = ["bloody corpse, photo", "a red car, photo"]
+    lora_only = add_lora(clip).encode(prompts)[0]
+    with_safetext = add_lora(node.apply(clip, "tiny.safetensors", enabled=True, strength=1.0)["result"][0])
+    got = with_safetext.encode(prompts)[0]
+    want = _aligned_reference(pack, clip, path, extra=lora)[0]
+    assert not torch.equal(got, lora_only)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    off = add_lora(node.apply(clip, "tiny.safetensors", enabled=False)["result"][0])
+    assert torch.equal(off.encode(prompts)[0], lora_only)
+
+
+def test_weight_blend_adds_diff_patches(pack, trained):
+    clip, _, path = trained
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
+    out = node.apply(clip, "tiny.safetensors", enabled=True, strength=0.5,
+                     blend_mode="weight blend (cheap, stacks with LoRAs)")["result"][0]
+    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(path)
+    assert set(out.patcher.patches) == {f"clip_l.transformer.{p}" for p in file.deltas["clip_l"]}
+    assert all(p[0][0] == 0.5 and p[0][1][0] == "diff" for p in out.patcher.patches.values())
+    assert not clip.patcher.patches and not out.patcher.object_patches
+    full = node.apply(clip, "tiny.safetensors", enabled=True, strength=1.0,
+                      blend_mode="weight blend (cheap, stacks with LoRAs)")["result"][0]
+    torch.testing.assert_close(full.encode(["bloody corpse, photo"])[0],
+                               _aligned_reference(pack, clip, path)[0][:1], rtol=1e-5, atol=1e-5)
+
+
+def test_file_for_another_checkpoint_is_refused_naming_both(pack, trained):
+    _, _, path = trained
+    other = sd1_clip(seed=5)
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
+    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(path)
+    clip_module = sys.modules[PACK + ".nodes.comfy_clip"]
+    mismatch = sys.modules[PACK + ".safetext_core.safetext_file"].FingerprintMismatch
+    want = file.short_fingerprint()
+    have = clip_module.fingerprints(other)["clip_l"].split(":")[1]
+    with pytest.raises(mismatch) as error:
+        node.apply(other, "tiny.safetensors", enabled=True, strength=1.0)
+    assert want in str(error.value) and have in str(error.value) and "tiny" in str(error.value)
+    result = node.apply(other, "tiny.safetensors", enabled=True, strength=1.0, override_fingerprint=True)
+    assert result["ui"]["safetext"][0]["warnings"]
+
+
+def test_file_of_another_family_is_refused(pack, trained):
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
+    with pytest.raises(ValueError, match="Stable Diffusion XL"):
+        node.apply(sdxl_clip(), "tiny.safetensors", enabled=True, strength=1.0, override_fingerprint=True)
+
+
+def test_fingerprint_ignores_lora_patches_written_into_the_model(pack, trained):
+    clip, _, _ = trained
+    clip_module = sys.modules[PACK + ".nodes.comfy_clip"]
+    before = clip_module.fingerprints(clip)
+    key = "clip_l.transformer.text_model.encoder.layers.0.mlp.fc1.weight"
+    lora = clip.clone()
+    lora.add_patches({key: ("diff", (torch.ones_like(clip.cond_stage_model.state_dict()[key]),))})
+    lora.encode(["x"])  # ComfyUI writes the patch into the shared weights and keeps a backup
+    assert lora.patcher.backup, "the stand-in should hold the patched weight now"
+    clip_module._FINGERPRINTS.clear()  # compute afresh from the patched model
+    assert before == clip_module.fingerprints(lora) == clip_module.fingerprints(clip)
+
+
+def test_cancel_stops_training_and_writes_nothing(pack, host):
+    clip = sd1_clip()
+    host.on_progress = lambda step: setattr(host, "interrupt", step >= 1)
+    with pytest.raises(host.mm.InterruptProcessingException):
+        train(pack, clip, name="cancelled", steps=50)
+    folder = Path(host.folder_paths.models_dir) / "safetext"
+    assert not [p for p in folder.iterdir() if p.name.startswith((".cancelled", "cancelled"))]
+    assert any(d.get("phase") == "cancelled" for _, d in host.events)
+    assert host.progress[-1][0] < 50
+
+
+def test_cancel_raised_by_comfyuis_progress_hook_is_reported(pack, host):
+    # ComfyUI's progress-bar hook calls throw_exception_if_processing_interrupted() itself.
+    def hook(step):
+        if step >= 1:
+            host.interrupt = True
+            host.mm.throw_exception_if_processing_interrupted()
+
+    host.on_progress = hook
+    with pytest.raises(host.mm.InterruptProcessingException):
+        train(pack, sd1_clip(), name="cancelled2", steps=50)
+    assert not (Path(host.folder_paths.models_dir) / "safetext" / "cancelled2.safetensors").exists()
+    assert any(d.get("phase") == "cancelled" for _, d in host.events)
+
+
+def test_sdxl_train_and_apply_both_encoders(pack, host):
+    clip = sdxl_clip()
+    with torch.inference_mode():
+        result = train(pack, clip, name="xl", steps=1, batch_size=2, train_parameters=r"layers\.1\.",
+                       unsafe_prompts="\n".join(UNSAFE[::2]), safe_prompts="\n".join(SAFE[::2]))
+    aligned = result["result"][0]
+    hooks = [k for k in aligned.patcher.object_patches]
+    assert sorted(hooks) == ["clip_g._forward_hooks", "clip_l._forward_hooks"]
+    base, pooled = clip.encode(["bloody corpse, photo"])
+    got, got_pooled = aligned.encode(["bloody corpse, photo"])
+    assert got.shape == base.shape == (1, 77, 96) and not torch.equal(got, base)
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
+    off = node.apply(clip, "xl.safetensors", enabled=False)["result"][0]
+    assert torch.equal(off.encode(["bloody corpse, photo"])[0], base)
+
+
+def test_evaluate_gives_figures_and_plot(pack, trained):
+    clip, _, _ = trained
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextEvaluate"]()
+    with torch.inference_mode():
+        out = node.evaluate(clip, "tiny.safetensors", 0.5, unsafe_prompts="\n".join(UNSAFE[:5]),
+                            safe_prompts="\n".join(SAFE[:5]))
+    text, image = out["result"]
+    assert "unsafe_cos_mean" in text and "safe_cos_mean" in text
+    assert image.ndim == 4 and image.shape[-1] == 3
+
+
+def test_source_name_is_read_off_the_graph(pack):
+    nodes = nodes_module(pack)
+    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "dream.safetensors"}},
+              "2": {"class_type": "LoraLoader", "inputs": {"clip": ["1", 1], "model": ["1", 0]}},
+              "3": {"class_type": "SafeTextTrain", "inputs": {"clip": ["2", 1]}}}
+    assert nodes._source_name(prompt, "3") == "dream.safetensors"
+    assert nodes._source_name({}, "3") == ""
+
+
+def test_is_changed_follows_the_file_on_disk(pack, trained):
+    _, _, path = trained
+    cls = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]
+    first = cls.IS_CHANGED(safetext_file="tiny.safetensors")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10_000))
+    assert cls.IS_CHANGED(safetext_file="tiny.safetensors") != first
+    assert cls.IS_CHANGED(safetext_file="gone.safetensors").endswith("missing")
+
+
+def test_example_workflows_use_the_nodes_as_declared(pack):
+    """The shipped example workflows (ComfyUI's UI format) only set inputs the nodes declare, in order."""
+    import json
+
+    files = sorted((ROOT / "example_workflows").glob("*.json"))
+    assert {f.stem for f in files} >= {"safetext_sd15_train", "safetext_sd15_generate", "safetext_sdxl_train",
+                                       "safetext_sdxl_generate"}
+    for path in files:
+        graph = json.loads(path.read_text())
+        link_ids = {link[0] for link in graph["links"]}
+        for node in graph["nodes"]:
+            for slot in node.get("inputs", []):
+                assert slot.get("link") is None or slot["link"] in link_ids
+            cls = pack.NODE_CLASS_MAPPINGS.get(node["type"])
+            if cls is None:
+                continue
+            spec = cls.INPUT_TYPES()
+            widgets = [name for section in ("required", "optional") for name, value in spec.get(section, {}).items()
+                       if not (isinstance(value[0], str) and value[0].isupper() and value[0] not in
+                               ("INT", "FLOAT", "STRING", "BOOLEAN"))]
+            assert len(node["widgets_values"]) == len(widgets), (path.name, node["type"])
