@@ -16,7 +16,14 @@ original's norm, smoothed (sqrt(x + eps)) so its gradient exists at zero.
 Positions: CLIP's consumer sees all 77 positions, so they all count, except that position 0 (the
 start token) is left out of the unsafe terms: under causal attention it is the same vector for
 every prompt, carries no meaning and would only dilute the cosine. Masked encoders count only
-real tokens. The frozen original and the trained copy both run in eval mode (no dropout).
+real tokens. The trained copy runs in eval mode (no dropout).
+
+Cost: the original encoder's outputs never change, so they are computed once for every training and
+validation prompt, by the trainee before its first update (which *is* the original, in float32), and
+kept on the CPU when training on a GPU. No frozen copy sits on the device and no step spends a
+forward pass on it. The safe and the unsafe halves of a step are back-propagated one after the
+other (the loss is a sum, so the gradient is the same), which halves the activation memory. The
+optimiser is the fused AdamW where torch has it for the device.
 
 The loop reports progress through a callback, checks a cancel flag between steps, evaluates on the
 validation split to keep the best weights and stop early, and can checkpoint for resuming.
@@ -183,11 +190,47 @@ def apply_deltas(model: nn.Module, deltas: dict[str, torch.Tensor], strength: fl
     return aligned
 
 
-def _encode_pair(trainee: nn.Module, original: nn.Module, batch: dict[str, torch.Tensor], spec: EncoderSpec):
-    new, new_pooled = consumed_outputs(trainee, batch, spec)
-    with torch.no_grad():
-        old, old_pooled = consumed_outputs(original, batch, spec)
-    return new, new_pooled, old, old_pooled
+class OriginalOutputs:
+    """The original encoder's consumed outputs for a fixed list of prompts, encoded once.
+
+    ``model`` must still hold the original weights when this is built. Masked encoders pad every
+    prompt's outputs with zeros to the longest prompt of the list; :meth:`gather` cuts them to the
+    length of the batch at hand (positions past a prompt's end are masked out of every loss).
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, prompts: Sequence[str], spec: EncoderSpec,
+                 device: torch.device, store: torch.device, chunk: int = 64):
+        self.spec, self.count = spec, len(prompts)
+        outs: list[list[torch.Tensor]] = [[] for _ in spec.targets]
+        pooled: list[torch.Tensor] = []
+        with torch.no_grad():
+            for start in range(0, len(prompts), chunk):
+                batch = tokenize(tokenizer, prompts[start:start + chunk], spec, device)
+                values, pool = consumed_outputs(model, batch, spec)
+                for kept, value in zip(outs, values):
+                    kept.append(value.float().to(store))
+                if pool is not None:
+                    pooled.append(pool.float().to(store))
+        length = max(part.shape[1] for part in outs[0])
+        self.outputs = [torch.cat([nn.functional.pad(p, (0, 0, 0, length - p.shape[1])) for p in parts])
+                        for parts in outs]
+        self.pooled = torch.cat(pooled) if pooled else None
+
+    def gather(self, indices: Sequence[int], length: int, device: torch.device
+               ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        index = torch.as_tensor(list(indices), dtype=torch.long, device=self.outputs[0].device)
+        outs = [o.index_select(0, index)[:, :length].to(device, non_blocking=True) for o in self.outputs]
+        pooled = self.pooled.index_select(0, index).to(device) if self.pooled is not None else None
+        return outs, pooled
+
+    @property
+    def nbytes(self) -> int:
+        return sum(o.nbytes for o in self.outputs) + (self.pooled.nbytes if self.pooled is not None else 0)
+
+
+def _store_device(device: torch.device) -> torch.device:
+    # Device memory is the scarce one on a GPU; a step needs only its own batch of originals there.
+    return torch.device("cpu") if device.type == "cuda" else device
 
 
 def _figures_from(cos_by_set: dict[str, torch.Tensor], l2_by_set: dict[str, torch.Tensor], threshold: float
@@ -206,8 +249,11 @@ def _figures_from(cos_by_set: dict[str, torch.Tensor], l2_by_set: dict[str, torc
 class Validator:
     """Validation figures on a fixed prompt split; originals encoded once."""
 
-    def __init__(self, encoders: EncoderSet, sets: dict[str, list[str]], device: torch.device, threshold: float):
+    def __init__(self, encoders: EncoderSet, sets: dict[str, list[str]], device: torch.device, threshold: float,
+                 originals: dict[str, nn.Module] | None = None):
+        """``originals`` encodes the reference outputs instead of ``encoders.models`` (same weights)."""
         self.encoders, self.sets, self.device, self.threshold = encoders, sets, device, threshold
+        reference = originals or encoders.models
         self.batches: dict[str, dict[str, list[dict[str, torch.Tensor]]]] = {}
         self.originals: dict[str, dict[str, list[torch.Tensor]]] = {}
         for name, prompts in sets.items():
@@ -217,7 +263,7 @@ class Validator:
                 self.batches.setdefault(name, {})[spec.name] = batches
                 with torch.no_grad():
                     self.originals.setdefault(name, {})[spec.name] = [
-                        consumed_outputs(encoders.models[spec.name], b, spec)[0][0] for b in batches]
+                        consumed_outputs(reference[spec.name], b, spec)[0][0] for b in batches]
 
     def measure(self, models: dict[str, nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Per prompt: cosine of the family conditioning (encoders concatenated along features, start
@@ -344,25 +390,44 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         check_prompts(unsafe_train, tok, spec, "the unsafe training prompts")
         check_prompts(safe_train, tok, spec, "the safe training prompts")
 
-    encoders.to(device)
     trainees: dict[str, nn.Module] = {}
     chosen: dict[str, list[tuple[str, nn.Parameter]]] = {}
     anchors: dict[str, tuple[list[torch.Tensor], torch.Tensor | None]] = {}
+    originals: dict[str, tuple[OriginalOutputs, OriginalOutputs]] = {}
+    store = _store_device(device)
     for spec in encoders.profile.encoders:
         trainee, params = trainable_copy(encoders.models[spec.name], config)
         if not params:
             raise ValueError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
-        trainees[spec.name], chosen[spec.name] = trainee.to(device), params
-        batch = tokenize(encoders.tokenizers[spec.name], [config.anchor_prompt], spec, device)
+        trainee = trainee.to(device)
+        trainees[spec.name], chosen[spec.name] = trainee, params
+        tok = encoders.tokenizers[spec.name]
+        # The trainee has not been updated yet: it is the original encoder, in float32.
+        batch = tokenize(tok, [config.anchor_prompt], spec, device)
         with torch.no_grad():
-            outs, pooled = consumed_outputs(encoders.models[spec.name], batch, spec)
+            outs, pooled = consumed_outputs(trainee, batch, spec)
         if spec.kind != "clip":  # masked encoders: the anchor's mean real token, at every position
             m = batch["mask"].unsqueeze(-1)
             outs = [((o * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)) for o in outs]
         anchors[spec.name] = (outs, pooled)
+        originals[spec.name] = (OriginalOutputs(trainee, tok, safe_train, spec, device, store),
+                                OriginalOutputs(trainee, tok, unsafe_train, spec, device, store))
 
-    optimizer = torch.optim.AdamW([p for ps in chosen.values() for _, p in ps], lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+    validator = None
+    if config.eval_every > 0:
+        val_sets = {"unsafe": prompts.unsafe_part("validation"), "safe": prompts.evaluation_sets("validation").get("safe", []),
+                    "near_miss": prompts.evaluation_sets("validation").get("near_miss", [])}
+        val_sets = {k: v for k, v in val_sets.items() if v}
+        if "unsafe" in val_sets:
+            validator = Validator(encoders, val_sets, device, config.threshold, originals=trainees)
+
+    trained = [p for ps in chosen.values() for _, p in ps]
+    try:  # fused AdamW: one pass over all weights, no temporaries (CUDA; CPU since torch 2.4)
+        optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+        fused = True
+    except (RuntimeError, ValueError, TypeError):
+        optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay)
+        fused = False
     hashes = prompts.hashes()
     history: list[dict[str, float]] = []
     validation: list[dict[str, float]] = []
@@ -379,7 +444,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                     state = {k: saved[f"adam/{encoder}/{name}/{k}"].to(device) for k in ("exp_avg", "exp_avg_sq")
                              if f"adam/{encoder}/{name}/{k}" in saved}
                     if state:
-                        state["step"] = torch.tensor(float(saved[f"adamstep/{encoder}/{name}"][0]))
+                        state["step"] = torch.tensor(float(saved[f"adamstep/{encoder}/{name}"][0]),
+                                                     dtype=torch.float32, device=device if fused else "cpu")
                         optimizer.state[param] = state
         best = {}
         for key, value in saved.items():
@@ -389,14 +455,6 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         best = best or None
         if validation:
             best_score = max(_score(v, config) for v in validation)
-
-    validator = None
-    if config.eval_every > 0:
-        val_sets = {"unsafe": prompts.unsafe_part("validation"), "safe": prompts.evaluation_sets("validation").get("safe", []),
-                    "near_miss": prompts.evaluation_sets("validation").get("near_miss", [])}
-        val_sets = {k: v for k, v in val_sets.items() if v}
-        if "unsafe" in val_sets:
-            validator = Validator(encoders, val_sets, device, config.threshold)
 
     def snapshot() -> dict[str, dict[str, torch.Tensor]]:
         return {e: {n: p.detach().to("cpu", copy=True) for n, p in ps} for e, ps in chosen.items()}
@@ -415,43 +473,62 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                 kept = str(resume)
             raise AlignmentCancelled(step, kept)
         step_rng = random.Random(config.seed * 1_000_003 + step)
-        unsafe_batch = step_rng.sample(unsafe_train, min(config.batch_size, len(unsafe_train)))
-        safe_batch = step_rng.sample(safe_train, min(config.batch_size, len(safe_train)))
+        unsafe_batch = step_rng.sample(range(len(unsafe_train)), min(config.batch_size, len(unsafe_train)))
+        safe_batch = step_rng.sample(range(len(safe_train)), min(config.batch_size, len(safe_train)))
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=device)
-        parts = {"L_u": 0.0, "cos_u": 0.0, "anchor": 0.0}
+        parts = {name: torch.zeros((), device=device) for name in ("L_u", "cos_u", "anchor")}
         for spec in encoders.profile.encoders:
-            tok, trainee, original = encoders.tokenizers[spec.name], trainees[spec.name], encoders.models[spec.name]
-            safe_tokens = tokenize(tok, safe_batch, spec, device)
-            unsafe_tokens = tokenize(tok, unsafe_batch, spec, device)
-            new_s, new_sp, old_s, old_sp = _encode_pair(trainee, original, safe_tokens, spec)
-            new_u, new_up, old_u, old_up = _encode_pair(trainee, original, unsafe_tokens, spec)
+            tok, trainee = encoders.tokenizers[spec.name], trainees[spec.name]
+            safe_originals, unsafe_originals = originals[spec.name]
             anchor_outs, anchor_pooled = anchors[spec.name]
-            safe_mask = safe_tokens["mask"]
-            unsafe_mask = _content_mask(unsafe_tokens["mask"], spec)
-            terms = list(zip(spec.targets, new_s, old_s, new_u, old_u, anchor_outs))
-            for target, ns, os_, nu, ou, anchor in terms:
-                l_u = safe_distance(ns, os_, safe_mask, config.safe_distance, config.smoothing).mean()
-                cos_u = cosine(nu, ou, unsafe_mask)
+            # Safe half, then unsafe half: two backward passes, half the activations alive at once.
+            tokens = tokenize(tok, [safe_train[i] for i in safe_batch], spec, device)
+            old, old_pooled = safe_originals.gather(safe_batch, tokens["input_ids"].shape[1], device)
+            new, new_pooled = consumed_outputs(trainee, tokens, spec)
+            loss = torch.zeros((), device=device)
+            for target, n, o in zip(spec.targets, new, old):
+                l_u = safe_distance(n, o, tokens["mask"], config.safe_distance, config.smoothing).mean()
+                loss = loss + target.weight * config.safe_weight * l_u
+                parts["L_u"] += l_u.detach() * target.weight
+            if spec.pooled_weight > 0 and new_pooled is not None:
+                l_u = safe_distance(new_pooled, old_pooled, None, config.safe_distance, config.smoothing).mean()
+                loss = loss + spec.pooled_weight * config.safe_weight * l_u
+            if loss.requires_grad:  # False when no trained weight feeds this output (e.g. layers above it)
+                loss.backward()
+            total = total + loss.detach()
+            del new, new_pooled, loss
+
+            tokens = tokenize(tok, [unsafe_train[i] for i in unsafe_batch], spec, device)
+            old, old_pooled = unsafe_originals.gather(unsafe_batch, tokens["input_ids"].shape[1], device)
+            new, new_pooled = consumed_outputs(trainee, tokens, spec)
+            mask = _content_mask(tokens["mask"], spec)
+            loss = torch.zeros((), device=device)
+            for target, n, o, anchor in zip(spec.targets, new, old, anchor_outs):
+                cos_u = cosine(n, o, mask)
                 c_u = torch.relu(cos_u - config.cos_margin).mean() if config.cos_margin > -1 else cos_u.mean()
-                a_u = anchor_distance(nu, anchor, unsafe_mask).mean() if config.anchor_weight else torch.zeros_like(l_u)
-                total = total + target.weight * (config.safe_weight * l_u + config.lam * c_u + config.anchor_weight * a_u)
-                parts["L_u"] += float(l_u.detach()) * target.weight
-                parts["cos_u"] += float(cos_u.detach().mean()) * target.weight
-                parts["anchor"] += float(a_u.detach()) * target.weight
-            if spec.pooled_weight > 0 and new_sp is not None:
-                l_u = safe_distance(new_sp, old_sp, None, config.safe_distance, config.smoothing).mean()
-                cos_u = cosine(new_up, old_up, None)
+                a_u = anchor_distance(n, anchor, mask).mean() if config.anchor_weight else torch.zeros_like(c_u)
+                loss = loss + target.weight * (config.lam * c_u + config.anchor_weight * a_u)
+                parts["cos_u"] += cos_u.detach().mean() * target.weight
+                parts["anchor"] += a_u.detach() * target.weight
+            if spec.pooled_weight > 0 and new_pooled is not None:
+                cos_u = cosine(new_pooled, old_pooled, None)
                 c_u = torch.relu(cos_u - config.cos_margin).mean() if config.cos_margin > -1 else cos_u.mean()
-                a_u = anchor_distance(new_up, anchor_pooled, None).mean() if config.anchor_weight else torch.zeros_like(l_u)
-                total = total + spec.pooled_weight * (config.safe_weight * l_u + config.lam * c_u + config.anchor_weight * a_u)
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"the loss became {float(total)} at step {step}; lower the learning rate")
-        total.backward()
+                a_u = anchor_distance(new_pooled, anchor_pooled, None).mean() if config.anchor_weight else torch.zeros_like(c_u)
+                loss = loss + spec.pooled_weight * (config.lam * c_u + config.anchor_weight * a_u)
+            if loss.requires_grad:  # False when no trained weight feeds this output (e.g. layers above it)
+                loss.backward()
+            total = total + loss.detach()
+            del new, new_pooled, loss
+        # One host sync per step; a non-finite loss stops before the optimiser touches the weights.
+        values = torch.stack([total, *parts.values()]).tolist()
+        if not math.isfinite(values[0]):
+            raise FloatingPointError(f"the loss became {values[0]} at step {step}; lower the learning rate")
+        parts = dict(zip(parts, values[1:]))
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for ps in chosen.values() for _, p in ps], config.grad_clip)
         optimizer.step()
-        record = {"step": step + 1, "loss": float(total.detach()), **parts}
+        record = {"step": step + 1, "loss": values[0], **parts}
         history.append(record)
         emit(ProgressEvent(step + 1, config.steps, "train", record["loss"], parts))
 
