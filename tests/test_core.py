@@ -467,3 +467,27 @@ def test_saved_files_are_readable_like_other_model_files(sd1_trained):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_shift_plan_swaps_restores_on_error_and_notices_edits():
+    from safetext_core.apply import ShiftPlan
+
+    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    before = {name: (param, param.detach().clone()) for name, param in module.named_parameters()}
+    plan = ShiftPlan(module, {"0.weight": -torch.ones(4, 4), "1.bias": torch.ones(2)}, 0.5)
+    with plan.swapped():
+        assert torch.equal(module[0].weight, before["0.weight"][1] - 0.5)
+        assert torch.equal(module[1].bias, before["1.bias"][1] + 0.5)
+        assert module[0].bias is before["0.bias"][0]  # parameters without a delta stay as they are
+    with pytest.raises(RuntimeError, match="boom"):
+        with plan.swapped():
+            raise RuntimeError("boom")
+    for name, param in module.named_parameters():  # the very same objects, with unchanged values
+        assert param is before[name][0] and torch.equal(param, before[name][1])
+    assert plan.current()
+    with torch.no_grad():
+        module[0].weight.add_(1.0)  # e.g. a LoRA fused in place: the shifted tensors are stale
+    assert not plan.current()
+    module[0].weight.data = torch.zeros(4, 4)
+    with pytest.raises(KeyError, match="no parameter 2.weight"):
+        ShiftPlan(module, {"2.weight": torch.zeros(1)}, 1.0)
