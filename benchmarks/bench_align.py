@@ -2,16 +2,23 @@
 
 SafeText side: the core's own training loop (:func:`safetext_core.align`) on SD 1.5's CLIP-L with its
 default configuration (16 unsafe + 16 safe prompts per step, last and penultimate layer, AdamW). A
-step is timed from one progress event to the next, so setup (copying the encoder, the anchor,
-tokeniser warm-up) is excluded and everything the loop does per step (sampling, tokenising, the
-frozen and trainable passes, backward, clipping, the optimiser) is included.
+step is timed from one progress event to the next, so everything the loop does per step (sampling,
+tokenising, gathering the originals' outputs, the trainable passes, backward, clipping, the
+optimiser) is included. Setup (copying the encoder, encoding every training prompt once with the
+original weights) is measured separately and added, spread over a default 300-step run, in the
+"whole run" row.
 
-ESD side (Gandikota et al. 2023), the step as its training script runs it on SD 1.5: two noise
-predictions of the frozen UNet (conditioned on the concept, and unconditioned), one forward of the
-trainable UNet on the same 64x64 latent (512x512 pixels, batch 1), the negative-guidance MSE loss,
-backward and an Adam step. The real ESD loop also samples x_t with the trainable model for a random
-number of DDIM steps (about 25 classifier-free-guided steps on average) before each such step; that
-is left out here, so the ESD time is a lower bound and the ratio errs in ESD's favour.
+ESD side (Gandikota et al. 2023), the iteration as its training script ``train-esd.py`` runs it on
+SD 1.5 (64x64 latent, batch 1), measured in two parts side by side:
+
+* x_t sampling: the script first draws ``t_enc`` uniformly from its 50 DDIM steps and samples x_t
+  from noise with the trainable UNet for ``t_enc`` classifier-free-guided steps (one batch-2 UNet
+  forward each, no gradients); on average 24.5 such steps per iteration.
+* the training core: two noise predictions of the frozen UNet (concept, and unconditioned), one
+  forward of the trainable UNet, the negative-guidance MSE loss, backward and an Adam step.
+
+The full ESD iteration is ``core + 24.5 x sampling step``; the core alone is reported too, as a
+lower bound that errs in ESD's favour.
 
 Default ESD variant: ``noxattn`` (ESD-u, all UNet parameters except cross-attention, time embedding
 and output layers; ESD's choice for nudity). ``xattn`` (ESD-x) and ``full`` can be added with
@@ -32,6 +39,9 @@ from .common import (BenchResult, Options, Row, build_unet, clip_l_encoder_set, 
 NAME = "align_step_vs_esd"
 TARGET = 0.15
 ESD_ITERATIONS = 1000  # ESD's default number of training iterations (train-esd.py --iterations)
+ESD_DDIM_STEPS = 50    # train-esd.py --ddim_steps; t_enc ~ uniform{0..49}
+ESD_MEAN_SAMPLING_STEPS = (ESD_DDIM_STEPS - 1) / 2  # expected t_enc: 24.5 guided steps per iteration
+ESD_START_GUIDANCE = 3.0  # train-esd.py --start_guidance
 
 
 def safetext_step_times(opts: Options) -> tuple[list[float], dict[str, Any]]:
@@ -45,16 +55,21 @@ def safetext_step_times(opts: Options) -> tuple[list[float], dict[str, Any]]:
 
     def progress(event: Any) -> None:
         if event.phase == "train":
-            synchronize(opts.device)  # the loop already syncs through float(loss); this makes it explicit
+            synchronize(opts.device)  # the loop already syncs once per step for its loss; this makes it explicit
             stamps.append(time.perf_counter())
 
+    synchronize(opts.device)
+    called = time.perf_counter()
     result = align(encoders, prompts, config, progress=progress, device=opts.device)
     # Step k's time is the gap between events k-1 and k; the first step has no previous event.
     intervals = [b - a for a, b in zip(stamps, stamps[1:])]
+    # Setup = from the call to the first event, less one (typical) step.
+    setup = max(0.0, stamps[0] - called - median(intervals[opts.warmup:] or intervals))
     model = encoders.models["clip_l"]
     info = {"prompts": source, "batch_size": config.batch_size, "targets": "h-1+ln, h-2+ln (weight 0.5)",
             "parameters": parameter_count(model), "changed_parameters": sum(d.numel() for d in result.deltas["clip_l"].values()),
-            "config": config.to_json(), "all_intervals_s": intervals}
+            "config": config.to_json(), "all_intervals_s": intervals, "setup_s": setup,
+            "train_prompts": len(prompts.unsafe_part("train")) + len(prompts.safe_part("train"))}
     del encoders, result
     return intervals[opts.warmup:], info
 
@@ -90,8 +105,8 @@ def mem_available() -> int | None:
     return None
 
 
-def esd_step_times(opts: Options, method: str) -> tuple[list[float], dict[str, Any]]:
-    """Per-step seconds of an ESD training step on SD 1.5's UNet at 64x64 latents, batch 1."""
+def esd_step_times(opts: Options, method: str) -> tuple[list[float], list[float], dict[str, Any]]:
+    """Per-call seconds of ESD's training core and of one of its x_t sampling steps (SD 1.5 UNet, 64x64, batch 1)."""
     device = opts.torch_device
     unet = build_unet(opts.quick, opts.seed).to(device).train()
     if device.type == "cpu":
@@ -132,14 +147,30 @@ def esd_step_times(opts: Options, method: str) -> tuple[list[float], dict[str, A
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    latent = {"z": torch.randn(1, 4, size, size, device=device)}
+    both = torch.cat([empty, concept])
+    alpha = torch.linspace(0.9991, 0.0047, ESD_DDIM_STEPS, device=device)  # SD's DDIM alphas_cumprod, roughly
+
+    def sampling_step() -> None:
+        # One of quick_sample_till_t's guided DDIM steps: batch-2 forward of the trainable UNet, no grad.
+        z = latent["z"]
+        with torch.no_grad():
+            e_u, e_c = unet(torch.cat([z, z]), torch.full((2,), 500, device=device),
+                            encoder_hidden_states=both).sample.chunk(2)
+            eps = e_u + ESD_START_GUIDANCE * (e_c - e_u)
+            a_t, a_prev = alpha[10], alpha[11]
+            x0 = (z - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+            latent["z"] = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = time_call(step, device, opts.warmup, opts.repeats)
+    sampling = time_call(sampling_step, device, opts.warmup, opts.repeats)
     info = {"method": method, "latent": f"1x4x{size}x{size}", "unet_parameters": parameter_count(unet),
             "trainable_parameters": sum(p.numel() for p in params), "frozen_copy": frozen_copy}
     if device.type == "cuda":
         info["peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
-    return times, info  # the models go with this frame; the caller collects
+    return times, sampling, info  # the models go with this frame; the caller collects
 
 
 def run(opts: Options) -> BenchResult:
@@ -149,14 +180,17 @@ def run(opts: Options) -> BenchResult:
     if opts.device == "cuda":
         torch.cuda.empty_cache()
     a = median(align_times)
+    setup = align_info["setup_s"]
     raw["safetext"] = {"step_s": align_times, "median_s": a, **align_info}
     precision = "fp32, PyTorch default precision settings"
     conditions_base = f"{precision}; warm-up {opts.warmup}, median of {opts.repeats}"
+    batch = align_info["batch_size"]
+    ours = f"SafeText align step (CLIP-L, {batch}+{batch} prompts, core `align`)"
     rows: list[Row] = []
     for method in opts.esd_methods:
         label = {"noxattn": "ESD-u", "xattn": "ESD-x", "full": "ESD-full"}[method]
         try:
-            esd_times, esd_info = esd_step_times(opts, method)
+            core_times, sampling_times, esd_info = esd_step_times(opts, method)
         except NotEnoughMemory as why:
             rows.append(Row(NAME, f"SafeText align step vs {label} step", f"{fmt_seconds(a)} vs (skipped: {why})",
                             None, f"<= {TARGET}", None, conditions_base, verdict="SKIPPED"))
@@ -164,25 +198,38 @@ def run(opts: Options) -> BenchResult:
         gc.collect()
         if opts.device == "cuda":
             torch.cuda.empty_cache()
-        e = median(esd_times)
-        raw[f"esd_{method}"] = {"step_s": esd_times, "median_s": e, **esd_info}
-        ratio = a / e
+        core, sampling = median(core_times), median(sampling_times)
+        full = core + ESD_MEAN_SAMPLING_STEPS * sampling
+        raw[f"esd_{method}"] = {"core_step_s": core_times, "core_median_s": core, "sampling_step_s": sampling_times,
+                                "sampling_median_s": sampling, "mean_sampling_steps": ESD_MEAN_SAMPLING_STEPS,
+                                "full_iteration_s": full, **esd_info}
         extra = f"; ESD peak {fmt_bytes(esd_info['peak_allocated_bytes'])}" if "peak_allocated_bytes" in esd_info else ""
+        shared = "" if esd_info["frozen_copy"] else "; ESD frozen passes share the trained weights (CPU memory)"
         rows.append(Row(
             benchmark=NAME,
-            compared=(f"SafeText align step (CLIP-L, {align_info['batch_size']}+{align_info['batch_size']} prompts, "
-                      f"core `align`) vs {label} step (SD 1.5 UNet, 2 frozen + 1 trained pass, 64x64 latent, Adam)"),
-            measured=f"{fmt_seconds(a)} vs {fmt_seconds(e)}{extra}",
-            ratio=ratio, target=f"<= {TARGET}", passed=ratio <= TARGET,
-            conditions=conditions_base + ("" if esd_info["frozen_copy"] else "; ESD frozen passes share the trained weights (CPU memory)")
-            + "; ESD's x_t sampling not counted (ESD lower bound)"))
+            compared=(f"{ours} vs {label} iteration as train-esd.py runs it: x_t sampling (24.5 guided DDIM steps "
+                      "on average) + 2 frozen and 1 trained UNet pass, Adam"),
+            measured=(f"{fmt_seconds(a)} vs {fmt_seconds(full)} = {fmt_seconds(core)} core + 24.5 x "
+                      f"{fmt_seconds(sampling)} sampling step{extra}"),
+            ratio=a / full, target=f"<= {TARGET}", passed=a / full <= TARGET,
+            conditions=conditions_base + shared + "; 64x64 latent, batch 1; sampling and core timed separately, "
+                       "side by side"))
+        rows.append(Row(
+            benchmark=NAME + " (lower bound)",
+            compared=f"{ours} vs {label} training core only (no x_t sampling)",
+            measured=f"{fmt_seconds(a)} vs {fmt_seconds(core)}",
+            ratio=a / core, target="-", passed=None,
+            conditions=conditions_base + shared + "; ESD's x_t sampling left out: errs in ESD's favour"))
         if not any(r.benchmark.endswith("(derived)") for r in rows):
             steps = 300  # AlignConfig().steps: SafeText's default run length
-            whole = steps * a / (ESD_ITERATIONS * e)
+            whole = (setup + steps * a) / (ESD_ITERATIONS * full)
             rows.append(Row(
                 benchmark=NAME + " (derived)",
-                compared=f"whole default run: SafeText {steps} steps vs {label} {ESD_ITERATIONS} iterations",
-                measured=f"{fmt_seconds(steps * a)} vs {fmt_seconds(ESD_ITERATIONS * e)} (from the step medians above)",
+                compared=f"whole default run: SafeText setup + {steps} steps vs {label} {ESD_ITERATIONS} iterations",
+                measured=(f"{fmt_seconds(setup + steps * a)} ({fmt_seconds(setup)} setup: encoder copy and "
+                          f"{align_info['train_prompts']} training prompts encoded once) vs "
+                          f"{fmt_seconds(ESD_ITERATIONS * full)}"),
                 ratio=whole, target="-", passed=None,
-                conditions="step counts are the two methods' defaults, not measured; early stopping can end SafeText sooner"))
+                conditions="from the medians above; step counts are the two methods' defaults; early stopping "
+                           "can end SafeText sooner"))
     return BenchResult(NAME, rows, raw)

@@ -7,7 +7,8 @@ generates one image, end to end (encoding, denoising, VAE decode), in three stat
 (a) no SafeText: the handle switched off, which calls the encoder's own ``forward`` directly
     (DESIGN 5: off is bit-for-bit the original);
 (b) embedding blend at strength 0.5 (``apply_safetext(..., mode="embedding")``): one more encoder
-    pass per prompt;
+    pass per prompt, on CUDA replayed from a CUDA graph (the default);
+(e) on CUDA only, the same embedding blend with ``use_cuda_graphs=False``: the extra pass eager;
 (c) weight blend at strength 0.5 (``mode="weight"``): the encoder runs once, with W + 0.5 * delta.
 
 The file is a real ``SafeTextFile`` with small random deltas for every CLIP parameter and the
@@ -84,10 +85,17 @@ def run(opts: Options) -> BenchResult:
     handle = apply_safetext(pipe, file, strength=0.5, mode="embedding")
     states = {"a": dict(enabled=False, mode="embedding"), "b": dict(enabled=True, mode="embedding"),
               "c": dict(enabled=True, mode="weight")}
+    if device.type == "cuda":
+        states["e"] = dict(enabled=True, mode="embedding", graphs=False)
+    variants = [("b", "embedding blend 0.5" + (" (CUDA graph)" if device.type == "cuda" else ""), 1.01),
+                ("c", "weight blend 0.5", 1.00)]
+    if "e" in states:
+        variants.insert(1, ("e", "embedding blend 0.5 (eager, use_cuda_graphs=False)", 1.01))
 
     def select(key: str) -> None:
         handle.enabled = states[key]["enabled"]
         handle.mode = states[key]["mode"]
+        handle.use_cuda_graphs = states[key].get("graphs", True)
 
     def generate() -> None:
         generator = torch.Generator(device=device).manual_seed(opts.seed)
@@ -122,10 +130,21 @@ def run(opts: Options) -> BenchResult:
             if round_index >= 2:
                 encode_samples[key].append(time.perf_counter() - start)
     encode_times = {k: median(v) for k, v in encode_samples.items()}
-    encode_extra = {k: median([x - a for x, a in zip(encode_samples[k], encode_samples["a"])]) for k in ("b", "c")}
+    others = [k for k in states if k != "a"]
+    encode_extra = {k: median([x - a for x, a in zip(encode_samples[k], encode_samples["a"])]) for k in others}
+    graphs_captured = sum(g is not None for g in handle._graphs.values())
+    # The graph replays the same kernels as the eager pass: check that the conditioning agrees.
+    agreement = None
+    if "e" in states:
+        embeds = {}
+        for key in ("b", "e"):
+            select(key)
+            with torch.inference_mode():
+                embeds[key] = pipe.encode_prompt(PROMPT, device, 1, True, "")[0].float()
+        agreement = float((embeds["b"] - embeds["e"]).abs().max())
     handle.remove()
 
-    ratios = {k: [x / a for x, a in zip(times[k], times["a"])] for k in ("b", "c")}
+    ratios = {k: [x / a for x, a in zip(times[k], times["a"])] for k in others}
     gen_a = median(times["a"])
     rows = []
     precision = str(dtype).replace("torch.", "")
@@ -136,7 +155,7 @@ def run(opts: Options) -> BenchResult:
         conditions += ("; REDUCED from 512x512/20 steps: the encoder's share of the time, hence the overhead, "
                        "is larger than at full size")
     cis = {}
-    for key, label, target in (("b", "embedding blend 0.5", 1.01), ("c", "weight blend 0.5", 1.00)):
+    for key, label, target in variants:
         ratio = median(ratios[key])
         # Fewer than 3 rounds give no usable interval: treat the noise as unknown (unbounded).
         low, high = median_ci(ratios[key], opts.seed) if len(ratios[key]) >= 3 else (0.0, math.inf)
@@ -147,7 +166,11 @@ def run(opts: Options) -> BenchResult:
             measured=f"{fmt_seconds(median(times[key]))} vs {fmt_seconds(gen_a)}; "
                      + (f"95% interval {low:.3f}-{high:.3f}" if high < math.inf else "no interval (under 3 rounds)"),
             ratio=ratio, target=f"<= {target:.2f}", passed=passed, verdict=word, conditions=conditions))
-    for key, label, target in (("b", "embedding blend 0.5", 1.01), ("c", "weight blend 0.5", 1.00)):
+    graph_note = ""
+    if agreement is not None:
+        graph_note = (f"; {graphs_captured} CUDA graph(s) captured, graphed vs eager conditioning max abs diff "
+                      f"{agreement:.2e}")
+    for key, label, target in variants:
         # The only part of a generation SafeText changes is prompt encoding; timing that part alone
         # (many repeats, little noise) gives the overhead more precisely than whole generations can.
         extra = encode_extra[key]
@@ -159,9 +182,10 @@ def run(opts: Options) -> BenchResult:
                       f"{fmt_seconds(encode_times['a'])}: {extra * 1e3:+.1f} ms on {fmt_seconds(gen_a)}"),
             ratio=ratio, target=f"<= {target:.2f}", passed=ratio <= target,
             conditions=(f"same pipeline and run; {encode_rounds} interleaved encode_prompt rounds after 2 warm-up "
-                        "rounds; median of per-round differences")))
+                        "rounds; median of per-round differences" + graph_note)))
     raw = {"size": size, "steps": opts.gen_steps, "dtype": precision, "rounds": opts.gen_rounds,
            "seconds": times, "per_round_ratios": ratios, "ratio_ci95": cis,
            "encode_prompt_s": encode_samples, "encode_extra_s": encode_extra,
-           "delta_tensors": len(file.deltas["clip_l"]), "delta_parameters": file.parameter_count()}
+           "delta_tensors": len(file.deltas["clip_l"]), "delta_parameters": file.parameter_count(),
+           "cuda_graphs_captured": graphs_captured, "graph_vs_eager_max_abs_diff": agreement}
     return BenchResult(NAME, rows, raw)  # the pipeline goes with this frame; run.py collects

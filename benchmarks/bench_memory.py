@@ -4,8 +4,9 @@ The alignment runs in a fresh child process that imports the engine, builds only
 tokenizer, and calls the core's :func:`safetext_core.align` for a few steps (the optimiser state
 exists from the first step on, so every later step has the steady-state footprint).
 
-* CUDA: ``torch.cuda.max_memory_allocated`` over the alignment (the frozen original moved to the
-  GPU by ``align`` included), and the allocator's reserved peak for reference.
+* CUDA: ``torch.cuda.max_memory_allocated`` over the alignment, and the allocator's reserved peak for
+  reference. ``align`` keeps the original encoder where the caller has it (here the CPU) and the
+  original's outputs for the training prompts in host memory; the host's peak is reported as well.
 * CPU: the child's peak resident set (``VmHWM`` in /proc/self/status) minus its resident set right
   after the imports. The peak is reset (``/proc/self/clear_refs``) once the encoder is built, so
   building the random weights does not count; the encoder itself, already resident, does.
@@ -15,8 +16,9 @@ bracketed by wrapping ``AdamW.step`` for measurement only) and reported over the
 over the whole ``align`` call, which afterwards also copies the trained weights to the CPU and builds the
 deltas while the trainee, its gradients and the optimiser are still alive.
 
-The breakdown is an estimate from parameter counts (float32): frozen original, trainable copy,
-gradients, AdamW's two moments; the remainder of the measured peak is activations and workspace.
+The breakdown is an estimate from parameter counts (float32): trainable copy, gradients, AdamW's two
+moments (and on the CPU also the original encoder and its stored outputs); the remainder of the
+measured peak is activations and workspace.
 """
 from __future__ import annotations
 
@@ -110,6 +112,10 @@ def child(device: str, quick: bool, steps: int, seed: int, batch_size: int) -> d
     config = AlignConfig(steps=steps, batch_size=batch_size, eval_every=0, early_stop=False, seed=seed)
     model = encoders.models["clip_l"]
     params = sum(p.numel() for p in model.parameters())
+    spec = encoders.spec("clip_l")
+    train_prompts = len(prompts.unsafe_part("train")) + len(prompts.safe_part("train"))
+    # align encodes every training prompt once: 77 positions x width x float32, per target layer.
+    outputs_bytes = train_prompts * 77 * model.config.hidden_size * 4 * len(spec.targets)
     trainable = sum(p.numel() for _, p in iter_named_trainable(model, config.train or None, config.freeze))
     after_build_rss = _status_bytes("VmRSS")
     meter = PeakMeter(device)
@@ -134,6 +140,7 @@ def child(device: str, quick: bool, steps: int, seed: int, batch_size: int) -> d
     out: dict[str, Any] = {
         "device": device, "steps": steps, "prompts": source, "batch_size": batch_size,
         "parameters": params, "trainable_parameters": trainable, "hwm_reset": meter.resettable,
+        "train_prompts": train_prompts, "original_outputs_bytes": outputs_bytes,
         "baseline_rss": baseline_rss, "after_build_rss": after_build_rss, "segments": meter.segments,
         "train_peak": meter.peak(("setup+forward+backward", "optimizer")),
         "forward_backward_peak": meter.peak(("setup+forward+backward",)),
@@ -158,10 +165,13 @@ def run_child(opts: Options, steps: int, batch_size: int) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def breakdown(params: int, trainable: int) -> dict[str, int]:
-    """float32 bytes of what alignment necessarily holds (AdamW keeps two moments per trained weight)."""
-    return {"frozen_original": 4 * params, "trainable_copy": 4 * params, "gradients": 4 * trainable,
-            "adamw_moments": 8 * trainable}
+def breakdown(params: int, trainable: int, outputs_bytes: int, cuda: bool) -> dict[str, int]:
+    """float32 bytes of what alignment necessarily holds in the measured memory (AdamW keeps two
+    moments per trained weight). On CUDA the original encoder and its stored outputs are host memory."""
+    parts = {"trainable_copy": 4 * params, "gradients": 4 * trainable, "adamw_moments": 8 * trainable}
+    if not cuda:
+        parts = {"original_encoder": 4 * params, "original_outputs": outputs_bytes, **parts}
+    return parts
 
 
 def run(opts: Options) -> BenchResult:
@@ -198,7 +208,8 @@ def run(opts: Options) -> BenchResult:
                 call / TARGET_BYTES, "< 1 (3 GiB)", call < TARGET_BYTES,
                 "packaging = CPU copies of the trained weights and the deltas, made while trainee, gradients and "
                 "optimiser still exist" + ("; on CUDA they land in host memory" if cuda else "")))
-            parts = breakdown(measured["parameters"], measured["trainable_parameters"])
+            parts = breakdown(measured["parameters"], measured["trainable_parameters"],
+                              measured["original_outputs_bytes"], cuda)
             estimate = sum(parts.values())
             listing = ", ".join(f"{k.replace('_', ' ')} {fmt_bytes(v)}" for k, v in parts.items())
             raw["breakdown_bytes"], raw["estimate_bytes"] = parts, estimate
@@ -207,7 +218,8 @@ def run(opts: Options) -> BenchResult:
                 f"{listing}; sum {fmt_bytes(estimate)}; rest (activations, temporaries) {fmt_bytes(train - estimate)}",
                 estimate / train if train else None, "-", None,
                 f"{measured['parameters']:,} parameters, {measured['trainable_parameters']:,} trained "
-                "(position embedding frozen)"))
+                f"(position embedding frozen); original outputs of {measured['train_prompts']} training prompts "
+                f"{fmt_bytes(measured['original_outputs_bytes'])}" + (" (host memory)" if cuda else "")))
     return BenchResult(NAME, rows, raw)
 
 
