@@ -28,6 +28,8 @@ from .fingerprint import fingerprint_state_dict
 from .models import to_model_names
 from .safetext_file import SafeTextFile, SafeTextFileError
 
+MAX_GRAPHS = 16  # captured graphs kept per handle (each holds its static inputs, outputs and memory pool)
+
 # Which pipeline attribute holds which encoder, per family.
 PIPELINE_ENCODERS = {
     "sd1": {"clip_l": "text_encoder"},
@@ -142,6 +144,8 @@ class SafeTextHandle:
         if key not in self._graphs:
             # Drop this encoder's stale graphs (and the memory they hold) before capturing a new one.
             self._graphs = {k: g for k, g in self._graphs.items() if k[:2] != (encoder, signature)}
+            while len(self._graphs) >= MAX_GRAPHS:  # many prompt shapes: forget the oldest graph
+                self._graphs.pop(next(iter(self._graphs)))
             self._graphs[key] = _GraphedPass.capture(lambda a, k: aligned_pass(1.0, a, k), args, kwargs, plan)
         return self._graphs[key]
 

@@ -491,3 +491,34 @@ def test_shift_plan_swaps_restores_on_error_and_notices_edits():
     module[0].weight.data = torch.zeros(4, 4)
     with pytest.raises(KeyError, match="no parameter 2.weight"):
         ShiftPlan(module, {"2.weight": torch.zeros(1)}, 1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graph_embedding_blend_matches_eager_and_follows_weight_edits(sd1_trained):
+    from safetext_core import apply_safetext
+
+    _, outcome, states, folder = sd1_trained
+    pipe = tiny_models.tiny_sd_pipeline(states["clip_l"]).to("cuda")
+    ids = pipe.tokenizer(["a naked woman on a bed, photo", "a red bicycle"], padding="max_length", max_length=77,
+                         return_tensors="pt").input_ids.to("cuda")
+    handle = apply_safetext(pipe, folder / "model.safetext.safetensors", strength=0.5)
+
+    def encode(graphs: bool):
+        handle.use_cuda_graphs = graphs
+        with torch.inference_mode():
+            return pipe.text_encoder(ids, output_hidden_states=True)
+
+    eager = encode(False)
+    graphed, again = encode(True), encode(True)  # capture, then replay
+    assert sum(g is not None for g in handle._graphs.values()) == 1
+    for out in (graphed, again):
+        assert torch.equal(out.last_hidden_state, eager.last_hidden_state)
+        assert torch.equal(out.hidden_states[-2], eager.hidden_states[-2])
+    assert graphed.last_hidden_state.data_ptr() != again.last_hidden_state.data_ptr()  # callers own their copy
+    bias = next(p for n, p in pipe.text_encoder.named_parameters() if n.endswith("final_layer_norm.bias"))
+    with torch.no_grad():  # an in-place edit of the base weights (e.g. a fused LoRA) must reach the graph
+        bias.add_(0.25)  # (transformers 5 has no text_model level: found by name)
+    edited_eager, edited_graphed = encode(False), encode(True)
+    assert torch.equal(edited_graphed.last_hidden_state, edited_eager.last_hidden_state)
+    assert not torch.equal(edited_eager.last_hidden_state, eager.last_hidden_state)
+    handle.remove()
