@@ -113,8 +113,10 @@ def child(device: str, quick: bool, steps: int, seed: int, batch_size: int) -> d
     model = encoders.models["clip_l"]
     params = sum(p.numel() for p in model.parameters())
     spec = encoders.spec("clip_l")
-    train_prompts = len(prompts.unsafe_part("train")) + len(prompts.safe_part("train"))
-    # align encodes every training prompt once: 77 positions x width x float32, per target layer.
+    from .bench_align import encoded_prompts
+
+    train_prompts = encoded_prompts(config, prompts)
+    # align encodes each prompt its steps will sample once: 77 positions x width x float32, per target layer.
     outputs_bytes = train_prompts * 77 * model.config.hidden_size * 4 * len(spec.targets)
     trainable = sum(p.numel() for _, p in iter_named_trainable(model, config.train or None, config.freeze))
     after_build_rss = _status_bytes("VmRSS")

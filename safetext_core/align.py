@@ -18,8 +18,8 @@ start token) is left out of the unsafe terms: under causal attention it is the s
 every prompt, carries no meaning and would only dilute the cosine. Masked encoders count only
 real tokens. The trained copy runs in eval mode (no dropout).
 
-Cost: the original encoder's outputs never change, so they are computed once for every training and
-validation prompt, by the trainee before its first update (which *is* the original, in float32), and
+Cost: the original encoder's outputs never change, so they are computed once for every training prompt
+the planned steps will sample and every validation prompt, by the trainee before its first update (which *is* the original, in float32), and
 kept on the CPU when training on a GPU. No frozen copy sits on the device and no step spends a
 forward pass on it. The safe and the unsafe halves of a step are back-propagated one after the
 other (the loss is a sum, so the gradient is the same), which halves the activation memory. The
@@ -191,15 +191,19 @@ def apply_deltas(model: nn.Module, deltas: dict[str, torch.Tensor], strength: fl
 
 
 class OriginalOutputs:
-    """The original encoder's consumed outputs for a fixed list of prompts, encoded once.
+    """The original encoder's consumed outputs for the prompts a run will use, encoded once.
 
-    ``model`` must still hold the original weights when this is built. Masked encoders pad every
-    prompt's outputs with zeros to the longest prompt of the list; :meth:`gather` cuts them to the
-    length of the batch at hand (positions past a prompt's end are masked out of every loss).
+    ``model`` must still hold the original weights when this is built. ``used`` lists the indices of
+    ``prompts`` the run will sample (a short run does not pay for prompts it never sees). Masked
+    encoders pad every prompt's outputs with zeros to the longest prompt; :meth:`gather` cuts them to
+    the length of the batch at hand (positions past a prompt's end are masked out of every loss).
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, prompts: Sequence[str], spec: EncoderSpec,
-                 device: torch.device, store: torch.device, chunk: int = 64):
+                 device: torch.device, store: torch.device, used: Sequence[int] | None = None, chunk: int = 64):
+        used = sorted(set(range(len(prompts)) if used is None else used))
+        self.row = {index: row for row, index in enumerate(used)}
+        prompts = [prompts[i] for i in used]
         self.spec, self.count = spec, len(prompts)
         outs: list[list[torch.Tensor]] = [[] for _ in spec.targets]
         pooled: list[torch.Tensor] = []
@@ -218,7 +222,7 @@ class OriginalOutputs:
 
     def gather(self, indices: Sequence[int], length: int, device: torch.device
                ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        index = torch.as_tensor(list(indices), dtype=torch.long, device=self.outputs[0].device)
+        index = torch.as_tensor([self.row[i] for i in indices], dtype=torch.long, device=self.outputs[0].device)
         outs = [o.index_select(0, index)[:, :length].to(device, non_blocking=True) for o in self.outputs]
         pooled = self.pooled.index_select(0, index).to(device) if self.pooled is not None else None
         return outs, pooled
@@ -226,6 +230,14 @@ class OriginalOutputs:
     @property
     def nbytes(self) -> int:
         return sum(o.nbytes for o in self.outputs) + (self.pooled.nbytes if self.pooled is not None else 0)
+
+
+def _step_batches(step: int, config: AlignConfig, unsafe_count: int, safe_count: int) -> tuple[list[int], list[int]]:
+    """Indices of the unsafe and safe training prompts of ``step``: fixed by seed and step (resumable)."""
+    step_rng = random.Random(config.seed * 1_000_003 + step)
+    unsafe = step_rng.sample(range(unsafe_count), min(config.batch_size, unsafe_count))
+    safe = step_rng.sample(range(safe_count), min(config.batch_size, safe_count))
+    return unsafe, safe
 
 
 def _store_device(device: torch.device) -> torch.device:
@@ -395,6 +407,13 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     anchors: dict[str, tuple[list[torch.Tensor], torch.Tensor | None]] = {}
     originals: dict[str, tuple[OriginalOutputs, OriginalOutputs]] = {}
     store = _store_device(device)
+    # Only the prompts the planned steps will sample need their originals (all of them in a long run).
+    unsafe_used: set[int] = set()
+    safe_used: set[int] = set()
+    for planned in range(config.steps):
+        unsafe_indices, safe_indices = _step_batches(planned, config, len(unsafe_train), len(safe_train))
+        unsafe_used.update(unsafe_indices)
+        safe_used.update(safe_indices)
     for spec in encoders.profile.encoders:
         trainee, params = trainable_copy(encoders.models[spec.name], config)
         if not params:
@@ -410,8 +429,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             m = batch["mask"].unsqueeze(-1)
             outs = [((o * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)) for o in outs]
         anchors[spec.name] = (outs, pooled)
-        originals[spec.name] = (OriginalOutputs(trainee, tok, safe_train, spec, device, store),
-                                OriginalOutputs(trainee, tok, unsafe_train, spec, device, store))
+        originals[spec.name] = (OriginalOutputs(trainee, tok, safe_train, spec, device, store, safe_used),
+                                OriginalOutputs(trainee, tok, unsafe_train, spec, device, store, unsafe_used))
 
     validator = None
     if config.eval_every > 0:
@@ -472,9 +491,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                 _save_resume(resume, step, config, hashes, history, validation, chosen, optimizer, best, best_step)
                 kept = str(resume)
             raise AlignmentCancelled(step, kept)
-        step_rng = random.Random(config.seed * 1_000_003 + step)
-        unsafe_batch = step_rng.sample(range(len(unsafe_train)), min(config.batch_size, len(unsafe_train)))
-        safe_batch = step_rng.sample(range(len(safe_train)), min(config.batch_size, len(safe_train)))
+        unsafe_batch, safe_batch = _step_batches(step, config, len(unsafe_train), len(safe_train))
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=device)
         parts = {name: torch.zeros((), device=device) for name in ("L_u", "cos_u", "anchor")}
