@@ -495,13 +495,22 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=device)
         parts = {name: torch.zeros((), device=device) for name in ("L_u", "cos_u", "anchor")}
+        # Inputs and stored originals first: a copy from pageable host memory waits for the GPU, so
+        # doing every copy before any compute is queued keeps the GPU busy for the rest of the step.
+        inputs = {}
         for spec in encoders.profile.encoders:
-            tok, trainee = encoders.tokenizers[spec.name], trainees[spec.name]
+            tok = encoders.tokenizers[spec.name]
             safe_originals, unsafe_originals = originals[spec.name]
+            safe_tokens = tokenize(tok, [safe_train[i] for i in safe_batch], spec, device)
+            unsafe_tokens = tokenize(tok, [unsafe_train[i] for i in unsafe_batch], spec, device)
+            inputs[spec.name] = (
+                safe_tokens, safe_originals.gather(safe_batch, safe_tokens["input_ids"].shape[1], device),
+                unsafe_tokens, unsafe_originals.gather(unsafe_batch, unsafe_tokens["input_ids"].shape[1], device))
+        for spec in encoders.profile.encoders:
+            trainee = trainees[spec.name]
             anchor_outs, anchor_pooled = anchors[spec.name]
+            tokens, (old, old_pooled), unsafe_tokens, unsafe_old = inputs.pop(spec.name)
             # Safe half, then unsafe half: two backward passes, half the activations alive at once.
-            tokens = tokenize(tok, [safe_train[i] for i in safe_batch], spec, device)
-            old, old_pooled = safe_originals.gather(safe_batch, tokens["input_ids"].shape[1], device)
             new, new_pooled = consumed_outputs(trainee, tokens, spec)
             loss = torch.zeros((), device=device)
             for target, n, o in zip(spec.targets, new, old):
@@ -516,8 +525,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             total = total + loss.detach()
             del new, new_pooled, loss
 
-            tokens = tokenize(tok, [unsafe_train[i] for i in unsafe_batch], spec, device)
-            old, old_pooled = unsafe_originals.gather(unsafe_batch, tokens["input_ids"].shape[1], device)
+            tokens, (old, old_pooled) = unsafe_tokens, unsafe_old
             new, new_pooled = consumed_outputs(trainee, tokens, spec)
             mask = _content_mask(tokens["mask"], spec)
             loss = torch.zeros((), device=device)
