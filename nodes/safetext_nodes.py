@@ -151,7 +151,21 @@ def _state(clip: Any, active: bool, file: str = "", strength: float = 0.0, mode:
 
 # --------------------------------------------------------------------------------------------- apply
 
-class SafeTextApply:
+class _ReadsSafeTextFile:
+    """ComfyUI hooks shared by the nodes that take a ``safetext_file`` from models/safetext."""
+
+    @classmethod
+    def IS_CHANGED(cls, safetext_file, **_):
+        return _file_signature(safetext_file)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, safetext_file=None, **_):
+        if safetext_file == NO_FILE:
+            return "no SafeText file in models/safetext: train one with the SafeText Train node first"
+        return True
+
+
+class SafeTextApply(_ReadsSafeTextFile):
     """Load a SafeText file and apply it to a CLIP; every text-encode node downstream uses the result."""
 
     DESCRIPTION = ("Applies a SafeText file to the CLIP (text encoder) of a checkpoint, so unsafe prompts lose their "
@@ -185,16 +199,6 @@ class SafeTextApply:
                                                                 "unpredictable; keep this off."}),
             },
         }
-
-    @classmethod
-    def IS_CHANGED(cls, safetext_file, **_):
-        return _file_signature(safetext_file)
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, safetext_file=None, **_):
-        if safetext_file == NO_FILE:
-            return "no SafeText file in models/safetext: train one with the SafeText Train node first"
-        return True
 
     def apply(self, clip, safetext_file, enabled=True, strength=1.0, blend_mode=None, override_fingerprint=False):
         mode = MODES.get(blend_mode, blend_mode or "embedding")
@@ -392,7 +396,7 @@ class SafeTextTrain:
 
 # --------------------------------------------------------------------------------------------- evaluate
 
-class SafeTextEvaluate:
+class SafeTextEvaluate(_ReadsSafeTextFile):
     """Embedding-level figures of a SafeText file on prompts: how far unsafe prompts moved, how little safe ones did."""
 
     DESCRIPTION = ("Measures a SafeText file on this CLIP: for unsafe prompts the share whose embedding moved below the "
@@ -423,16 +427,6 @@ class SafeTextEvaluate:
                                                      "tooltip": "Measure a file made for another checkpoint anyway."}),
             },
         }
-
-    @classmethod
-    def IS_CHANGED(cls, safetext_file, **_):
-        return _file_signature(safetext_file)
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, safetext_file=None, **_):
-        if safetext_file == NO_FILE:
-            return "no SafeText file in models/safetext: train one with the SafeText Train node first"
-        return True
 
     def evaluate(self, clip, safetext_file, threshold=0.5, unsafe_prompts="", safe_prompts="", override_fingerprint=False):
         from ..safetext_core.plots import render_report

@@ -204,7 +204,7 @@ class OriginalOutputs:
         used = sorted(set(range(len(prompts)) if used is None else used))
         self.row = {index: row for row, index in enumerate(used)}
         prompts = [prompts[i] for i in used]
-        self.spec, self.count = spec, len(prompts)
+        self.spec = spec
         outs: list[list[torch.Tensor]] = [[] for _ in spec.targets]
         pooled: list[torch.Tensor] = []
         with torch.no_grad():
@@ -226,10 +226,6 @@ class OriginalOutputs:
         outs = [o.index_select(0, index)[:, :length].to(device, non_blocking=True) for o in self.outputs]
         pooled = self.pooled.index_select(0, index).to(device) if self.pooled is not None else None
         return outs, pooled
-
-    @property
-    def nbytes(self) -> int:
-        return sum(o.nbytes for o in self.outputs) + (self.pooled.nbytes if self.pooled is not None else 0)
 
 
 def _step_batches(step: int, config: AlignConfig, unsafe_count: int, safe_count: int) -> tuple[list[int], list[int]]:

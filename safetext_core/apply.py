@@ -105,20 +105,22 @@ class SafeTextHandle:
         original_forward = type(module).forward.__get__(module)
         handle = self
 
-        def aligned_pass(shift: float, args: tuple, kwargs: dict) -> Any:
-            with handle._plan(encoder, module, shift).swapped():
+        def aligned_pass(plan: ShiftPlan, args: tuple, kwargs: dict) -> Any:
+            with plan.swapped():
                 return original_forward(*args, **kwargs)
 
         def forward(*args: Any, **kwargs: Any) -> Any:
             strength = handle._strength
             if not handle.enabled or strength == 0.0:
                 return original_forward(*args, **kwargs)
+            # Weight blend: one pass with W + s * delta. Embedding blend: the fully aligned encoder
+            # (alone at s = 1, where the blend equals it), lerped with the original pass.
+            plan = handle._plan(encoder, module, strength if handle._mode == "weight" else 1.0)
             if handle._mode == "weight" or strength == 1.0:
-                # One pass either way: W + s * delta, or the fully aligned encoder (= the blend at s = 1).
-                return aligned_pass(strength if handle._mode == "weight" else 1.0, args, kwargs)
+                return aligned_pass(plan, args, kwargs)
             original = original_forward(*args, **kwargs)
-            graphed = handle._graphed(encoder, module, aligned_pass, args, kwargs)
-            aligned = graphed(args, kwargs) if graphed is not None else aligned_pass(1.0, args, kwargs)
+            graphed = handle._graphed(encoder, plan, aligned_pass, args, kwargs)
+            aligned = graphed(args, kwargs) if graphed is not None else aligned_pass(plan, args, kwargs)
             return blend_outputs(original, aligned, strength)
 
         return forward
@@ -129,7 +131,7 @@ class SafeTextHandle:
             plan = self._plans[(encoder, shift)] = ShiftPlan(module, self._deltas[encoder], shift)
         return plan
 
-    def _graphed(self, encoder: str, module: nn.Module, aligned_pass: Callable[[float, tuple, dict], Any],
+    def _graphed(self, encoder: str, plan: "ShiftPlan", aligned_pass: Callable[["ShiftPlan", tuple, dict], Any],
                  args: tuple, kwargs: dict) -> "_GraphedPass | None":
         """The CUDA graph of the fully aligned pass for this call's shapes, captured on first use."""
         if not self.use_cuda_graphs or torch.is_grad_enabled() or torch.is_autocast_enabled("cuda"):
@@ -137,16 +139,15 @@ class SafeTextHandle:
         signature = _call_signature(args, kwargs)
         if signature is None:
             return None
-        # The plan watches every tensor the graph reads by address: a stale plan is rebuilt, and a new
-        # plan means a new graph.
-        plan = self._plan(encoder, module, 1.0)
+        # ``plan`` is current (just checked) and watches every tensor the graph reads by address; a
+        # rebuilt plan means a new graph.
         key = (encoder, signature, plan)
         if key not in self._graphs:
             # Drop this encoder's stale graphs (and the memory they hold) before capturing a new one.
             self._graphs = {k: g for k, g in self._graphs.items() if k[:2] != (encoder, signature)}
             while len(self._graphs) >= MAX_GRAPHS:  # many prompt shapes: forget the oldest graph
                 self._graphs.pop(next(iter(self._graphs)))
-            self._graphs[key] = _GraphedPass.capture(lambda a, k: aligned_pass(1.0, a, k), args, kwargs, plan)
+            self._graphs[key] = _GraphedPass.capture(lambda a, k: aligned_pass(plan, a, k), args, kwargs, plan)
         return self._graphs[key]
 
 
