@@ -55,6 +55,7 @@ INFOTEXT_FINGERPRINT = "SafeText fingerprint"
 INFOTEXT_STRENGTH = "SafeText strength"
 INFOTEXT_MODE = "SafeText mode"
 INFOTEXT_LOCK = "SafeText lock"
+FITS_MARK = " \u2713 fits this checkpoint"
 
 
 class SafeTextError(RuntimeError):
@@ -174,14 +175,40 @@ def list_files() -> list[dict[str, Any]]:
     return out
 
 
+def gradio_takes_labelled_choices() -> bool:
+    """Gradio 4 (Forge) takes ``(label, value)`` dropdown choices; Gradio 3.41's Dropdown (A1111 v1.10.1) would show
+    the tuples as text (its Radio takes them)."""
+    try:
+        return int(str(getattr(gr, "__version__", "3")).split(".")[0]) >= 4
+    except ValueError:
+        return False
+
+
+def file_dropdown_update() -> dict[str, Any]:
+    """Keyword arguments for the file dropdown (at build and on refresh).
+
+    Only ``choices`` and ``info``: both ``Dropdown.__init__`` and Gradio 3.41's ``Dropdown.update`` accept them
+    (the Settings page passes an option's component arguments to ``update`` too; an argument ``update`` does
+    not know breaks the whole page). On Gradio 3 the fit marks go into ``info``, as choices are plain names.
+    """
+    choices = file_choices()
+    if gradio_takes_labelled_choices():
+        return {"choices": choices, "info": "\u2713 marks files trained for the loaded checkpoint"}
+    fitting = [value for label, value in choices if label.endswith(FITS_MARK)]
+    info = (f"fits this checkpoint: {', '.join(fitting)}" if fitting
+            else "no file here was trained for the loaded checkpoint")
+    return {"choices": [value for _, value in choices], "info": info}
+
+
 def file_choices() -> list[tuple[str, str]]:
+    """``(label, file name)`` for every file in the SafeText folder, the label saying whether it fits."""
     choices = []
     for entry in list_files():
         label = entry["name"]
         if entry.get("error"):
             label += " (unreadable)"
         elif entry["fits"] is True:
-            label += " \u2713 fits this checkpoint"
+            label += FITS_MARK
         elif entry["fits"] is False:
             label += " (for another checkpoint)"
         choices.append((label, entry["name"]))
@@ -647,15 +674,15 @@ class SafeTextScript(scripts.Script):
     def ui(self, is_img2img: bool) -> list[Any]:
         tab = "img2img" if is_img2img else "txt2img"
         try:
-            choices, value = file_choices(), default_file()
+            dropdown, value = file_dropdown_update(), default_file()
         except Exception:
-            choices, value = [], ""
+            dropdown, value = {"choices": []}, ""
         locked = lock_settings() is not None
         with gr.Accordion(TITLE, open=False, elem_id=f"safetext_{tab}"):
             with gr.Row():
                 enabled = gr.Checkbox(label="Enable SafeText", value=bool(opt("safetext_default_enabled", False)),
                                       elem_id=f"safetext_enabled_{tab}")
-                file = gr.Dropdown(label="SafeText file", choices=choices, value=value, allow_custom_value=True,
+                file = gr.Dropdown(label="SafeText file", value=value, allow_custom_value=True, **dropdown,
                                    elem_id=f"safetext_file_{tab}")
                 self._refresh_button(file, tab)
             with gr.Row():
@@ -663,6 +690,7 @@ class SafeTextScript(scripts.Script):
                                      value=float(opt("safetext_default_strength", 1.0)),
                                      elem_id=f"safetext_strength_{tab}")
                 mode = gr.Radio(choices=MODE_CHOICES, value="embedding", label="Blend mode",
+                                info="embedding: exact at every strength; weight: W + s*delta, exact at 0 and 1 only",
                                 elem_id=f"safetext_mode_{tab}")
             if locked:
                 gr.HTML("<p class='safetext-lock'>SafeText is locked on by the server's operator; "
@@ -681,7 +709,7 @@ class SafeTextScript(scripts.Script):
         try:
             from modules.ui_common import create_refresh_button
 
-            create_refresh_button(file, lambda: None, lambda: {"choices": file_choices()}, f"safetext_refresh_{tab}")
+            create_refresh_button(file, lambda: None, file_dropdown_update, f"safetext_refresh_{tab}")
         except Exception:  # older or different webuis: the list still refreshes on restart
             pass
 
@@ -1046,7 +1074,7 @@ def on_ui_settings() -> None:
     add("safetext_lock", OptionInfo(False, "Operator lock: keep SafeText on with the file and strength below, "
                                            "whatever the UI or API asks", section=section, restrict_api=True))
     add("safetext_lock_file", OptionInfo("", "Operator lock: SafeText file", gr.Dropdown,
-                                         lambda: {"choices": [n for _, n in file_choices()], "allow_custom_value": True},
+                                         lambda: {"choices": [""] + [n for _, n in file_choices()]},
                                          section=section, restrict_api=True))
     add("safetext_lock_strength", OptionInfo(1.0, "Operator lock: strength", gr.Slider,
                                              {"minimum": 0.0, "maximum": 1.0, "step": 0.05}, section=section,

@@ -49,14 +49,50 @@ class _Context:
         return False
 
 
-def _fake_gradio():
+# ``update`` signatures copied from Gradio 3.41.2 (A1111 v1.10.1): the Settings page passes an option's
+# component arguments to ``update``, and one it does not take breaks the whole page.
+_UPDATE_ARGS_341 = {
+    "Dropdown": ("value", "choices", "label", "info", "show_label", "container", "scale", "min_width",
+                 "interactive", "placeholder", "visible"),
+    "Radio": ("value", "choices", "label", "info", "show_label", "container", "scale", "min_width", "interactive",
+              "visible"),
+    "Slider": ("value", "minimum", "maximum", "step", "label", "info", "show_label", "container", "scale",
+               "min_width", "interactive", "visible"),
+    "Checkbox": ("value", "label", "info", "show_label", "container", "scale", "min_width", "interactive", "visible"),
+    "Textbox": ("value", "lines", "max_lines", "placeholder", "label", "info", "show_label", "container", "scale",
+                "min_width", "visible", "interactive", "type", "text_align", "rtl", "show_copy_button", "autofocus"),
+}
+
+
+def _update_for(name):
+    allowed = _UPDATE_ARGS_341.get(name)
+
+    def update(**kwargs):
+        unknown = sorted(set(kwargs) - set(allowed or kwargs))
+        if unknown:
+            raise TypeError(f"{name}.update() got an unexpected keyword argument {unknown[0]!r}")
+        return dict(kwargs, __type__="update")
+
+    return staticmethod(update)
+
+
+class _Dropdown341(_Component):
+    """Gradio 3.41's Dropdown keeps ``[str(choice) for choice in choices]``: a (label, value) pair shows as text."""
+
+    def __init__(self, *args, choices=None, **kwargs):
+        super().__init__(*args, choices=[str(c) for c in choices] if choices else [], **kwargs)
+
+
+def _fake_gradio(version="3.41.2"):
     gr = types.ModuleType("gradio")
+    gr.__version__ = version
     for name in ("Checkbox", "Dropdown", "Slider", "Radio", "HTML", "Button", "Image", "Number", "Textbox",
                  "CheckboxGroup"):
-        setattr(gr, name, type(name, (_Component,), {}))
+        base = _Dropdown341 if name == "Dropdown" and version.startswith("3.") else _Component
+        setattr(gr, name, type(name, (base,), {"update": _update_for(name)}))
     for name in ("Accordion", "Row", "Column", "Blocks", "Group"):
         setattr(gr, name, type(name, (_Context,), {}))
-    gr.update = lambda **kwargs: dict(kwargs, __type__="update")
+    gr.update = lambda **kwargs: dict(kwargs, __type__="generic_update")
     return gr
 
 
@@ -111,11 +147,17 @@ class _OptionInfo:
     def __init__(self, default=None, label="", component=None, component_args=None, section=None, restrict_api=False,
                  **kwargs):
         self.default, self.label, self.section, self.restrict_api = default, label, section, restrict_api
+        self.component, self.component_args = component, component_args
 
 
 @pytest.fixture()
-def webui(tmp_path, monkeypatch):
-    """Load scripts/safetext.py with stand-in webui modules; yield (module, shared, callbacks)."""
+def webui(tmp_path, monkeypatch, request):
+    """Load scripts/safetext.py with stand-in webui modules; yield (module, shared, callbacks).
+
+    Gradio 3.41 (A1111 v1.10.1) by default; ``@pytest.mark.parametrize("webui", ["4.40.0"], indirect=True)``
+    gives Gradio 4 (Forge).
+    """
+    gradio = _fake_gradio(getattr(request, "param", "3.41.2"))
     callbacks: dict[str, list] = {}
     modules = types.ModuleType("modules")
     scripts_mod = types.ModuleType("modules.scripts")
@@ -127,7 +169,13 @@ def webui(tmp_path, monkeypatch):
     shared.sd_model = None
     shared.models_path = str(tmp_path / "models")
     shared.OptionInfo = _OptionInfo
-    shared.opts.add_option = lambda key, info: setattr(shared.opts, key, info.default)
+    shared.opts.data_labels = {}
+
+    def add_option(key, info):
+        shared.opts.data_labels[key] = info
+        setattr(shared.opts, key, info.default)
+
+    shared.opts.add_option = add_option
     cb = types.ModuleType("modules.script_callbacks")
     for name in ("on_ui_settings", "on_ui_tabs", "on_app_started", "on_infotext_pasted", "on_model_loaded"):
         setattr(cb, name, lambda fn, _n=name: callbacks.setdefault(_n, []).append(fn))
@@ -147,7 +195,7 @@ def webui(tmp_path, monkeypatch):
     fastapi_exc.HTTPException = HTTPException
     fastapi.exceptions = fastapi_exc
     fastapi.Body = lambda **kwargs: None
-    stand_ins = {"gradio": _fake_gradio(), "modules": modules, "modules.scripts": scripts_mod,
+    stand_ins = {"gradio": gradio, "modules": modules, "modules.scripts": scripts_mod,
                  "modules.shared": shared, "modules.script_callbacks": cb, "modules.api": api_pkg,
                  "modules.api.api": api_mod, "modules.call_queue": call_queue, "modules.devices": devices,
                  "fastapi": fastapi, "fastapi.exceptions": fastapi_exc}
@@ -292,14 +340,46 @@ def test_script_is_always_visible_with_four_api_args(webui, sd1):
     assert [c.label for c in controls] == ["Enable SafeText", "SafeText file", "SafeText strength", "Blend mode"]
     assert controls[0].value is False and controls[2].value == 1.0 and controls[3].value == "embedding"
     assert controls[1].value == "tiny.safetensors"
-    assert any("fits" in label for label, value in controls[1].choices if value == "tiny.safetensors")
+    # Gradio 3.41 (A1111): plain names (a (label, value) pair would show as raw text), fit marks in ``info``
+    assert controls[1].choices == ["tiny.safetensors"]
+    assert controls[1].kwargs["info"] == "fits this checkpoint: tiny.safetensors"
     assert {"on_ui_settings", "on_ui_tabs", "on_app_started", "on_infotext_pasted"} <= set(webui.callbacks)
+
+
+@pytest.mark.parametrize("webui", ["4.40.0"], indirect=True)
+def test_panel_file_choices_are_labelled_on_gradio_4(webui, sd1):
+    controls = webui.script.SafeTextScript().ui(False)
+    assert controls[1].choices == [("tiny.safetensors" + webui.script.FITS_MARK, "tiny.safetensors")]
 
 
 def test_settings_registered_and_lock_options_restricted_from_api(webui):
     opts = webui.shared.opts
     assert opts.safetext_default_enabled is False and opts.safetext_lock is False
     assert opts.safetext_default_strength == 1.0
+    restricted = {key for key, info in opts.data_labels.items() if info.restrict_api}
+    assert restricted == {"safetext_models_dir", "safetext_allow_mismatch", "safetext_lock", "safetext_lock_file",
+                          "safetext_lock_strength", "safetext_lock_training"}
+
+
+def test_settings_page_builds_and_refreshes_every_option_on_gradio_341(webui, sd1):
+    """What A1111 v1.10.1's Settings page does with each option (modules/ui_settings.py): build the component
+    with the option's component arguments, then ``get_value_for_setting`` sends ``gr.update(value=..., **args)``,
+    which Gradio turns into ``<Component>.update(**args)``. One argument ``update`` does not take raised
+    ``TypeError`` for every setting on the page (the bug this guards against)."""
+    gr = sys.modules["gradio"]
+    opts = webui.shared.opts
+    keys = [key for key in opts.data_labels if key.startswith("safetext_")]
+    assert "safetext_lock_file" in keys
+    for key in keys:
+        info = opts.data_labels[key]
+        args = info.component_args() if callable(info.component_args) else info.component_args or {}
+        component = info.component or gr.Textbox
+        built = component(label=info.label, value=getattr(opts, key), elem_id=f"setting_{key}", **args)
+        generic = gr.update(value=getattr(opts, key), **{k: v for k, v in args.items() if k != "precision"})
+        specific = component.update(**{k: v for k, v in generic.items() if k != "__type__"})
+        assert specific["value"] == getattr(opts, key)
+        if key == "safetext_lock_file":
+            assert built.choices == ["", "tiny.safetensors"] and specific["choices"] == ["", "tiny.safetensors"]
 
 
 def test_disabled_is_bit_for_bit_and_enabled_matches_aligned_encoder(webui, sd1):
