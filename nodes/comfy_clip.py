@@ -178,68 +178,173 @@ def fingerprints(clip: Any, family: str | None = None) -> dict[str, str]:
 
 _hook_ids = itertools.count(1 << 40)  # far above torch's own handle ids, so never confused with them
 
+# Parameters ComfyUI's CLIP reads directly (``comfy.ops.cast_to(position_embedding.weight)``), outside the
+# weight-function path: the embedding blend cannot change them, so a file that does is refused for it.
+_OUTSIDE_WEIGHT_FUNCTIONS = ("position_embedding.weight",)
+
+
+class SafeTextNotApplied(RuntimeError):
+    """The host ran the aligned pass without SafeText's weight change: generating now would be unprotected."""
+
+
+class _Gate(threading.local):
+    """Per thread: is this hook's aligned pass running, and which changed modules took part in it."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.applied: set[str] = set()
+
+
+class AlignedDelta:
+    """A ComfyUI weight wrapper (``ModelPatcher.add_weight_wrapper``): ``W`` as it is, except during its hook's
+    aligned pass, where it returns ``W + delta``.
+
+    Weight wrappers are how ComfyUI itself changes weights at run time: every loader (full, low-VRAM and the
+    Dynamic VRAM loader of current versions) puts them in the module's ``weight_function`` list, which the
+    cast path applies to whatever copy of the weight it computes with. Substituting parameters behind the
+    host's back does not survive a loader that computes from its own cached copy.
+    """
+
+    def __init__(self, gate: _Gate, key: str, delta: torch.Tensor):
+        self.gate, self.key, self.delta = gate, key, delta
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        gate = self.gate
+        if not gate.active:
+            return weight
+        gate.applied.add(self.key)
+        return (weight.float() + self.delta.to(weight.device, torch.float32)).to(weight.dtype)
+
+    def __repr__(self) -> str:
+        return f"SafeTextAlignedDelta({self.key})"
+
+
+class AlignedLayerNorm:
+    """Forward hook (object patch of a LayerNorm's ``_forward_hooks``): during its hook's aligned pass, the
+    LayerNorm's output recomputed with ``W + delta`` and ``b + delta_b``.
+
+    LayerNorms get no weight wrappers on every loader (Dynamic VRAM force-loads modules under 16 KiB without
+    them, with LoRA patches written into the weight instead), so for them the change is made on the output;
+    ``module.weight`` there is the weight as loaded, LoRAs included.
+    """
+
+    def __init__(self, gate: _Gate, key: str, weight_delta: torch.Tensor | None, bias_delta: torch.Tensor | None):
+        self.gate, self.key = gate, key
+        self.weight_delta, self.bias_delta = weight_delta, bias_delta
+
+    def __call__(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        gate = self.gate
+        if not gate.active:
+            return None
+        gate.applied.add(self.key)
+        x = args[0]
+        weight = None if module.weight is None else module.weight.detach().to(x.device, torch.float32)
+        bias = None if module.bias is None else module.bias.detach().to(x.device, torch.float32)
+        if self.weight_delta is not None:
+            weight = weight + self.weight_delta.to(x.device, torch.float32)
+        if self.bias_delta is not None:
+            bias = bias + self.bias_delta.to(x.device, torch.float32)
+        out = torch.nn.functional.layer_norm(x.float(), module.normalized_shape, weight, bias, module.eps)
+        return out.to(output.dtype)
+
+    def __repr__(self) -> str:
+        return f"SafeTextAlignedLayerNorm({self.key})"
+
 
 class EmbeddingBlendHook:
-    """Forward hook for an ``SDClipModel``: ``lerp(E(x), E'(x), strength)`` with ``E' = E(W + delta)``."""
+    """Forward hook for an ``SDClipModel``: ``lerp(E(x), E'(x), strength)``.
 
-    def __init__(self, encoder: str, deltas: Mapping[str, torch.Tensor], strength: float, label: str = ""):
+    ``E'`` is the same module run once more with this hook's weight wrappers (``AlignedDelta``) and LayerNorm
+    hooks (``AlignedLayerNorm``) switched on. ComfyUI's CLIP runs every layer on every pass (clip skip only picks
+    an intermediate output), so each of them must take part in the aligned pass. The hook fails closed: if one
+    did not, or the aligned output equals the original, the host bypassed the change and the hook raises
+    ``SafeTextNotApplied`` rather than return unprotected conditioning.
+    """
+
+    def __init__(self, encoder: str, deltas: Mapping[str, torch.Tensor], strength: float, label: str = "",
+                 layer_norms: tuple[str, ...] = ()):
+        """``deltas``: transformers names in the encoder; ``layer_norms``: the names of its LayerNorm modules."""
         self.encoder = encoder
-        # SDClipModel's own parameter names: the transformer sits under ``transformer.``
-        self.deltas = {f"transformer.{name}": tensor for name, tensor in deltas.items()}
         self.strength = float(strength)
         self.label = label
-        self._local = threading.local()
+        self._gate = _Gate()
+        prefix = f"{encoder}.transformer."  # keys relative to the CLIP's cond_stage_model, as ComfyUI names them
+        self.wrappers: dict[str, AlignedDelta] = {}
+        self.layer_norm_hooks: dict[str, AlignedLayerNorm] = {}
+        for name, tensor in deltas.items():
+            module, _, kind = name.rpartition(".")
+            if module in layer_norms:
+                if module not in self.layer_norm_hooks:
+                    self.layer_norm_hooks[module] = AlignedLayerNorm(
+                        self._gate, prefix + module, deltas.get(module + ".weight"), deltas.get(module + ".bias"))
+            else:
+                self.wrappers[prefix + name] = AlignedDelta(self._gate, prefix + name, tensor)
+        self.expected = set(self.wrappers) | {hook.key for hook in self.layer_norm_hooks.values()}
 
     def __call__(self, module: torch.nn.Module, args: tuple, output: Any) -> Any:
-        if getattr(self._local, "active", False):
+        gate = self._gate
+        if gate.active:
             return None  # the aligned pass below calls the module again: leave that call alone
-        self._local.active = True
+        gate.applied = set()
+        gate.active = True
         try:
-            # The aligned encoder itself (W + delta); outputs are blended below, exact at every strength.
-            aligned = torch.func.functional_call(module, self._shifted(module), args, strict=False)
+            aligned = module(*args)
         finally:
-            self._local.active = False
+            gate.active = False
+        applied, gate.applied = gate.applied, set()
+        missed = self.expected - applied
+        if missed or _same_tensors(output, aligned):
+            raise SafeTextNotApplied(
+                f"SafeText ({self.label or self.encoder}): this ComfyUI ran the {self.encoder} encoder without "
+                f"SafeText's change ({len(self.expected) - len(missed)} of {len(self.expected)} changed modules took "
+                f"part in the aligned pass{', missing e.g. ' + sorted(missed)[0] if missed else ''}); refusing to "
+                "generate unprotected. Use blend mode 'weight', or report this with your ComfyUI version")
         return core_blend.blend_outputs(output, aligned, self.strength)
 
-    def _shifted(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """``W + delta`` in each weight's dtype and device, computed per call (no second copy is kept).
-
-        (``safetext_core.blend.shifted_parameters`` reads ``weight._version`` for its cache key, which
-        ComfyUI's inference-mode weights do not have; so the sum is formed here.)
-        """
-        params = dict(module.named_parameters())
-        out = {}
-        for name, delta in self.deltas.items():
-            weight = params[name]
-            out[name] = (weight.detach().float() + delta.to(weight.device, torch.float32)).to(weight.dtype)
-        return out
-
-    def __getstate__(self) -> dict:  # deepcopy/pickle of a patched model: everything but the thread-local flag
+    def __getstate__(self) -> dict:  # deepcopy/pickle of a patched model: everything but the thread-local gate
         state = dict(self.__dict__)
-        state.pop("_local", None)
+        state.pop("_gate", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._local = threading.local()
+        self._gate = _Gate()
+        for wrapper in [*self.wrappers.values(), *self.layer_norm_hooks.values()]:
+            wrapper.gate = self._gate
 
     def __repr__(self) -> str:  # shows up in ComfyUI's debug logs of object patches
         return f"SafeTextEmbeddingBlend({self.label or self.encoder}, strength={self.strength})"
 
 
-def hook_table_key(encoder: str) -> str:
-    return f"{encoder}._forward_hooks"
+def _same_tensors(a: Any, b: Any) -> bool:
+    """True when every floating-point tensor of two encoder outputs is identical (the change did nothing)."""
+    first = [t for t in (a if isinstance(a, (tuple, list)) else (a,)) if isinstance(t, torch.Tensor)]
+    second = [t for t in (b if isinstance(b, (tuple, list)) else (b,)) if isinstance(t, torch.Tensor)]
+    pairs = [(x, y) for x, y in zip(first, second) if x.is_floating_point()]
+    return bool(pairs) and all(x.shape == y.shape and torch.equal(x, y) for x, y in pairs)
 
 
-def _current_hook_table(clip: Any, encoder: str) -> "OrderedDict[int, Any]":
-    key = hook_table_key(encoder)
+def hook_table_key(module_path: str) -> str:
+    return f"{module_path}._forward_hooks"
+
+
+def _current_hook_table(clip: Any, module_path: str) -> "OrderedDict[int, Any]":
+    """The forward-hook table ``module_path`` (in the CLIP's cond_stage_model) has once ``clip`` is loaded."""
+    key = hook_table_key(module_path)
     patcher = clip.patcher
     if key in patcher.object_patches:
         return patcher.object_patches[key]
     backups = getattr(patcher, "object_patches_backup", {}) or {}
     if key in backups:
         return backups[key]
-    return getattr(getattr(clip.cond_stage_model, encoder), "_forward_hooks")
+    return clip.cond_stage_model.get_submodule(module_path)._forward_hooks
+
+
+def _add_forward_hook(clip: Any, module_path: str, hook: Any) -> None:
+    """An object patch of the module's hook table with ``hook`` added: survives clones, undone on unload."""
+    table = OrderedDict(_current_hook_table(clip, module_path))
+    table[next(_hook_ids)] = hook
+    clip.patcher.add_object_patch(hook_table_key(module_path), table)
 
 
 def active_safetext(clip: Any) -> list[str]:
@@ -286,6 +391,8 @@ def apply_file(clip: Any, file: SafeTextFile, strength: float = 1.0, mode: str =
         return out, warnings
     model = clip.cond_stage_model
     for encoder, deltas in file.deltas.items():
+        if not deltas:
+            continue  # nothing changed in this encoder (e.g. only the other one of SDXL was trained)
         sub = getattr(model, encoder, None)
         if sub is None:
             raise SafeTextFileError(f"this CLIP has no {encoder} encoder, which SafeText file {file.name!r} changes")
@@ -294,7 +401,18 @@ def apply_file(clip: Any, file: SafeTextFile, strength: float = 1.0, mode: str =
         if stray:
             raise SafeTextFileError(f"SafeText file {file.name!r} changes {len(stray)} tensors the {encoder} encoder "
                                     f"does not have, e.g. {stray[:2]}")
-        table = OrderedDict(_current_hook_table(out, encoder))
-        table[next(_hook_ids)] = EmbeddingBlendHook(encoder, deltas, strength, label)
-        out.patcher.add_object_patch(hook_table_key(encoder), table)
+        outside = [n for n in deltas if n.endswith(_OUTSIDE_WEIGHT_FUNCTIONS)]
+        if outside:
+            raise SafeTextFileError(f"SafeText file {file.name!r} changes {outside[0]}, which ComfyUI reads outside its "
+                                    "weight wrappers: use blend mode 'weight' for this file")
+        if not hasattr(out.patcher, "add_weight_wrapper"):
+            raise UnsupportedClip("this ComfyUI has no weight wrappers (ModelPatcher.add_weight_wrapper), which the "
+                                  "embedding blend needs: update ComfyUI, or use blend mode 'weight'")
+        layer_norms = tuple(name for name, m in sub.transformer.named_modules() if isinstance(m, torch.nn.LayerNorm))
+        hook = EmbeddingBlendHook(encoder, deltas, strength, label, layer_norms)
+        for key, wrapper in hook.wrappers.items():
+            out.patcher.add_weight_wrapper(key, wrapper)
+        for module, ln_hook in hook.layer_norm_hooks.items():
+            _add_forward_hook(out, f"{encoder}.transformer.{module}", ln_hook)
+        _add_forward_hook(out, encoder, hook)
     return out, warnings

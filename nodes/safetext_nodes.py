@@ -361,7 +361,7 @@ class SafeTextTrain:
             except AlignmentCancelled:
                 host.send_event({"node": unique_id, "phase": "cancelled"})
                 host.raise_interrupted()
-            except Exception as error:
+            except BaseException as error:  # current ComfyUI's InterruptProcessingException is a BaseException
                 # ComfyUI's progress-bar hook raises its interrupt exception itself when cancel is pressed.
                 if host.is_interrupt(error):
                     host.send_event({"node": unique_id, "phase": "cancelled"})

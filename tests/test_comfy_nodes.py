@@ -6,6 +6,10 @@ The stand-ins copy the ComfyUI 0.3.64 behaviour the nodes rely on:
   object patches survive, other attributes do not); ``clip_layer`` (CLIPSetLastLayer); encoding loads the
   patcher, which applies object patches (``comfy.utils.set_attr`` with a shared backup) and "diff" weight
   patches in place, and restores both when another clone is loaded;
+* ``comfy.ops``: Linear, LayerNorm and Embedding compute through ``cast_bias_weight`` (applying the module's
+  ``weight_function``/``bias_function`` lists) when those lists are set; the patcher fills them from
+  ``add_weight_wrapper`` at load. With ``FakePatcher.dynamic_vram`` the cast path reads a resident copy made
+  at load, as current ComfyUI's Dynamic VRAM loader does (parameter substitution then has no effect);
 * ``SDClipModel``: a sub-module ``clip_l``/``clip_g`` with ``transformer`` (transformers naming) and
   ``logit_scale``, whose forward returns ``(hidden state of the chosen layer, pooled)``;
 * ``folder_paths``, ``comfy.model_management`` (interrupt flag, devices), ``comfy.utils.ProgressBar`` and
@@ -55,10 +59,68 @@ def _get_attr(obj, attr):
     return obj
 
 
+class _CastOp:
+    """comfy.ops' CastWeightBiasOp: class-level empty function lists, the patcher sets per-module ones."""
+
+    comfy_cast_weights = False
+    weight_function: list = []
+    bias_function: list = []
+
+    def _uses_cast_path(self):
+        return self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0
+
+    def cast_bias_weight(self):
+        resident = getattr(self, "_v_weight", None) is not None  # Dynamic VRAM: its own copy, not .weight
+        weight = (self._v_weight if resident else self.weight).clone()
+        bias = self._v_bias if resident else getattr(self, "bias", None)
+        bias = None if bias is None else bias.clone()
+        for f in self.weight_function:
+            weight = f(weight)
+        if bias is not None:
+            for f in self.bias_function:
+                bias = f(bias)
+        return weight, bias
+
+
+class CastLinear(_CastOp, nn.Linear):
+    def forward(self, x):
+        if self._uses_cast_path():
+            return nn.functional.linear(x, *self.cast_bias_weight())
+        return super().forward(x)
+
+
+class CastLayerNorm(_CastOp, nn.LayerNorm):
+    def forward(self, x):
+        if self._uses_cast_path():
+            return nn.functional.layer_norm(x, self.normalized_shape, *self.cast_bias_weight(), self.eps)
+        return super().forward(x)
+
+
+class CastEmbedding(_CastOp, nn.Embedding):
+    def forward(self, ids):
+        if self._uses_cast_path():
+            return nn.functional.embedding(ids, self.cast_bias_weight()[0], self.padding_idx)
+        return super().forward(ids)
+
+
+def comfy_ops(module: nn.Module) -> nn.Module:
+    """Give every Linear/LayerNorm/Embedding comfy.ops' forward (the modules keep their weights)."""
+    for m in module.modules():
+        for plain, cast in ((nn.Linear, CastLinear), (nn.LayerNorm, CastLayerNorm), (nn.Embedding, CastEmbedding)):
+            if type(m) is plain:
+                m.__class__ = cast
+    return module
+
+
 class FakePatcher:
     """What ComfyUI's ModelPatcher does for a CLIP, reduced to the parts SafeText touches."""
 
     loaded = None  # the patcher whose patches are currently written into the shared model
+    dynamic_vram = False  # compute from a resident copy of each weight made at load (current ComfyUI, NVIDIA)
+    dynamic_small_module_bytes = 1024  # ComfyUI: 16 KiB, which catches CLIP's LayerNorms; scaled to the tiny model
+    # which weight wrappers a load applies (key -> bool); a loader that bypasses some or all of them must make
+    # SafeText fail closed
+    applies_weight_wrapper = staticmethod(lambda key: True)
 
     def __init__(self, model):
         self.model = model
@@ -67,10 +129,12 @@ class FakePatcher:
         self.object_patches_backup: dict = {}
         self.backup: dict = {}
         self.hook_backup: dict = {}
+        self.weight_wrapper_patches: dict = {}
 
     def clone(self):
         n = FakePatcher(self.model)
         n.patches = {k: list(v) for k, v in self.patches.items()}
+        n.weight_wrapper_patches = self.weight_wrapper_patches.copy()
         n.object_patches = self.object_patches.copy()
         n.object_patches_backup = self.object_patches_backup  # shared, as in ComfyUI
         n.backup = self.backup  # shared
@@ -88,7 +152,13 @@ class FakePatcher:
     def add_object_patch(self, name, obj):
         self.object_patches[name] = obj
 
+    def add_weight_wrapper(self, name, function):
+        self.weight_wrapper_patches[name] = self.weight_wrapper_patches.get(name, []) + [function]
+
     def unpatch_model(self):
+        for m in self.model.modules():
+            if isinstance(m, _CastOp):
+                m.weight_function, m.bias_function, m._v_weight, m._v_bias = [], [], None, None
         for key, (weight, _) in list(self.backup.items()):
             _get_attr(self.model, key).data = weight
         self.backup.clear()
@@ -111,6 +181,20 @@ class FakePatcher:
                     assert kind == "diff"
                     weight = weight + strength * diff.to(weight.dtype)
                 param.data = weight.to(param.dtype)
+        for name, m in self.model.named_modules():
+            if not isinstance(m, _CastOp):
+                continue
+            wrappers = {k: v for k, v in self.weight_wrapper_patches.items() if FakePatcher.applies_weight_wrapper(k)}
+            if FakePatcher.dynamic_vram and sum(p.numel() * p.element_size() for p in m.parameters()) <= \
+                    FakePatcher.dynamic_small_module_bytes:
+                wrappers = {}  # Dynamic VRAM force-loads small modules (LayerNorms) without their weight wrappers
+            m.weight_function = list(wrappers.get(f"{name}.weight", []))
+            m.bias_function = list(wrappers.get(f"{name}.bias", []))
+            if FakePatcher.dynamic_vram:
+                m._v_weight = m.weight.detach().clone()
+                bias = getattr(m, "bias", None)
+                m._v_bias = None if bias is None else bias.detach().clone()
+                m.comfy_cast_weights = True
         FakePatcher.loaded = self
 
 
@@ -121,7 +205,7 @@ class FakeSDClip(nn.Module):
         super().__init__()
         from safetext_core.models import ClipTextEncoder, load_canonical_state
 
-        self.transformer = ClipTextEncoder(clip_config(hidden, layers, act), with_projection=True)
+        self.transformer = comfy_ops(ClipTextEncoder(clip_config(hidden, layers, act), with_projection=True))
         if not projection:  # ComfyUI builds CLIP-L's projection but checkpoints do not fill it
             state = dict(state, **{"text_projection.weight": torch.randn(hidden, hidden)})
         load_canonical_state(self.transformer, state)
@@ -274,7 +358,7 @@ class FakeHost:
         def throw():
             if host.interrupt:
                 host.interrupt = False
-                raise InterruptProcessingException()
+                raise mm.InterruptProcessingException()
 
         mm.InterruptProcessingException = InterruptProcessingException
         mm.processing_interrupted = lambda: host.interrupt
@@ -542,18 +626,51 @@ def test_embedding_blend_is_exact_and_survives_clone_and_clip_skip(pack, trained
     node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
     prompts = ["bloody corpse, photo", "a red car, photo"]
     applied = node.apply(clip, "tiny.safetensors", enabled=True, strength=strength)["result"][0]
+    bases = {}
     for layer in (None, -2):  # CLIPSetLastLayer after the node: it clones the CLIP
         downstream = applied.clone()
         downstream.clip_layer(layer)
         original = clip.clone()
         original.clip_layer(layer)
-        base, base_pooled = original.encode(prompts)
+        base, base_pooled = bases[layer] = original.encode(prompts)
         want, want_pooled = _aligned_reference(pack, clip, path, layer)
         got, got_pooled = downstream.encode(prompts)
         assert torch.equal(got, torch.lerp(base, want, strength))
         assert torch.equal(got_pooled, torch.lerp(base_pooled, want_pooled, strength))
+        assert not torch.equal(got, base)
     # the shared model is clean again once a plain clone is loaded
-    assert torch.equal(clip.encode(prompts)[0], base if layer is None else clip.encode(prompts)[0])
+    assert torch.equal(clip.encode(prompts)[0], bases[None][0])
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_embedding_blend_is_exact_under_dynamic_vram(pack, trained, strength, monkeypatch):
+    """Current ComfyUI's Dynamic VRAM loader computes from its own resident copy of each weight: substituting
+    parameters changes nothing there (the aligned pass would equal the original while the badge says ON).
+    Weight wrappers are applied on that path too."""
+    monkeypatch.setattr(FakePatcher, "dynamic_vram", True)
+    clip, _, path = trained
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
+    prompts = ["bloody corpse, photo", "a red car, photo"]
+    base, base_pooled = clip.clone().encode(prompts)
+    got, got_pooled = node.apply(clip, "tiny.safetensors", enabled=True, strength=strength)["result"][0].clone().encode(prompts)
+    want, want_pooled = _aligned_reference(pack, clip, path)
+    assert not torch.equal(got, base)
+    assert torch.equal(got, torch.lerp(base, want, strength))
+    assert torch.equal(got_pooled, torch.lerp(base_pooled, want_pooled, strength))
+
+
+@pytest.mark.parametrize("bypassed", ["every weight", "one layer"])
+def test_embedding_blend_fails_closed_when_the_host_bypasses_the_change(pack, trained, monkeypatch, bypassed):
+    """A loader that skips SafeText's weight wrappers (all of them, or one layer's) must stop the generation with a
+    clear error, never hand out the original conditioning under an ON badge."""
+    skip = (lambda key: False) if bypassed == "every weight" else (lambda key: ".layers.1." not in key)
+    monkeypatch.setattr(FakePatcher, "applies_weight_wrapper", staticmethod(skip))
+    clip, _, _ = trained
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
+    applied = node.apply(clip, "tiny.safetensors", enabled=True, strength=1.0)["result"][0]
+    not_applied = sys.modules[PACK + ".nodes.comfy_clip"].SafeTextNotApplied
+    with pytest.raises(not_applied, match="refusing to generate unprotected"):
+        applied.clone().encode(["bloody corpse, photo"])
 
 
 def test_lora_after_the_node_keeps_safetext_and_stacks(pack, trained):
@@ -639,8 +756,12 @@ def test_cancel_stops_training_and_writes_nothing(pack, host):
     assert host.progress[-1][0] < 50
 
 
-def test_cancel_raised_by_comfyuis_progress_hook_is_reported(pack, host):
-    # ComfyUI's progress-bar hook calls throw_exception_if_processing_interrupted() itself.
+@pytest.mark.parametrize("base", [Exception, BaseException])
+def test_cancel_raised_by_comfyuis_progress_hook_is_reported(pack, host, base):
+    # ComfyUI's progress-bar hook calls throw_exception_if_processing_interrupted() itself; the exception derives
+    # from Exception in 0.3.64 and from BaseException in current ComfyUI.
+    host.mm.InterruptProcessingException = type("InterruptProcessingException", (base,), {})
+
     def hook(step):
         if step >= 1:
             host.interrupt = True
@@ -648,8 +769,8 @@ def test_cancel_raised_by_comfyuis_progress_hook_is_reported(pack, host):
 
     host.on_progress = hook
     with pytest.raises(host.mm.InterruptProcessingException):
-        train(pack, sd1_clip(), name="cancelled2", steps=50)
-    assert not (Path(host.folder_paths.models_dir) / "safetext" / "cancelled2.safetensors").exists()
+        train(pack, sd1_clip(), name=f"cancelled2{base.__name__}", steps=50)
+    assert not (Path(host.folder_paths.models_dir) / "safetext" / f"cancelled2{base.__name__}.safetensors").exists()
     assert any(d.get("phase") == "cancelled" for _, d in host.events)
 
 
@@ -659,8 +780,16 @@ def test_sdxl_train_and_apply_both_encoders(pack, host):
         result = train(pack, clip, name="xl", steps=1, batch_size=2, train_parameters=r"layers\.1\.",
                        unsafe_prompts="\n".join(UNSAFE[::2]), safe_prompts="\n".join(SAFE[::2]))
     aligned = result["result"][0]
-    hooks = [k for k in aligned.patcher.object_patches]
-    assert sorted(hooks) == ["clip_g._forward_hooks", "clip_l._forward_hooks"]
+    hooks = set(aligned.patcher.object_patches)
+    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(
+        Path(sys.modules["folder_paths"].models_dir) / "safetext" / "xl.safetensors")
+    changed = {encoder for encoder, deltas in file.deltas.items() if deltas}
+    assert "clip_g" in changed
+    # one blend hook per changed encoder (CLIP-L's layer 1 feeds nothing SDXL consumes: it stays unchanged)
+    assert {k for k in hooks if k.count(".") == 1} == {f"{e}._forward_hooks" for e in changed}
+    assert all(".layers.1." in k for k in hooks if k.count(".") > 1)  # the trained layer's LayerNorms
+    assert aligned.patcher.weight_wrapper_patches and all(
+        ".layers.1." in k for k in aligned.patcher.weight_wrapper_patches)
     base, pooled = clip.encode(["bloody corpse, photo"])
     got, got_pooled = aligned.encode(["bloody corpse, photo"])
     assert got.shape == base.shape == (1, 77, 96) and not torch.equal(got, base)
