@@ -47,7 +47,7 @@ ESD_START_GUIDANCE = 3.0  # train-esd.py --start_guidance
 
 def encoded_prompts(config: Any, prompts: Any) -> int:
     """How many training prompts ``align`` encodes once for a run of ``config.steps`` steps."""
-    from safetext_core.align import _step_batches
+    from safetext_core.loop import _step_batches
 
     unsafe, safe = set(), set()
     for step in range(config.steps):

@@ -5,7 +5,7 @@
   (float32, as ``save_pretrained`` writes it) and read with ``safetensors.torch.load_file``. Loads are
   timed warm (file in the page cache, after one uncounted load): the figure is parsing and checking,
   not the disk.
-* The low-rank export (``safetext_core.export.to_lowrank``) at several ranks: file size against the
+* The low-rank export (``safetext_core.exports.to_lowrank``) at several ranks: file size against the
   full SafeText file, and the relative Frobenius error the export reports.
 
 Two kinds of deltas, because the low-rank error depends on their spectrum:
@@ -37,7 +37,7 @@ def measure_file(file: Any, label: str, folder: Path, encoder_size: int, encoder
                  encoder_checked: float, opts: Options, raw: dict[str, Any]) -> list[Row]:
     """Rows for one SafeText file: size and load time against the encoder, then each low-rank export."""
     from safetext_core import SafeTextFile
-    from safetext_core.export import to_lowrank
+    from safetext_core.exports import to_lowrank
 
     path = file.save(folder / f"{label}.safetext.safetensors")
     size = path.stat().st_size

@@ -31,7 +31,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..safetext_core import blend as core_blend
+from ..safetext_core import weights as core_weights
+from ..safetext_core.errors import SafeTextNotApplied, UnsupportedModel
 from ..safetext_core.fingerprint import fingerprint_state_dict
 from ..safetext_core.safetext_file import SafeTextFile, SafeTextFileError
 
@@ -44,7 +45,7 @@ FAMILY_BY_ENCODERS = {("clip_l",): "sd1", ("clip_h",): "sd2", ("clip_g", "clip_l
 IGNORED = ("logit_scale", "position_ids")
 
 
-class UnsupportedClip(ValueError):
+class UnsupportedClip(UnsupportedModel):
     """A CLIP that SafeText cannot work with (another model family, no text encoder...)."""
 
 
@@ -183,10 +184,6 @@ _hook_ids = itertools.count(1 << 40)  # far above torch's own handle ids, so nev
 _OUTSIDE_WEIGHT_FUNCTIONS = ("position_embedding.weight",)
 
 
-class SafeTextNotApplied(RuntimeError):
-    """The host ran the aligned pass without SafeText's weight change: generating now would be unprotected."""
-
-
 class _Gate(threading.local):
     """Per thread: is this hook's aligned pass running, and which changed modules took part in it."""
 
@@ -299,7 +296,7 @@ class EmbeddingBlendHook:
                 f"SafeText's change ({len(self.expected) - len(missed)} of {len(self.expected)} changed modules took "
                 f"part in the aligned pass{', missing e.g. ' + sorted(missed)[0] if missed else ''}); refusing to "
                 "generate unprotected. Use blend mode 'weight', or report this with your ComfyUI version")
-        return core_blend.blend_outputs(output, aligned, self.strength)
+        return core_weights.blend_outputs(output, aligned, self.strength)
 
     def __getstate__(self) -> dict:  # deepcopy/pickle of a patched model: everything but the thread-local gate
         state = dict(self.__dict__)
@@ -371,8 +368,8 @@ def check_family(file: SafeTextFile, family: str) -> None:
 def apply_file(clip: Any, file: SafeTextFile, strength: float = 1.0, mode: str = "embedding",
                override_fingerprint: bool = False, family: str | None = None) -> tuple[Any, list[str]]:
     """A clone of ``clip`` with ``file`` applied; returns ``(clip, warnings)``. ``clip`` itself is unchanged."""
-    strength = core_blend.check_strength(strength)
-    mode = core_blend.check_mode(mode)
+    strength = core_weights.check_strength(strength)
+    mode = core_weights.check_mode(mode)
     family = family or family_of(clip)
     check_family(file, family)
     warnings = file.check_fingerprints(fingerprints(clip, family), override=override_fingerprint)

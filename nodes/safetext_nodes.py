@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from ..safetext_core import blend as core_blend
-from ..safetext_core.align import AlignConfig, AlignmentCancelled
+from ..safetext_core import weights as core_weights
+from ..safetext_core.errors import AlignmentCancelled
+from ..safetext_core.loop import AlignConfig
 from ..safetext_core.families import get_family
 from ..safetext_core.fingerprint import fingerprints_match, short_id
 from ..safetext_core.prompt_sets import CATEGORIES, PromptSetError, load_prompt_sets
@@ -202,8 +203,8 @@ class SafeTextApply(_ReadsSafeTextFile):
 
     def apply(self, clip, safetext_file, enabled=True, strength=1.0, blend_mode=None, override_fingerprint=False):
         mode = MODES.get(blend_mode, blend_mode or "embedding")
-        strength = core_blend.check_strength(strength)
-        core_blend.check_mode(mode)
+        strength = core_weights.check_strength(strength)
+        core_weights.check_mode(mode)
         if not enabled or strength == 0.0:
             # Same object, untouched: downstream nodes see exactly the graph without this node.
             return {"ui": {"safetext": [_state(clip, False, safetext_file, strength, mode)]}, "result": (clip,)}
@@ -339,7 +340,7 @@ class SafeTextTrain:
         return self._finish(clip, outcome.file, outcome, unique_id, reused=False)
 
     def _run(self, clip, family, prompts, config, path, source, unique_id):
-        from ..safetext_core.training import run_alignment
+        from ..safetext_core.pipeline import run_alignment
 
         device = host.torch_device()
         progress = host.Progress(config.steps, unique_id)
@@ -430,7 +431,7 @@ class SafeTextEvaluate(_ReadsSafeTextFile):
 
     def evaluate(self, clip, safetext_file, threshold=0.5, unsafe_prompts="", safe_prompts="", override_fingerprint=False):
         from ..safetext_core.plots import render_report
-        from ..safetext_core.training import evaluate_deltas
+        from ..safetext_core.evaluation import evaluate_deltas
 
         file = FILES.load(host.full_path(safetext_file))
         family = comfy_clip.family_of(clip)

@@ -17,21 +17,25 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .align import AlignConfig, AlignmentCancelled, AlignResult, ProgressEvent, align, apply_deltas
-from .blend import BLEND_MODES, blend_outputs, check_mode, check_strength, run_shifted, shifted_parameters
-from .encoding import EncoderSet, PromptError, conditioning, strip_weighting_syntax
+from .encoding import EncoderSet, conditioning, strip_weighting_syntax
+from .errors import (AlignmentCancelled, CheckpointError, FingerprintMismatch, PromptError, PromptSetError,
+                     SafeTextError, SafeTextFileError, SafeTextNotApplied, TokenizerUnavailable, UnsupportedModel)
+from .evaluation import evaluate_deltas
+from .exports import export_transformers_folder
 from .families import FAMILIES, get_family
 from .fingerprint import fingerprint_state_dict, fingerprints_match, short_id
-from .loaders import encoders_from_state_dicts, export_transformers_folder, load_encoders
-from .models import CheckpointError, build_clip_text_model, hf_to_openclip_names, openclip_to_hf
-from .prompt_sets import CATEGORIES, PromptSetError, PromptSets, load_prompt_file, load_prompt_sets
-from .safetext_file import FingerprintMismatch, SafeTextFile, SafeTextFileError
-from .training import Outcome, evaluate_deltas, run_alignment
+from .loaders import encoders_from_state_dicts, load_encoders
+from .loop import AlignConfig, AlignResult, ProgressEvent, align
+from .models import build_clip_text_model, hf_to_openclip_names, openclip_to_hf
+from .pipeline import Outcome, run_alignment
+from .prompt_sets import CATEGORIES, PromptSets, load_prompt_file, load_prompt_sets
+from .safetext_file import SafeTextFile
+from .weights import BLEND_MODES, apply_deltas, blend_outputs, check_mode, check_strength, shifted, shifted_parameters
 
 
 def apply_safetext(*args, **kwargs):  # noqa: D401 - lazy: diffusers is only needed here
-    """Apply a SafeText file to a diffusers pipeline; see :func:`safetext_core.apply.apply_safetext`."""
-    from .apply import apply_safetext as _apply
+    """Apply a SafeText file to a diffusers pipeline; see :func:`safetext_core.diffusers_apply.apply_safetext`."""
+    from .diffusers_apply import apply_safetext as _apply
 
     return _apply(*args, **kwargs)
 

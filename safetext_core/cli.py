@@ -55,7 +55,7 @@ def _print_figures(title: str, figures: dict[str, float]) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from .align import AlignConfig
+    from .loop import AlignConfig
 
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold"):
@@ -71,7 +71,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from .align import AlignmentCancelled
+    from .errors import AlignmentCancelled
     from .loaders import load_encoders
     from .prompt_sets import load_prompt_sets
 
@@ -102,7 +102,7 @@ def cmd_align(args: argparse.Namespace) -> int:
         bar.set_postfix(shown, refresh=False)
         bar.refresh()
 
-    from .training import run_alignment
+    from .pipeline import run_alignment
 
     with _CancelOnSignal() as cancel:
         try:
@@ -141,7 +141,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .loaders import load_encoders
     from .prompt_sets import load_prompt_file, load_prompt_sets
     from .safetext_file import SafeTextFile
-    from .training import evaluate_deltas, render
+    from .evaluation import evaluate_deltas
+    from .pipeline import render
 
     file = SafeTextFile.load(args.file)
     encoders = load_encoders(args.checkpoint, family=None if args.checkpoint is None else None,
@@ -185,7 +186,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import to_a1111, to_lowrank
+    from .exports import to_a1111, to_lowrank
     from .safetext_file import SafeTextFile
 
     file = SafeTextFile.load(args.file)
@@ -197,7 +198,8 @@ def cmd_export(args: argparse.Namespace) -> int:
               f"(worst tensor {figures['max_tensor_error']:.4f}), "
               f"{figures['parameters'] / max(figures['full_parameters'], 1):.1%} of the full file's parameters")
     else:
-        from .loaders import export_transformers_folder, load_encoders
+        from .exports import export_transformers_folder
+        from .loaders import load_encoders
 
         if not args.checkpoint and file.family != "generic":
             raise SystemExit("export --format transformers needs --checkpoint (the original weights the file applies to)")
@@ -278,14 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    from .models import CheckpointError
-    from .prompt_sets import PromptSetError
-    from .safetext_file import SafeTextFileError
-    from .encoding import PromptError
+    from .errors import SafeTextError
 
     try:
         return int(args.func(args) or 0)
-    except (CheckpointError, PromptSetError, SafeTextFileError, PromptError, ValueError) as error:
+    except SafeTextError as error:  # the user's input; anything else is a bug and keeps its traceback
         print(f"safetext: error: {error}", file=sys.stderr)
         return 2
 

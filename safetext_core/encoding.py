@@ -14,13 +14,10 @@ import torch
 from torch import nn
 
 from .families import EncoderSpec, Family, get_family
+from .errors import PromptError
 
 # A1111 / ComfyUI prompt syntax that does not belong in a training prompt: (word:1.2), [a:b:0.5], BREAK, <lora:...>
 _WEIGHTING = re.compile(r"\([^()]*:\s*-?\d+(?:\.\d+)?\s*\)|\[[^\[\]]*\]|\bBREAK\b|<(?:lora|lyco|hypernet|embedding):[^>]*>|\(\(|\)\)")
-
-
-class PromptError(ValueError):
-    """A prompt the engine cannot use as given, with a message that names it."""
 
 
 def find_weighting_syntax(prompt: str) -> str | None:

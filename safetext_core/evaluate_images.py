@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .apply import apply_safetext
+from .diffusers_apply import apply_safetext
+from .errors import PromptSetError
 from .safetext_file import SafeTextFile
 
 
@@ -45,7 +46,7 @@ def image_figures(pipeline: Any, file: SafeTextFile | str, prompts: Sequence[str
     import kornia
 
     if not prompts:
-        raise ValueError("no prompts for the image comparison")
+        raise PromptSetError("no prompts for the image comparison")
     pipe = _load_pipeline(pipeline, device)
     handle = apply_safetext(pipe, file, strength=strength, mode=mode)
     ssims, psnrs, rows = [], [], []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import CheckpointError, UnsupportedModel
+
 
 @dataclass(frozen=True)
 class Target:
@@ -75,7 +77,7 @@ def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
+        raise UnsupportedModel(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
 def detect_family_from_keys(keys) -> str:
@@ -93,4 +95,4 @@ def detect_family_from_keys(keys) -> str:
         return "sd2"
     if any(k.startswith("text_encoders.clip_l.") or k.startswith("clip_l.") for k in keys):
         return "sd1"
-    raise ValueError("could not recognise the checkpoint: no SD 1.x, SD 2.x or SDXL text-encoder tensors found")
+    raise CheckpointError("could not recognise the checkpoint: no SD 1.x, SD 2.x or SDXL text-encoder tensors found")

@@ -18,6 +18,8 @@ from typing import Mapping
 
 import torch
 
+from .errors import CheckpointError
+
 VERSION = "st1"
 TOLERANCE = 1e-4
 
@@ -45,12 +47,12 @@ def fingerprint_stats(state: Mapping[str, torch.Tensor]) -> list[float]:
         state = normalise_hf_clip_keys(dict(state))
     names = _canonical_names(list(state.keys()))
     if not names:
-        raise ValueError("cannot fingerprint an empty encoder")
+        raise CheckpointError("cannot fingerprint an empty encoder")
     stats: list[float] = []
     for name in names:
         tensor = state[name].detach()
         if tensor.device.type == "meta":
-            raise ValueError(f"cannot fingerprint {name}: its weights are not loaded")
+            raise CheckpointError(f"cannot fingerprint {name}: its weights are not loaded")
         # Canonical precision: fp16, how checkpoints are usually stored, so fp32 and fp16 copies agree exactly.
         values = tensor.to("cpu").to(torch.float16).to(torch.float64)
         stats.append(float(values.abs().sum()))

@@ -19,7 +19,7 @@ import torch
 from .encoding import EncoderSet
 from .families import get_family
 from .models import (CheckpointError, build_clip_text_model, find_minilm_folder, load_hf_encoder_folder,
-                     normalise_hf_clip_keys, read_single_file_text_encoders, state_dict_of)
+                     normalise_hf_clip_keys, read_single_file_text_encoders)
 from .tokenizer import load_clip_tokenizer
 
 
@@ -111,29 +111,4 @@ def load_encoders(source: str | os.PathLike | None = None, family: str | None = 
     raise CheckpointError(f"{path}: not a .safetensors checkpoint, a diffusers folder or a transformers folder")
 
 
-def export_transformers_folder(encoders: EncoderSet, deltas: Mapping[str, Mapping[str, torch.Tensor]],
-                               folder: str | os.PathLike, strength: float = 1.0) -> Path:
-    """Write the aligned encoder(s) as transformers folders (``<folder>/<encoder>/``) with tokenizers.
-
-    For SD families the sub-folders are named like a diffusers pipeline's (``text_encoder``,
-    ``text_encoder_2``), so they can replace a pipeline's encoders directly.
-    """
-    from .align import apply_deltas
-
-    folder = Path(folder)
-    names = {"clip_l": "text_encoder", "clip_h": "text_encoder", "clip_g": "text_encoder_2", "text": "text_encoder"}
-    tok_names = {"text_encoder": "tokenizer", "text_encoder_2": "tokenizer_2"}
-    for encoder, model in encoders.models.items():
-        aligned = apply_deltas(model, dict(deltas.get(encoder, {})), strength)
-        if hasattr(aligned, "to_transformers"):
-            aligned = aligned.to_transformers()
-        target = folder / names.get(encoder, encoder)
-        aligned.save_pretrained(str(target), safe_serialization=True)
-        tokenizer = encoders.tokenizers.get(encoder)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(folder / tok_names.get(target.name, target.name + "_tokenizer")))
-    return folder
-
-
-__all__ = ["load_encoders", "encoders_from_state_dicts", "clip_tokenizers_for", "export_transformers_folder",
-           "state_dict_of"]
+__all__ = ["load_encoders", "encoders_from_state_dicts", "clip_tokenizers_for"]

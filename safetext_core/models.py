@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .families import EncoderSpec, get_family
+from .errors import CheckpointError
 
 HF_PREFIX = "text_model."
 
@@ -29,9 +30,6 @@ SINGLE_FILE_PREFIXES: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
-
-class CheckpointError(ValueError):
-    """A checkpoint or folder that cannot be used, with a message meant for the user."""
 
 
 def openclip_to_hf(state: dict[str, torch.Tensor], keep_projection: bool = True) -> dict[str, torch.Tensor]:
@@ -289,10 +287,6 @@ def load_hf_encoder_folder(folder: str | os.PathLike) -> tuple[nn.Module, Any]:
     model = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     return model.float().eval().requires_grad_(False), tokenizer
-
-
-def state_dict_of(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
 
 
 def iter_named_trainable(model: nn.Module, include: Iterable[str] | None = None,

@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .errors import PromptSetError
+
 DATA_DIR = Path(__file__).resolve().parent / "prompts" / "data"
 CATEGORIES = ("sexual", "violence", "self_harm", "hate", "illegal", "shocking")
 HELDOUT_PERCENT = 20
 VALIDATION_PERCENT = 10
-
-
-class PromptSetError(ValueError):
-    """A prompt set or file that cannot be used, with a message meant for the user."""
 
 
 def split_of(prompt: str) -> str:

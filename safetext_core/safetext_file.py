@@ -24,19 +24,12 @@ from typing import Any, Mapping
 
 import torch
 
+from .errors import FingerprintMismatch, SafeTextFileError
 from .families import FAMILIES
 from .fingerprint import fingerprints_match, short_id
 
 FORMAT_VERSION = 1
 _KEY = re.compile(r"^text_encoders\.([a-z0-9_]+)\.transformer\.(.+)\.(diff|diff_b)$")
-
-
-class SafeTextFileError(ValueError):
-    """A file that is not a usable SafeText file; the message says why, in the user's terms."""
-
-
-class FingerprintMismatch(SafeTextFileError):
-    """The file was made for another checkpoint's text encoder."""
 
 
 def param_to_key(encoder: str, param: str) -> str:

@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .errors import TokenizerUnavailable
+
 MAX_LENGTH = 77  # CLIP's context: BOS + 75 tokens + EOS
 
 _VOCAB_CANDIDATES = (
@@ -25,10 +27,6 @@ _VOCAB_CANDIDATES = (
     ("open_clip", "bpe_simple_vocab_16e6.txt.gz"),  # open_clip_torch
     ("ldm", "modules/encoders/bpe_simple_vocab_16e6.txt.gz"),
 )
-
-
-class TokenizerUnavailable(RuntimeError):
-    """No CLIP vocabulary could be found on this machine."""
 
 
 def _bytes_to_unicode() -> dict[int, str]:

@@ -39,7 +39,7 @@ import gradio as gr  # noqa: E402
 from modules import script_callbacks, scripts, shared  # noqa: E402
 
 import safetext_core as core  # noqa: E402
-from safetext_core.blend import shifted_parameters  # noqa: E402
+from safetext_core.weights import ShiftPlan  # noqa: E402
 from safetext_core.fingerprint import fingerprint_state_dict, fingerprints_match, short_id  # noqa: E402
 from safetext_core.models import hf_to_openclip_names, normalise_hf_clip_keys, openclip_to_hf  # noqa: E402
 from safetext_core.safetext_file import SafeTextFile, SafeTextFileError  # noqa: E402
@@ -427,7 +427,7 @@ class Active:
     file: SafeTextFile
     deltas: dict[str, dict[str, torch.Tensor]]  # encoder -> "target.<host name>" -> difference
     model_ref: Any = None
-    cache: dict = field(default_factory=dict)
+    plans: dict = field(default_factory=dict)  # (encoder, shift) -> ShiftPlan, rebuilt when a weight changes
 
 
 class _State:
@@ -441,7 +441,7 @@ STATE = _State()
 
 
 class _Call(torch.nn.Module):
-    """Lets ``functional_call`` substitute parameters of ``target`` while an arbitrary method runs."""
+    """Lets a ``ShiftPlan`` swap parameters of ``target`` while an arbitrary method runs."""
 
     def __init__(self, target: torch.nn.Module, function: Any):
         super().__init__()
@@ -464,10 +464,11 @@ def _make_wrapper(module: torch.nn.Module, encoder: str, original: Any) -> Any:
         base = original(tokens, *args, **kwargs)
         shift = settings.strength if settings.mode == "weight" else 1.0
         shim = _Call(module, original)
-        if len(active.cache) > 2 * len(deltas) + 8:  # weights changed (a LoRA): drop stale shifted copies
-            active.cache.clear()
-        params = shifted_parameters(shim, deltas, shift, active.cache)
-        aligned = torch.func.functional_call(shim, params, (tokens, *args), kwargs, strict=False)
+        plan = active.plans.get((encoder, shift))
+        if plan is None or not plan.current():  # a LoRA written into the weights makes the plan stale
+            plan = active.plans[(encoder, shift)] = ShiftPlan(shim, deltas, shift)
+        with plan.swapped():
+            aligned = shim(tokens, *args, **kwargs)
         if settings.mode == "weight" or settings.strength == 1.0:
             return aligned
         out = torch.lerp(base, aligned.to(base.dtype), settings.strength)

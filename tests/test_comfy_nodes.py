@@ -568,7 +568,7 @@ def test_train_writes_file_reports_progress_and_returns_aligned_clip(pack, host,
 def test_requeue_with_same_settings_does_not_retrain(pack, host, trained, monkeypatch):
     clip, _, path = trained
     mtime = path.stat().st_mtime_ns
-    training = sys.modules[PACK + ".safetext_core.training"]
+    training = sys.modules[PACK + ".safetext_core.pipeline"]
     monkeypatch.setattr(training, "run_alignment", lambda *a, **k: pytest.fail("retrained"))
     again = train(pack, clip)
     assert again["ui"]["safetext"][0]["reused"] is True

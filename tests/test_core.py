@@ -386,8 +386,7 @@ def test_exports_load_back(sd1_trained, tmp_path):
     from safetensors import safe_open
     from transformers import CLIPTextModel
 
-    from safetext_core.export import to_a1111, to_lowrank
-    from safetext_core.loaders import export_transformers_folder
+    from safetext_core.exports import export_transformers_folder, to_a1111, to_lowrank
 
     encoders, outcome, _, _ = sd1_trained
     path = to_a1111(outcome.file, tmp_path / "a1111.safetensors")
@@ -432,7 +431,7 @@ def test_cli_align_info_export(tmp_path, capsys, monkeypatch):
 
 def test_generic_masked_encoder_counts_only_real_tokens(prompt_sets):
     """The real pretrained MiniLM: padded positions must not count towards the losses or figures."""
-    from safetext_core.align import cosine
+    from safetext_core.losses import cosine
     from safetext_core.encoding import EncoderSet
 
     encoders = load_encoders(None)
@@ -454,11 +453,11 @@ def test_generic_masked_encoder_counts_only_real_tokens(prompt_sets):
 
 def test_shifted_parameters_accept_inference_tensors():
     """ComfyUI holds weights as inference tensors, which have no version counter."""
-    from safetext_core.blend import shifted_parameters
+    from safetext_core.weights import shifted_parameters
 
     with torch.inference_mode():
         module = torch.nn.Linear(4, 4)
-        shifted = shifted_parameters(module, {"weight": torch.ones(4, 4)}, 0.5, cache={})
+        shifted = shifted_parameters(module, {"weight": torch.ones(4, 4)}, 0.5)
         assert torch.allclose(shifted["weight"], module.weight + 0.5)
 
 
@@ -470,7 +469,7 @@ def test_saved_files_are_readable_like_other_model_files(sd1_trained):
 
 
 def test_shift_plan_swaps_restores_on_error_and_notices_edits():
-    from safetext_core.apply import ShiftPlan
+    from safetext_core.weights import ShiftPlan
 
     module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
     before = {name: (param, param.detach().clone()) for name, param in module.named_parameters()}
@@ -489,7 +488,7 @@ def test_shift_plan_swaps_restores_on_error_and_notices_edits():
         module[0].weight.add_(1.0)  # e.g. a LoRA fused in place: the shifted tensors are stale
     assert not plan.current()
     module[0].weight.data = torch.zeros(4, 4)
-    with pytest.raises(KeyError, match="no parameter 2.weight"):
+    with pytest.raises(SafeTextFileError, match="no parameter 2.weight"):
         ShiftPlan(module, {"2.weight": torch.zeros(1)}, 1.0)
 
 

@@ -76,7 +76,7 @@ def _make_safetext_file(checkpoint: Path, folder: Path) -> dict:
 def _make_lora(checkpoint: Path, folder: Path) -> None:
     """A LoRA for the test checkpoint in A1111's own key names (a SafeText export of other random differences)."""
     from safetext_core import SafeTextFile
-    from safetext_core.export import to_a1111
+    from safetext_core.exports import to_a1111
     from safetext_core.fingerprint import fingerprint_state_dict
     from safetext_core.models import read_single_file_text_encoders
 

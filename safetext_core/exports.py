@@ -6,7 +6,8 @@
 * ``to_lowrank``: each 2-D difference compressed to rank r by SVD as LoRA ``lora_up`` / ``lora_down``
   pairs (ComfyUI's generic ``text_encoders.*`` layout); 1-D differences are kept whole. The relative
   error of the compression is measured and returned, and stored in the file's metadata.
-* the aligned encoder as transformers folders: :func:`safetext_core.loaders.export_transformers_folder`.
+* ``export_transformers_folder``: the aligned encoder(s) as transformers folders, named like a diffusers
+  pipeline's sub-folders.
 """
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ import json
 import os
 from pathlib import Path
 
+from typing import Mapping
+
 import torch
 
+from .encoding import EncoderSet
+from .errors import ConfigError, UnsupportedModel
 from .safetext_file import SafeTextFile, atomic_save, param_to_key
+from .weights import apply_deltas
 
 A1111_PREFIXES = {"sd1": {"clip_l": "lora_te_"}, "sd2": {"clip_h": "lora_te_"},
                   "sdxl": {"clip_l": "lora_te1_", "clip_g": "lora_te2_"}}
@@ -30,7 +36,7 @@ def a1111_key(family: str, encoder: str, param: str) -> str:
 
 def to_a1111(file: SafeTextFile, path: str | os.PathLike) -> Path:
     if file.family not in A1111_PREFIXES:
-        raise ValueError(f"a {file.family} SafeText file has no AUTOMATIC1111 equivalent")
+        raise UnsupportedModel(f"a {file.family} SafeText file has no AUTOMATIC1111 equivalent")
     tensors = {a1111_key(file.family, e, p): t.contiguous() for e, params in file.deltas.items() for p, t in params.items()}
     meta = {k: v for k, v in file.metadata().items()}
     meta["safetext.export"] = "a1111"
@@ -48,7 +54,7 @@ def low_rank(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor
 def to_lowrank(file: SafeTextFile, path: str | os.PathLike, rank: int = 64) -> tuple[Path, dict[str, float]]:
     """Write a LoRA approximation; return ``(path, {"relative_error": ..., "max_tensor_error": ..., ...})``."""
     if rank < 1:
-        raise ValueError("rank must be at least 1")
+        raise ConfigError("rank must be at least 1")
     tensors: dict[str, torch.Tensor] = {}
     err2 = total2 = 0.0
     worst = 0.0
@@ -76,3 +82,25 @@ def to_lowrank(file: SafeTextFile, path: str | os.PathLike, rank: int = 64) -> t
     meta["safetext.export"] = "lowrank"
     meta["safetext.lowrank"] = json.dumps(figures)
     return atomic_save(tensors, Path(path), meta), figures
+
+
+def export_transformers_folder(encoders: EncoderSet, deltas: Mapping[str, Mapping[str, torch.Tensor]],
+                               folder: str | os.PathLike, strength: float = 1.0) -> Path:
+    """Write the aligned encoder(s) as transformers folders (``<folder>/<encoder>/``) with tokenizers.
+
+    For SD families the sub-folders are named like a diffusers pipeline's (``text_encoder``,
+    ``text_encoder_2``), so they can replace a pipeline's encoders directly.
+    """
+    folder = Path(folder)
+    names = {"clip_l": "text_encoder", "clip_h": "text_encoder", "clip_g": "text_encoder_2", "text": "text_encoder"}
+    tok_names = {"text_encoder": "tokenizer", "text_encoder_2": "tokenizer_2"}
+    for encoder, model in encoders.models.items():
+        aligned = apply_deltas(model, dict(deltas.get(encoder, {})), strength)
+        if hasattr(aligned, "to_transformers"):
+            aligned = aligned.to_transformers()
+        target = folder / names.get(encoder, encoder)
+        aligned.save_pretrained(str(target), safe_serialization=True)
+        tokenizer = encoders.tokenizers.get(encoder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(folder / tok_names.get(target.name, target.name + "_tokenizer")))
+    return folder

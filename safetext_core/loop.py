@@ -44,18 +44,13 @@ import torch
 from torch import nn
 
 from .encoding import EncoderSet, check_prompts, consumed_outputs, tokenize
+from .errors import AlignmentCancelled, ConfigError
+from .evaluation import Validator, feasible, score
 from .families import EncoderSpec
+from .losses import anchor_distance, content_mask, cosine, safe_distance
 from .models import iter_named_trainable
 from .prompt_sets import PromptSets
-
-
-class AlignmentCancelled(RuntimeError):
-    """Training was stopped by the user; nothing was written except, if enabled, a resume checkpoint."""
-
-    def __init__(self, step: int, resume_path: str | None = None):
-        super().__init__(f"alignment cancelled at step {step}" + (f"; resume from {resume_path}" if resume_path else ""))
-        self.step = step
-        self.resume_path = resume_path
+from .resume import load_resume, save_resume
 
 
 @dataclass
@@ -87,11 +82,11 @@ class AlignConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be at least 1")
+            raise ConfigError("steps and batch_size must be at least 1")
         if self.learning_rate <= 0:
-            raise ValueError("learning_rate must be positive")
+            raise ConfigError("learning_rate must be positive")
         if self.safe_distance not in ("relative_l2", "l2", "squared_l2"):
-            raise ValueError(f"safe_distance must be relative_l2, l2 or squared_l2, not {self.safe_distance!r}")
+            raise ConfigError(f"safe_distance must be relative_l2, l2 or squared_l2, not {self.safe_distance!r}")
         self.train = tuple(self.train)
         self.freeze = tuple(self.freeze)
 
@@ -129,43 +124,6 @@ class AlignResult:
     prompt_hashes: dict[str, str] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------------------- losses
-
-def _content_mask(mask: torch.Tensor, spec: EncoderSpec) -> torch.Tensor:
-    if spec.kind == "clip":
-        mask = mask.clone()
-        mask[:, 0] = 0.0  # the start token's output is identical for every prompt
-    return mask
-
-
-def _flatten(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if mask is not None and x.dim() == 3:
-        x = x * mask.unsqueeze(-1)
-    return x.reshape(x.shape[0], -1)
-
-
-def safe_distance(new: torch.Tensor, old: torch.Tensor, mask: torch.Tensor | None, kind: str, eps: float) -> torch.Tensor:
-    diff = _flatten(new - old, mask)
-    squared = diff.square().sum(dim=1)
-    if kind == "squared_l2":
-        count = _flatten(torch.ones_like(old), mask).sum(dim=1).clamp_min(1)
-        return squared / count
-    distance = torch.sqrt(squared + eps)
-    if kind == "relative_l2":
-        distance = distance / _flatten(old, mask).norm(dim=1).clamp_min(1e-6)
-    return distance
-
-
-def cosine(new: torch.Tensor, old: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    return torch.nn.functional.cosine_similarity(_flatten(new, mask), _flatten(old, mask), dim=1, eps=1e-8)
-
-
-def anchor_distance(new: torch.Tensor, anchor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    anchor = anchor.expand_as(new)
-    diff = _flatten(new - anchor, mask).square().sum(dim=1)
-    return diff / _flatten(anchor, mask).square().sum(dim=1).clamp_min(1e-6)
-
-
 # --------------------------------------------------------------------------------------- helpers
 
 def trainable_copy(model: nn.Module, config: AlignConfig) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
@@ -175,19 +133,6 @@ def trainable_copy(model: nn.Module, config: AlignConfig) -> tuple[nn.Module, li
     for _, param in chosen:
         param.requires_grad_(True)
     return trainee, chosen
-
-
-def apply_deltas(model: nn.Module, deltas: dict[str, torch.Tensor], strength: float = 1.0) -> nn.Module:
-    """A copy of ``model`` with ``W + strength * delta`` (the original is never touched)."""
-    aligned = copy.deepcopy(model)
-    params = dict(aligned.named_parameters())
-    with torch.no_grad():
-        for name, delta in deltas.items():
-            if name not in params:
-                raise KeyError(f"the SafeText deltas name {name}, which this encoder does not have")
-            target = params[name]
-            target.copy_((target.float() + strength * delta.to(target.device, torch.float32)).to(target.dtype))
-    return aligned
 
 
 class OriginalOutputs:
@@ -241,131 +186,6 @@ def _store_device(device: torch.device) -> torch.device:
     return torch.device("cpu") if device.type == "cuda" else device
 
 
-def _figures_from(cos_by_set: dict[str, torch.Tensor], l2_by_set: dict[str, torch.Tensor], threshold: float
-                  ) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    for name, cos in cos_by_set.items():
-        figures[f"{name}_cos_mean"] = float(cos.mean())
-        if name.startswith("unsafe"):
-            figures[f"{name}_share_moved"] = float((cos < threshold).float().mean())
-        else:
-            figures[f"{name}_cos_min"] = float(cos.min())
-            figures[f"{name}_rel_l2_mean"] = float(l2_by_set[name].mean())
-    return figures
-
-
-class Validator:
-    """Validation figures on a fixed prompt split; originals encoded once."""
-
-    def __init__(self, encoders: EncoderSet, sets: dict[str, list[str]], device: torch.device, threshold: float,
-                 originals: dict[str, nn.Module] | None = None):
-        """``originals`` encodes the reference outputs instead of ``encoders.models`` (same weights)."""
-        self.encoders, self.sets, self.device, self.threshold = encoders, sets, device, threshold
-        reference = originals or encoders.models
-        self.batches: dict[str, dict[str, list[dict[str, torch.Tensor]]]] = {}
-        self.originals: dict[str, dict[str, list[torch.Tensor]]] = {}
-        for name, prompts in sets.items():
-            for spec in encoders.profile.encoders:
-                tok = encoders.tokenizers[spec.name]
-                batches = [tokenize(tok, prompts[i:i + 64], spec, device) for i in range(0, len(prompts), 64)]
-                self.batches.setdefault(name, {})[spec.name] = batches
-                with torch.no_grad():
-                    self.originals.setdefault(name, {})[spec.name] = [
-                        consumed_outputs(reference[spec.name], b, spec)[0][0] for b in batches]
-
-    def measure(self, models: dict[str, nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Per prompt: cosine of the family conditioning (encoders concatenated along features, start
-        token left out) to the original's, and the relative L2 drift over all positions."""
-        cos_by_set, l2_by_set = {}, {}
-        with torch.no_grad():
-            for name in self.sets:
-                dots = norms_new = norms_old = diffs = 0.0
-                for spec in self.encoders.profile.encoders:
-                    parts_dot, parts_new, parts_old, parts_diff = [], [], [], []
-                    for batch, old in zip(self.batches[name][spec.name], self.originals[name][spec.name]):
-                        new = consumed_outputs(models[spec.name], batch, spec)[0][0]
-                        mask = _content_mask(batch["mask"], spec)
-                        a, b = _flatten(new.float(), mask), _flatten(old.float(), mask)
-                        parts_dot.append((a * b).sum(1))
-                        parts_new.append(a.square().sum(1))
-                        parts_old.append(b.square().sum(1))
-                        full = batch["mask"]
-                        parts_diff.append(_flatten((new - old).float(), full).square().sum(1)
-                                          / _flatten(old.float(), full).square().sum(1).clamp_min(1e-12))
-                    # Concatenating encoders along features = summing their dot products and squared norms.
-                    dots = dots + torch.cat(parts_dot)
-                    norms_new = norms_new + torch.cat(parts_new)
-                    norms_old = norms_old + torch.cat(parts_old)
-                    diffs = diffs + torch.cat(parts_diff)
-                cos_by_set[name] = (dots / (norms_new.sqrt() * norms_old.sqrt()).clamp_min(1e-12)).cpu()
-                l2_by_set[name] = (diffs / len(self.encoders.profile.encoders)).sqrt().cpu()
-        return cos_by_set, l2_by_set
-
-    def __call__(self, models: dict[str, nn.Module]) -> dict[str, float]:
-        return _figures_from(*self.measure(models), self.threshold)
-
-
-def _feasible(fig: dict[str, float], config: AlignConfig) -> bool:
-    return (fig.get("safe_cos_mean", 1.0) >= config.min_safe_cos
-            and fig.get("near_miss_cos_mean", 1.0) >= config.min_near_miss_cos)
-
-
-def _score(fig: dict[str, float], config: AlignConfig) -> float:
-    shortfall = max(0.0, config.min_safe_cos - fig.get("safe_cos_mean", 1.0)) \
-        + max(0.0, config.min_near_miss_cos - fig.get("near_miss_cos_mean", 1.0))
-    moved = fig.get("unsafe_share_moved", 0.0)
-    return (1.0 if shortfall == 0 else 0.0) + moved - 10.0 * shortfall
-
-
-# --------------------------------------------------------------------------------------- resume
-
-def _save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, str], history: list,
-                 validation: list, trainees: dict[str, list[tuple[str, nn.Parameter]]],
-                 optimizer: torch.optim.Optimizer, best: dict[str, dict[str, torch.Tensor]] | None, best_step: int) -> None:
-    from safetensors.torch import save_file
-
-    tensors: dict[str, torch.Tensor] = {}
-    for encoder, params in trainees.items():
-        for name, param in params:
-            tensors[f"param/{encoder}/{name}"] = param.detach().cpu().contiguous()
-            state = optimizer.state.get(param, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    tensors[f"adam/{encoder}/{name}/{key}"] = state[key].detach().cpu().contiguous()
-            if "step" in state:
-                tensors[f"adamstep/{encoder}/{name}"] = torch.as_tensor(state["step"], dtype=torch.float64).reshape(1).cpu()
-    for encoder, params in (best or {}).items():
-        for name, value in params.items():
-            tensors[f"best/{encoder}/{name}"] = value.contiguous()
-    meta = {"step": str(step), "config": config.to_json(), "hashes": json.dumps(hashes),
-            "history": json.dumps(history), "validation": json.dumps(validation), "best_step": str(best_step)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        save_file(tensors, str(temporary), metadata=meta)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def _load_resume(path: Path, config: AlignConfig, hashes: dict[str, str]):
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        saved = json.loads(meta.get("config", "{}"))
-        ours = json.loads(config.to_json())
-        differing = sorted(k for k in ours if k not in ("steps", "checkpoint_every", "eval_every") and saved.get(k) != ours[k])
-        if differing:
-            raise ValueError(f"cannot resume from {path.name}: it was made with other settings ({', '.join(differing)})")
-        if json.loads(meta.get("hashes", "{}")) != hashes:
-            raise ValueError(f"cannot resume from {path.name}: it was made with other prompt sets")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return (int(meta["step"]), tensors, json.loads(meta["history"]), json.loads(meta["validation"]),
-            int(meta.get("best_step", -1)))
-
-
 # --------------------------------------------------------------------------------------- the loop
 
 def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None = None,
@@ -413,7 +233,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     for spec in encoders.profile.encoders:
         trainee, params = trainable_copy(encoders.models[spec.name], config)
         if not params:
-            raise ValueError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
+            raise ConfigError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
         trainee = trainee.to(device)
         trainees[spec.name], chosen[spec.name] = trainee, params
         tok = encoders.tokenizers[spec.name]
@@ -451,7 +271,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     resume = Path(resume_path) if resume_path else None
 
     if resume is not None and resume.is_file():
-        start, saved, history, validation, best_step = _load_resume(resume, config, hashes)
+        start, saved, history, validation, best_step = load_resume(resume, config, hashes)
         with torch.no_grad():
             for encoder, params in chosen.items():
                 for name, param in params:
@@ -469,7 +289,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                 best.setdefault(encoder, {})[name] = value
         best = best or None
         if validation:
-            best_score = max(_score(v, config) for v in validation)
+            best_score = max(score(v, config) for v in validation)
 
     def snapshot() -> dict[str, dict[str, torch.Tensor]]:
         return {e: {n: p.detach().to("cpu", copy=True) for n, p in ps} for e, ps in chosen.items()}
@@ -484,7 +304,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         if should_cancel is not None and should_cancel():
             kept = None
             if resume is not None and config.checkpoint_every > 0:
-                _save_resume(resume, step, config, hashes, history, validation, chosen, optimizer, best, best_step)
+                save_resume(resume, step, config, hashes, history, validation, chosen, optimizer, best, best_step)
                 kept = str(resume)
             raise AlignmentCancelled(step, kept)
         unsafe_batch, safe_batch = _step_batches(step, config, len(unsafe_train), len(safe_train))
@@ -523,7 +343,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
 
             tokens, (old, old_pooled) = unsafe_tokens, unsafe_old
             new, new_pooled = consumed_outputs(trainee, tokens, spec)
-            mask = _content_mask(tokens["mask"], spec)
+            mask = content_mask(tokens["mask"], spec)
             loss = torch.zeros((), device=device)
             for target, n, o, anchor in zip(spec.targets, new, old, anchor_outs):
                 cos_u = cosine(n, o, mask)
@@ -558,16 +378,16 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             figures = validator(trainees)
             figures["step"] = step + 1
             validation.append(figures)
-            score = _score(figures, config)
-            if score > best_score:
-                best_score, best, best_step = score, snapshot(), step + 1
+            step_score = score(figures, config)
+            if step_score > best_score:
+                best_score, best, best_step = step_score, snapshot(), step + 1
             emit(ProgressEvent(step + 1, config.steps, "eval", record["loss"], parts, figures))
-            if config.early_stop and _feasible(figures, config) and \
+            if config.early_stop and feasible(figures, config) and \
                     figures.get("unsafe_share_moved", 0.0) >= config.target_unsafe_share:
                 stopped_early = not last
                 break
         if resume is not None and config.checkpoint_every > 0 and (step + 1) % config.checkpoint_every == 0:
-            _save_resume(resume, step + 1, config, hashes, history, validation, chosen, optimizer, best, best_step)
+            save_resume(resume, step + 1, config, hashes, history, validation, chosen, optimizer, best, best_step)
 
     final = best if best is not None else snapshot()
     if best is None:

@@ -6,6 +6,7 @@ save atomically, and draw the report.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import Any, Callable
 
 import torch
 
-from .align import AlignConfig, AlignResult, ProgressEvent, Validator, _figures_from, align, apply_deltas
+from .errors import AlignmentCancelled
+from .evaluation import evaluate_deltas
+from .loop import AlignConfig, AlignResult, ProgressEvent, align
 from .encoding import EncoderSet
 from .prompt_sets import PromptSets
 from .safetext_file import SafeTextFile
@@ -27,23 +30,6 @@ class Outcome:
     heldout_cosines: dict[str, list[float]] = field(default_factory=dict)
     report: Any = None  # PIL image, when drawing is available
     path: Path | None = None
-
-
-def evaluate_deltas(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], sets: dict[str, list[str]],
-                    threshold: float = 0.5, strength: float = 1.0, device: torch.device | str = "cpu"
-                    ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Held-out embedding figures of ``deltas`` on ``sets`` and the per-prompt cosines behind them."""
-    sets = {k: v for k, v in sets.items() if v}
-    if not sets:
-        raise ValueError("no prompts to evaluate on")
-    device = torch.device(device)
-    encoders.to(device)
-    validator = Validator(encoders, sets, device, threshold)
-    aligned = {name: apply_deltas(model, deltas.get(name, {}), strength).to(device) for name, model in encoders.models.items()}
-    cos, l2 = validator.measure(aligned)
-    figures = _figures_from(cos, l2, threshold)
-    figures.update({f"{k}_count": float(len(v)) for k, v in sets.items()})
-    return figures, {k: [float(x) for x in v] for k, v in cos.items()}
 
 
 def render(outcome_history: list, validation: list, cosines: dict[str, list[float]], figures: dict[str, float],
@@ -68,8 +54,6 @@ def run_alignment(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig
     result = align(encoders, prompts, config, progress=progress, should_cancel=should_cancel, device=device,
                    resume_path=resume_path, strip_weighting=strip_weighting)
     if should_cancel is not None and should_cancel():
-        from .align import AlignmentCancelled
-
         raise AlignmentCancelled(result.steps_run)
     heldout_sets = prompts.evaluation_sets("heldout")
     heldout, cosines = evaluate_deltas(encoders, result.deltas, heldout_sets, config.threshold,
@@ -78,7 +62,7 @@ def run_alignment(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig
     summary = {"steps_run": result.steps_run, "best_step": result.best_step, "stopped_early": result.stopped_early,
                "seconds": round(result.seconds, 1), "device": str(device or "cpu")}
     file = SafeTextFile(family=encoders.family, deltas=result.deltas, fingerprints=fingerprints,
-                        config={**__import__("json").loads(config.to_json())}, prompt_hashes=result.prompt_hashes,
+                        config=json.loads(config.to_json()), prompt_hashes=result.prompt_hashes,
                         figures={"heldout": heldout, "validation": best_validation, "training": summary},
                         base_name=base_name or encoders.source)
     path = file.save(output) if output is not None else None

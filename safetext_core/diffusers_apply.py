@@ -23,10 +23,11 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from .blend import blend_outputs, check_mode, check_strength
+from .errors import SafeTextError, SafeTextFileError
+from .weights import ShiftPlan, blend_outputs, check_mode, check_strength, map_tensors
 from .fingerprint import fingerprint_state_dict
 from .models import to_model_names
-from .safetext_file import SafeTextFile, SafeTextFileError
+from .safetext_file import SafeTextFile
 
 MAX_GRAPHS = 16  # captured graphs kept per handle (each holds its static inputs, outputs and memory pool)
 
@@ -63,7 +64,7 @@ class SafeTextHandle:
         self._graphs: dict[tuple, _GraphedPass | None] = {}  # None: this call shape runs eagerly
         for encoder, module in self._modules.items():
             if "forward" in module.__dict__:
-                raise RuntimeError(f"{type(module).__name__} already has a patched forward (another SafeText handle?)")
+                raise SafeTextError(f"{type(module).__name__} already has a patched forward (another SafeText handle?)")
             module.forward = self._make_forward(encoder, module)
 
     # ------------------------------------------------------------------ controls
@@ -151,62 +152,6 @@ class SafeTextHandle:
         return self._graphs[key]
 
 
-# ---------------------------------------------------------------------------------- parameter slots
-
-def _version(tensor: torch.Tensor) -> int:
-    try:
-        return tensor._version
-    except RuntimeError:  # inference tensors keep no version counter
-        return -1
-
-
-class ShiftPlan:
-    """``W + shift * delta`` for one module, as parameter slots to swap: built once, checked per call.
-
-    Building resolves names, owners and the shifted tensors (about a millisecond for CLIP-L); every
-    later call only checks that each slot still holds the same parameter at the same address and
-    version (a LoRA fused in place, a replaced or moved parameter make the plan stale, and the handle
-    builds a new one) and then swaps. No weight is ever edited; the slots are restored even on error.
-    """
-
-    def __init__(self, module: nn.Module, deltas: dict[str, torch.Tensor], shift: float):
-        params = dict(module.named_parameters())
-        owners = dict(module.named_modules())
-        self.slots: list[tuple[dict, str, torch.Tensor, torch.Tensor]] = []
-        for name, delta in deltas.items():
-            owner_name, _, attribute = name.rpartition(".")
-            owner = owners.get(owner_name)
-            if name not in params or owner is None or owner._parameters.get(attribute) is not params[name]:
-                raise KeyError(f"this encoder has no parameter {name}; the SafeText file does not fit it")
-            weight = params[name]
-            shifted = (weight.detach().float() + shift * delta.to(weight.device, torch.float32)).to(weight.dtype)
-            self.slots.append((owner._parameters, attribute, weight, shifted))
-        # Everything else the pass reads (a CUDA graph reads it by address): watched, never swapped.
-        swapped = {id(weight) for _, _, weight, _ in self.slots}
-        watched = [(owner._parameters, attribute, tensor) for owner in owners.values()
-                   for attribute, tensor in owner._parameters.items() if tensor is not None and id(tensor) not in swapped]
-        watched += [(owner._buffers, attribute, tensor) for owner in owners.values()
-                    for attribute, tensor in owner._buffers.items() if tensor is not None]
-        self.watched = [(registry, attribute, weight) for registry, attribute, weight, _ in self.slots] + watched
-        self.stamp = [(tensor.data_ptr(), _version(tensor)) for _, _, tensor in self.watched]
-
-    def current(self) -> bool:
-        for (registry, attribute, tensor), (address, version) in zip(self.watched, self.stamp):
-            if registry.get(attribute) is not tensor or tensor.data_ptr() != address or _version(tensor) != version:
-                return False
-        return True
-
-    @contextmanager
-    def swapped(self) -> Iterator[None]:
-        try:
-            for registry, attribute, _, shifted in self.slots:
-                registry[attribute] = shifted
-            yield
-        finally:
-            for registry, attribute, weight, _ in self.slots:
-                registry[attribute] = weight
-
-
 # ---------------------------------------------------------------------------------- CUDA graphs
 
 def _call_signature(args: tuple, kwargs: dict) -> tuple | None:
@@ -225,23 +170,6 @@ def _call_signature(args: tuple, kwargs: dict) -> tuple | None:
             return None
     # Static inputs made in inference mode cannot be refilled outside it (and vice versa).
     return (torch.is_inference_mode_enabled(), *parts) if tensors else None
-
-
-def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    if isinstance(value, torch.Tensor):
-        return fn(value)
-    if isinstance(value, dict):  # transformers ModelOutput too
-        items = {k: _map_tensors(v, fn) for k, v in value.items()}
-        try:
-            return type(value)(**items)
-        except TypeError:
-            return items
-    if isinstance(value, tuple):
-        items = [_map_tensors(v, fn) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
-    if isinstance(value, list):
-        return [_map_tensors(v, fn) for v in value]
-    return value
 
 
 class _GraphedPass:
@@ -280,7 +208,7 @@ class _GraphedPass:
             static.copy_(args[key] if isinstance(key, int) else kwargs[key])
         self.graph.replay()
         # The next replay overwrites the static outputs; the caller keeps its own copy.
-        return _map_tensors(self.output, torch.Tensor.clone)
+        return map_tensors(torch.Tensor.clone, self.output)
 
 
 def apply_safetext(pipe: Any, file: str | os.PathLike | SafeTextFile, strength: float = 1.0,
