@@ -33,13 +33,13 @@ import torch
 
 from ..safetext_core import weights as core_weights
 from ..safetext_core.errors import SafeTextNotApplied, UnsupportedModel
+from ..safetext_core.families import family_by_encoders
 from ..safetext_core.fingerprint import fingerprint_state_dict
 from ..safetext_core.safetext_file import SafeTextFile, SafeTextFileError
 
 log = logging.getLogger("safetext")
 
 ENCODER_NAMES = ("clip_l", "clip_h", "clip_g")
-FAMILY_BY_ENCODERS = {("clip_l",): "sd1", ("clip_h",): "sd2", ("clip_g", "clip_l"): "sdxl"}
 # Tensors ComfyUI builds but the family does not consume: CLIP-L's projection is not in SD 1.x / SDXL
 # checkpoints (ComfyUI leaves it uninitialised), and logit_scale belongs to the contrastive head.
 IGNORED = ("logit_scale", "position_ids")
@@ -66,7 +66,7 @@ def family_of(clip: Any) -> str:
     if model is None:
         raise UnsupportedClip("this CLIP has no text encoder (was the checkpoint loaded without one?)")
     encoders = _encoders_in(model.state_dict().keys())
-    family = FAMILY_BY_ENCODERS.get(tuple(encoders))
+    family = family_by_encoders(encoders)
     if family is None:
         raise UnsupportedClip(
             f"SafeText supports the text encoders of SD 1.x (clip_l), SD 2.x (clip_h) and SDXL (clip_l + clip_g); "

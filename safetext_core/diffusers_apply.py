@@ -25,18 +25,13 @@ from torch import nn
 
 from .errors import SafeTextError, SafeTextFileError
 from .weights import ShiftPlan, blend_outputs, check_mode, check_strength, map_tensors
+from .families import get_family
 from .fingerprint import fingerprint_state_dict
 from .models import to_model_names
 from .safetext_file import SafeTextFile
 
 MAX_GRAPHS = 16  # captured graphs kept per handle (each holds its static inputs, outputs and memory pool)
 
-# Which pipeline attribute holds which encoder, per family.
-PIPELINE_ENCODERS = {
-    "sd1": {"clip_l": "text_encoder"},
-    "sd2": {"clip_h": "text_encoder"},
-    "sdxl": {"clip_l": "text_encoder", "clip_g": "text_encoder_2"},
-}
 
 
 class SafeTextHandle:
@@ -44,14 +39,15 @@ class SafeTextHandle:
 
     def __init__(self, pipe: Any, file: SafeTextFile, strength: float, mode: str, enabled: bool,
                  override_fingerprint: bool, use_cuda_graphs: bool = True):
-        if file.family not in PIPELINE_ENCODERS:
+        family = get_family(file.family)
+        if not family.diffusion:
             raise SafeTextFileError(f"a {file.family} SafeText file cannot be applied to a diffusion pipeline")
         self.file = file
         self._strength = check_strength(strength)
         self._mode = check_mode(mode)
         self.enabled = bool(enabled)
         self._modules: dict[str, nn.Module] = {}
-        for encoder, attribute in PIPELINE_ENCODERS[file.family].items():
+        for encoder, (attribute, _) in ((spec.name, spec.diffusers) for spec in family.encoders):
             module = getattr(pipe, attribute, None)
             if module is None:
                 raise SafeTextFileError(f"this pipeline has no {attribute} for the file's {encoder} encoder")

@@ -20,22 +20,21 @@ from typing import Mapping
 import torch
 
 from .encoding import EncoderSet
+from .families import get_family
 from .errors import ConfigError, UnsupportedModel
 from .safetext_file import SafeTextFile, atomic_save, param_to_key
 from .weights import apply_deltas
 
-A1111_PREFIXES = {"sd1": {"clip_l": "lora_te_"}, "sd2": {"clip_h": "lora_te_"},
-                  "sdxl": {"clip_l": "lora_te1_", "clip_g": "lora_te2_"}}
 
 
 def a1111_key(family: str, encoder: str, param: str) -> str:
-    prefix = A1111_PREFIXES[family][encoder]
+    prefix = get_family(family).encoder(encoder).a1111_prefix
     stem, kind = (param[:-len(".bias")], "diff_b") if param.endswith(".bias") else (param.rsplit(".", 1)[0], "diff")
     return f"{prefix}{stem.replace('.', '_')}.{kind}"
 
 
 def to_a1111(file: SafeTextFile, path: str | os.PathLike) -> Path:
-    if file.family not in A1111_PREFIXES:
+    if not all(spec.a1111_prefix for spec in get_family(file.family).encoders):
         raise UnsupportedModel(f"a {file.family} SafeText file has no AUTOMATIC1111 equivalent")
     tensors = {a1111_key(file.family, e, p): t.contiguous() for e, params in file.deltas.items() for p, t in params.items()}
     meta = {k: v for k, v in file.metadata().items()}
@@ -92,15 +91,13 @@ def export_transformers_folder(encoders: EncoderSet, deltas: Mapping[str, Mappin
     ``text_encoder_2``), so they can replace a pipeline's encoders directly.
     """
     folder = Path(folder)
-    names = {"clip_l": "text_encoder", "clip_h": "text_encoder", "clip_g": "text_encoder_2", "text": "text_encoder"}
-    tok_names = {"text_encoder": "tokenizer", "text_encoder_2": "tokenizer_2"}
-    for encoder, model in encoders.models.items():
-        aligned = apply_deltas(model, dict(deltas.get(encoder, {})), strength)
+    for spec in encoders.profile.encoders:
+        aligned = apply_deltas(encoders.models[spec.name], dict(deltas.get(spec.name, {})), strength)
         if hasattr(aligned, "to_transformers"):
             aligned = aligned.to_transformers()
-        target = folder / names.get(encoder, encoder)
-        aligned.save_pretrained(str(target), safe_serialization=True)
-        tokenizer = encoders.tokenizers.get(encoder)
+        model_folder, tokenizer_folder = spec.diffusers
+        aligned.save_pretrained(str(folder / model_folder), safe_serialization=True)
+        tokenizer = encoders.tokenizers.get(spec.name)
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(folder / tok_names.get(target.name, target.name + "_tokenizer")))
+            tokenizer.save_pretrained(str(folder / tokenizer_folder))
     return folder

@@ -36,6 +36,8 @@ class EncoderSpec:
     hidden_act: str = "quick_gelu"
     pad_token: str = "<|endoftext|>"
     layer_norm_eps: float = 1e-5
+    diffusers: tuple[str, str] = ("text_encoder", "tokenizer")  # a diffusers pipeline's sub-folders for it
+    a1111_prefix: str = ""  # AUTOMATIC1111's LoRA key prefix for it ("lora_te_", "lora_te1_", ...); "": none
 
     @property
     def uses_mask(self) -> bool:
@@ -47,6 +49,11 @@ class Family:
     name: str
     title: str
     encoders: tuple[EncoderSpec, ...] = field(default_factory=tuple)
+    diffusion: bool = True  # a text-to-image family (hosts and pipelines carry it), not a bare encoder
+
+    @property
+    def encoder_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.encoders)
 
     def encoder(self, name: str) -> EncoderSpec:
         for spec in self.encoders:
@@ -58,18 +65,20 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "sd1": Family("sd1", "Stable Diffusion 1.x", (
         # Default: last layer after the final norm; clip skip 2: penultimate, normed (A1111 and ComfyUI both norm it).
-        EncoderSpec("clip_l", "clip", (Target(1, True, 1.0), Target(2, True, 0.5))),
+        EncoderSpec("clip_l", "clip", (Target(1, True, 1.0), Target(2, True, 0.5)), a1111_prefix="lora_te_"),
     )),
     "sd2": Family("sd2", "Stable Diffusion 2.x", (
-        EncoderSpec("clip_h", "clip", (Target(2, True, 1.0), Target(1, True, 0.5)), hidden_act="gelu", pad_token="!"),
+        EncoderSpec("clip_h", "clip", (Target(2, True, 1.0), Target(1, True, 0.5)), hidden_act="gelu", pad_token="!",
+                    a1111_prefix="lora_te_"),
     )),
     "sdxl": Family("sdxl", "Stable Diffusion XL", (
-        EncoderSpec("clip_l", "clip", (Target(2, False, 1.0),)),
-        EncoderSpec("clip_g", "clip", (Target(2, False, 1.0),), pooled_weight=1.0, hidden_act="gelu", pad_token="!"),
+        EncoderSpec("clip_l", "clip", (Target(2, False, 1.0),), a1111_prefix="lora_te1_"),
+        EncoderSpec("clip_g", "clip", (Target(2, False, 1.0),), pooled_weight=1.0, hidden_act="gelu", pad_token="!",
+                    diffusers=("text_encoder_2", "tokenizer_2"), a1111_prefix="lora_te2_"),
     )),
     "generic": Family("generic", "Any transformers text encoder (last hidden state, real tokens)", (
         EncoderSpec("text", "hf", (Target(1, False, 1.0),)),
-    )),
+    ), diffusion=False),
 }
 
 
@@ -78,6 +87,15 @@ def get_family(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise UnsupportedModel(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
+
+
+def family_by_encoders(names) -> str | None:
+    """The text-to-image family whose encoders are exactly ``names`` (e.g. ComfyUI's ``clip_l`` + ``clip_g``)."""
+    wanted = tuple(sorted(names))
+    for family in FAMILIES.values():
+        if family.diffusion and tuple(sorted(family.encoder_names)) == wanted:
+            return family.name
+    return None
 
 
 def detect_family_from_keys(keys) -> str:

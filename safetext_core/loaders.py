@@ -52,17 +52,13 @@ def _load_diffusers(folder: Path) -> EncoderSet:
 
     index = json.loads((folder / "model_index.json").read_text())
     cls = index.get("_class_name", "")
-    parts = {"clip_l": ("text_encoder", "tokenizer")}
     if "XL" in cls:
         family = "sdxl"
-        parts["clip_g"] = ("text_encoder_2", "tokenizer_2")
     else:
         config = json.loads((folder / "text_encoder" / "config.json").read_text())
         family = _family_of_clip(int(config.get("hidden_size", 768)))
-        if family == "sd2":
-            parts = {"clip_h": ("text_encoder", "tokenizer")}
     states, toks = {}, {}
-    for encoder, (sub, tok_sub) in parts.items():
+    for encoder, (sub, tok_sub) in ((spec.name, spec.diffusers) for spec in get_family(family).encoders):
         files = sorted((folder / sub).glob("*.safetensors"))
         if not files:
             raise CheckpointError(f"{folder / sub}: no .safetensors weights (pickled weights are refused)")
