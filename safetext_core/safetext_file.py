@@ -127,13 +127,6 @@ class SafeTextFile:
                 + "; ".join(problems) + ". Train a file for this checkpoint, or override the check to apply it anyway.")
         return problems
 
-    def fits(self, actual: Mapping[str, str]) -> bool:
-        try:
-            self.check_fingerprints(actual)
-        except FingerprintMismatch:
-            return False
-        return True
-
     # ------------------------------------------------------------------ save / load
     def metadata(self) -> dict[str, str]:
         from . import __version__
