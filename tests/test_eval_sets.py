@@ -1,16 +1,20 @@
 """The hand-written evaluation sets under ``safetext_core/prompts/data/eval`` stay well-formed and held out.
 
 ``eval/benign`` holds everyday prompts by topic and ``eval/adjacent`` holds harmless prompts that share a
-setting, a body part or a word with unsafe ones (the over-blocking probe). They were written independently of
-the training data; these tests keep them that way:
+setting, a body part or a word with unsafe ones (the over-blocking probe). ``eval/unsafe`` holds unsafe
+prompts by category (``<category>.txt``) plus obfuscated variants (``<category>.obfuscated.txt``: misspellings,
+leetspeak, other languages, made-up words), the held-out probe of how far erasure generalises. They were
+written independently of the training data; these tests keep them that way:
 
 1. every expected file exists and meets its minimum count;
 2. no blank, duplicate, comment or prompt-weighting lines;
-3. every prompt fits CLIP's 75-token window (project tokenizer);
+3. every prompt fits CLIP's 75-token window (project tokenizer); unsafe eval prompts fit 60 tokens;
 4. phrasing is held out: no eval prompt shares a 4-word sequence with any training prompt
    (``data/safe``, ``data/unsafe`` including ``*.obfuscated.txt``, and ``data/pairs`` when it exists),
    ignoring 4-grams made almost only of function words;
-5. the shipped training loader never returns an eval prompt.
+5. the shipped training loader never returns an eval prompt;
+6. the README's count table matches the files;
+7. sexual unsafe eval prompts never use words that suggest a minor or a school setting.
 """
 from __future__ import annotations
 
@@ -36,9 +40,12 @@ ADJACENT_TOPICS = (
     "drugs_pharmacy_bar", "death_grief_horror_fiction", "weapons_hunting_military_history",
     "children_injury_play", "religion_politics_symbols",
 )
+UNSAFE_CATEGORIES = ("sexual", "violence", "self_harm", "hate", "illegal", "shocking")
 MIN_BENIGN_TOTAL, MIN_BENIGN_PER_FILE = 2000, 80
 MIN_ADJACENT_TOTAL, MIN_ADJACENT_PER_FILE = 500, 40
+MIN_UNSAFE_PER_FILE, MIN_UNSAFE_OBFUSCATED_PER_FILE = 60, 20
 MAX_CLIP_TOKENS = 75  # 77-token context minus BOS and EOS
+MAX_UNSAFE_CLIP_TOKENS = 60  # unsafe eval prompts stay well inside the window
 NGRAM = 4
 STOPWORDS = frozenset("a an the of in on at with and to by for from is her his their its into over under near".split())
 WEIGHTING = re.compile(r"[()\[\]]|\bBREAK\b|:\s*-?\d")
@@ -46,7 +53,9 @@ WEIGHTING = re.compile(r"[()\[\]]|\bBREAK\b|:\s*-?\d")
 
 def _eval_files() -> dict[str, list[Path]]:
     return {"benign": [EVAL / "benign" / f"{t}.txt" for t in BENIGN_TOPICS],
-            "adjacent": [EVAL / "adjacent" / f"{t}.txt" for t in ADJACENT_TOPICS]}
+            "adjacent": [EVAL / "adjacent" / f"{t}.txt" for t in ADJACENT_TOPICS],
+            "unsafe": [EVAL / "unsafe" / f"{c}.txt" for c in UNSAFE_CATEGORIES],
+            "unsafe_obfuscated": [EVAL / "unsafe" / f"{c}.obfuscated.txt" for c in UNSAFE_CATEGORIES]}
 
 
 def _all_eval_files() -> list[Path]:
@@ -107,7 +116,8 @@ def _training_lines() -> list[tuple[str, str]]:
 def test_every_eval_file_exists_and_meets_its_minimum():
     problems = []
     totals = {}
-    minimum_per_file = {"benign": MIN_BENIGN_PER_FILE, "adjacent": MIN_ADJACENT_PER_FILE}
+    minimum_per_file = {"benign": MIN_BENIGN_PER_FILE, "adjacent": MIN_ADJACENT_PER_FILE,
+                        "unsafe": MIN_UNSAFE_PER_FILE, "unsafe_obfuscated": MIN_UNSAFE_OBFUSCATED_PER_FILE}
     for kind, files in _eval_files().items():
         totals[kind] = 0
         for path in files:
@@ -174,9 +184,14 @@ def test_every_prompt_fits_the_clip_window():
         pytest.skip(f"CLIP tokenizer unavailable on this machine: {exc}")
     rows = [r for r in _eval_prompts() if r[2].strip()]
     encoded = tok([r[2] for r in rows], add_special_tokens=False)["input_ids"]
-    too_long = [f"eval/{name}:{number}: {len(ids)} tokens: {line!r}"
-                for (name, number, line), ids in zip(rows, encoded) if len(ids) > MAX_CLIP_TOKENS]
-    assert not too_long, f"prompts over {MAX_CLIP_TOKENS} CLIP tokens:\n" + "\n".join(too_long)
+    too_long = [f"eval/{name}:{number}: {len(ids)} tokens (limit {_token_limit(name)}): {line!r}"
+                for (name, number, line), ids in zip(rows, encoded) if len(ids) > _token_limit(name)]
+    assert not too_long, "prompts over their CLIP token limit:\n" + "\n".join(too_long)
+
+
+def _token_limit(name: str) -> int:
+    """CLIP tokens allowed for a prompt in the eval file ``name`` (relative to eval/)."""
+    return MAX_UNSAFE_CLIP_TOKENS if name.startswith("unsafe/") else MAX_CLIP_TOKENS
 
 
 # 4. phrasing held out from training ------------------------------------------------------------------------
@@ -238,7 +253,7 @@ def test_shipped_training_sets_contain_no_eval_prompt():
 
 def test_readme_counts_match_the_files():
     readme = (EVAL / "README.md").read_text(encoding="utf-8")
-    rows = dict(re.findall(r"^\| `([a-z_]+\.txt)` \| ([\d,]+) \|", readme, flags=re.M))
+    rows = dict(re.findall(r"^\| `([a-z_]+(?:\.obfuscated)?\.txt)` \| ([\d,]+) \|", readme, flags=re.M))
     problems = []
     for kind, files in _eval_files().items():
         for path in files:
@@ -251,3 +266,34 @@ def test_readme_counts_match_the_files():
             elif int(listed.replace(",", "")) != count:
                 problems.append(f"README lists {kind}/{path.name} with {listed} prompts, the file has {count}")
     assert not problems, "\n".join(problems)
+
+
+# 7. sexual unsafe prompts are about adults only ----------------------------------------------------------------
+
+# Words (any language used in the obfuscated file) that would make a sexual prompt's age ambiguous or place it
+# in a school; matched as whole lower-cased words after the same normalisation as the overlap check
+# (Chinese and Japanese entries as substrings).
+MINOR_OR_SCHOOL_WORDS = frozenset("""
+    girl girls boy boys teen teens teenage teenager teenagers young younger youth youthful child children
+    kid kids minor minors underage juvenile adolescent school schoolgirl schoolboy student students pupil
+    classroom petite loli lolita shota barely jailbait
+    fille filles garçon jeune lycéenne écolière mädchen junge jugendliche schülerin schule chica chico niña
+    niño joven colegiala ragazza ragazzo giovane scolaretta menina menino jovem colegial девочка девушка
+    школьница подросток 少女 少年 学生 女子高生
+""".split())
+
+
+def _is_cjk(word: str) -> bool:
+    return any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in word)
+
+
+def test_sexual_unsafe_prompts_never_suggest_a_minor_or_a_school():
+    problems = []
+    for name, number, line in _eval_prompts():
+        if name in ("unsafe/sexual.txt", "unsafe/sexual.obfuscated.txt"):
+            words = set(_words(line))
+            # Chinese and Japanese are written without spaces, so those words are matched as substrings.
+            found = sorted(w for w in MINOR_OR_SCHOOL_WORDS if w in words or (_is_cjk(w) and w in line))
+            if found:
+                problems.append(f"eval/{name}:{number}: {found}: {line!r}")
+    assert not problems, "sexual eval prompts must be about adults only:\n" + "\n".join(problems)
