@@ -58,7 +58,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     from .loop import AlignConfig
 
     values = {}
-    for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold"):
+    for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
+                 "pair_share", "mine_every", "preserve_share"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -77,7 +78,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
     encoders = load_encoders(args.checkpoint, family=args.family, tokenizer_dir=args.tokenizer)
     prompts = load_prompt_sets(categories=args.categories, unsafe_files=args.unsafe_file, safe_files=args.safe_file,
-                               replace=args.replace)
+                               replace=args.replace, pair_files=args.pair_file)
     config = _config_from_args(args)
     stem = Path(args.checkpoint).stem if args.checkpoint else "minilm-default"
     output = Path(args.output) if args.output else DEFAULT_OUTPUT_DIR / f"{stem}.safetext.safetensors"
@@ -88,7 +89,7 @@ def cmd_align(args: argparse.Namespace) -> int:
         resume.unlink()
     counts = prompts.counts()
     print(f"aligning {encoders.source} ({encoders.family}) on {counts['unsafe'] + counts['obfuscated']} unsafe and "
-          f"{counts['safe'] + counts['near_miss']} safe prompts; output {output}")
+          f"{counts['safe'] + counts['near_miss']} safe prompts and {counts['pairs']} minimal pairs; output {output}")
     bar = _progress_bar(config.steps)
 
     def progress(event: Any) -> None:
@@ -130,7 +131,14 @@ def cmd_align(args: argparse.Namespace) -> int:
                     title=f"SafeText: {stem}", threshold=config.threshold)
         print(f"report: {report}")
     figures_path = stem_path.with_name(stem_path.name + ".figures.json")
-    figures_path.write_text(json.dumps({"heldout": outcome.heldout, "validation": outcome.result.validation,
+    if outcome.tradeoff:
+        print("\ntrade-off across embedding-blend strengths (share of unsafe moved / harmless collapsed):")
+        for row in outcome.tradeoff:
+            shown = ", ".join(f"{k.replace('_share_moved', ' moved').replace('_share_collapsed', ' collapsed')} "
+                              f"{v:.3f}" for k, v in row.items() if k != "strength")
+            print(f"  strength {row['strength']:.2f}: {shown}")
+    figures_path.write_text(json.dumps({"heldout": outcome.heldout, "tradeoff": outcome.tradeoff,
+                                        "validation": outcome.result.validation,
                                         "history": outcome.result.history, "config": json.loads(config.to_json())},
                                        indent=1))
     print(f"figures: {figures_path}")
@@ -139,9 +147,9 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .loaders import load_encoders
-    from .prompt_sets import load_prompt_file, load_prompt_sets
-    from .safetext_file import SafeTextFile
     from .evaluation import evaluate_deltas
+    from .prompt_sets import independent_sets, load_prompt_file, load_prompt_sets
+    from .safetext_file import SafeTextFile
     from .pipeline import render
 
     file = SafeTextFile.load(args.file)
@@ -154,7 +162,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if not name.startswith(("unsafe", "safe", "near_miss")):
                 sets[f"unsafe_{name}" if args.unsafe else f"safe_{name}"] = sets.pop(name)
     else:
-        sets = load_prompt_sets().evaluation_sets("heldout")
+        sets = {**load_prompt_sets().evaluation_sets("heldout"), **independent_sets()}
     figures, cosines = evaluate_deltas(encoders, file.deltas, sets, args.threshold, args.strength, args.device or "cpu")
     _print_figures(f"figures of {file.name} at strength {args.strength}:", figures)
     if args.json:
@@ -171,6 +179,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                size=args.image_size, seed=args.seed, device=args.device or "cpu",
                                strength=args.strength, comparison_path=args.comparison)
         _print_figures("image-level figures (same seed, original vs SafeText):", images)
+    return 0
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    from .evaluation import explain
+    from .loaders import load_encoders
+    from .prompt_sets import load_prompt_sets
+    from .safetext_file import SafeTextFile
+
+    file = SafeTextFile.load(args.file)
+    encoders = load_encoders(args.checkpoint, tokenizer_dir=args.tokenizer)
+    file.check_fingerprints(encoders.fingerprints(), override=args.override)
+    prompts = load_prompt_sets(categories=args.categories, unsafe_files=args.unsafe_file, safe_files=args.safe_file,
+                               replace=args.replace)
+    result = explain(encoders, file.deltas, args.prompt, prompts, args.threshold, args.nearest, args.device or "cpu")
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    verdict = "MOVED (SafeText changes its meaning)" if result["moved"] else "kept (SafeText leaves it as it was)"
+    print(f"{result['prompt']!r}: cosine to the original {result['cosine']:.4f} -> {verdict}")
+    for title, key in (("nearest unsafe training prompts", "nearest_unsafe"),
+                       ("nearest safe training prompts", "nearest_safe")):
+        print(f"\n{title} (similarity; their cosine after SafeText):")
+        for item in result[key]:
+            print(f"  {item['similarity']:.3f}  {item['cosine_after']:.3f}  {item['prompt']}")
+    if result["moved"]:
+        print("\nIf this prompt is harmless: put it (and prompts like it) in a text file, one per line, and train again "
+              "with --safe-file that_file.txt")
     return 0
 
 
@@ -222,7 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--categories", nargs="+", help="unsafe categories to use (default: all)")
     align.add_argument("--unsafe-file", action="append", default=[], help="extra unsafe prompts (.txt or .csv), repeatable")
     align.add_argument("--safe-file", action="append", default=[], help="extra safe prompts (.txt or .csv), repeatable")
+    align.add_argument("--pair-file", action="append", default=[],
+                       help="extra minimal pairs: 'unsafe prompt<TAB>the same scene made harmless' per line, repeatable")
     align.add_argument("--replace", action="store_true", help="use only the given files, not the shipped sets")
+    align.add_argument("--pair-share", type=float, help="minimal pairs per step as a share of the batch (0: none)")
+    align.add_argument("--mine-every", type=int, help="rank safe prompts by how far they moved every N steps (0: never)")
+    align.add_argument("--preserve-share", type=float,
+                       help="word salads of the tokenizer's vocabulary per step, as a share of the batch (0: none)")
     align.add_argument("--steps", type=int)
     align.add_argument("--batch-size", type=int)
     align.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
@@ -243,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("file")
     ev.add_argument("--checkpoint", help="the checkpoint the file was made for (default: the embedded MiniLM)")
     ev.add_argument("--tokenizer")
-    ev.add_argument("--prompts", nargs="+", help="prompt files to evaluate on (default: the held-out sets)")
+    ev.add_argument("--prompts", nargs="+", help="prompt files to evaluate on (default: the held-out split and the independent sets)")
     ev.add_argument("--unsafe", action="store_true", help="treat --prompts files as unsafe")
     ev.add_argument("--strength", type=float, default=1.0)
     ev.add_argument("--threshold", type=float, default=0.5)
@@ -258,6 +300,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device")
     ev.set_defaults(func=cmd_eval)
+
+    why = sub.add_parser("why", help="why did a prompt move? its cosine and the training prompts nearest to it")
+    why.add_argument("file")
+    why.add_argument("prompt")
+    why.add_argument("--checkpoint", help="the checkpoint the file was made for (default: the embedded MiniLM)")
+    why.add_argument("--tokenizer")
+    why.add_argument("--categories", nargs="+", help="the categories the file was trained on (default: all)")
+    why.add_argument("--unsafe-file", action="append", default=[], help="extra unsafe prompts it was trained on")
+    why.add_argument("--safe-file", action="append", default=[], help="extra safe prompts it was trained on")
+    why.add_argument("--replace", action="store_true", help="it was trained on the given files only")
+    why.add_argument("--nearest", type=int, default=5)
+    why.add_argument("--threshold", type=float, default=0.5)
+    why.add_argument("--override", action="store_true", help="explain even if the fingerprint does not match")
+    why.add_argument("--json", action="store_true")
+    why.add_argument("--device")
+    why.set_defaults(func=cmd_why)
 
     info = sub.add_parser("info", help="print a SafeText file's metadata")
     info.add_argument("file")

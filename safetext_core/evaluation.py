@@ -7,7 +7,8 @@ on held-out prompts); ``evaluate_deltas`` measures a SafeText file's differences
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
@@ -31,6 +32,9 @@ def figures_from(cos_by_set: dict[str, torch.Tensor], l2_by_set: dict[str, torch
         else:
             figures[f"{name}_cos_min"] = float(cos.min())
             figures[f"{name}_rel_l2_mean"] = float(l2_by_set[name].mean())
+            # a harmless prompt past the unsafe threshold has lost its meaning (the user gets another picture)
+            figures[f"{name}_share_collapsed"] = float((cos < threshold).float().mean())
+            figures[f"{name}_share_below_0.9"] = float((cos < 0.9).float().mean())
     return figures
 
 
@@ -57,6 +61,7 @@ class Validator:
         """Per prompt: cosine of the family conditioning (encoders concatenated along features, start
         token left out) to the original's, and the relative L2 drift over all positions."""
         cos_by_set, l2_by_set = {}, {}
+        self.last_parts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         with torch.no_grad():
             for name in self.sets:
                 dots = norms_new = norms_old = diffs = 0.0
@@ -78,6 +83,7 @@ class Validator:
                     norms_old = norms_old + torch.cat(parts_old)
                     diffs = diffs + torch.cat(parts_diff)
                 cos_by_set[name] = (dots / (norms_new.sqrt() * norms_old.sqrt()).clamp_min(1e-12)).cpu()
+                self.last_parts[name] = (dots.cpu(), norms_new.cpu(), norms_old.cpu())
                 l2_by_set[name] = (diffs / len(self.encoders.profile.encoders)).sqrt().cpu()
         return cos_by_set, l2_by_set
 
@@ -87,20 +93,51 @@ class Validator:
 
 def feasible(fig: dict[str, float], config: AlignConfig) -> bool:
     return (fig.get("safe_cos_mean", 1.0) >= config.min_safe_cos
-            and fig.get("near_miss_cos_mean", 1.0) >= config.min_near_miss_cos)
+            and fig.get("near_miss_cos_mean", 1.0) >= config.min_near_miss_cos
+            and fig.get("pair_harmless_cos_mean", 1.0) >= config.min_near_miss_cos)
 
 
 def score(fig: dict[str, float], config: AlignConfig) -> float:
     shortfall = max(0.0, config.min_safe_cos - fig.get("safe_cos_mean", 1.0)) \
-        + max(0.0, config.min_near_miss_cos - fig.get("near_miss_cos_mean", 1.0))
+        + max(0.0, config.min_near_miss_cos - fig.get("near_miss_cos_mean", 1.0)) \
+        + max(0.0, config.min_near_miss_cos - fig.get("pair_harmless_cos_mean", 1.0))
     moved = fig.get("unsafe_share_moved", 0.0)
     return (1.0 if shortfall == 0 else 0.0) + moved - 10.0 * shortfall
 
 
-def evaluate_deltas(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], sets: dict[str, list[str]],
-                    threshold: float = 0.5, strength: float = 1.0, device: torch.device | str = "cpu"
-                    ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Held-out embedding figures of ``deltas`` on ``sets`` and the per-prompt cosines behind them."""
+TRADEOFF_STRENGTHS = (0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+@dataclass
+class Evaluation:
+    figures: dict[str, float]  # per set: cosine mean/min, share moved (unsafe) or collapsed (harmless), counts
+    cosines: dict[str, list[float]]  # per set, per prompt
+    tradeoff: list[dict[str, float]] = field(default_factory=list)  # per embedding-blend strength: shares
+
+
+def strength_tradeoff(parts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], strengths: Sequence[float],
+                      threshold: float) -> list[dict[str, float]]:
+    """Share of unsafe prompts moved and of harmless prompts collapsed at each embedding-blend strength ``s``.
+
+    The blend is ``(1 - s) E + s E'``; from each prompt's ``E.E'``, ``|E'|^2`` and ``|E|^2`` its cosine to ``E``
+    at any ``s`` follows exactly, so the curve costs no further encoder pass.
+    """
+    rows = []
+    for s in strengths:
+        row = {"strength": float(s)}
+        for name, (dot, new, old) in parts.items():
+            blended = ((1 - s) ** 2 * old + 2 * s * (1 - s) * dot + s ** 2 * new).clamp_min(1e-12)
+            cos = ((1 - s) * old + s * dot) / (old.sqrt() * blended.sqrt()).clamp_min(1e-12)
+            key = "share_moved" if name.startswith("unsafe") else "share_collapsed"
+            row[f"{name}_{key}"] = float((cos < threshold).float().mean())
+        rows.append(row)
+    return rows
+
+
+def evaluate(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], sets: dict[str, list[str]],
+             threshold: float = 0.5, strength: float = 1.0, device: torch.device | str = "cpu",
+             strengths: Sequence[float] = TRADEOFF_STRENGTHS) -> Evaluation:
+    """Embedding figures of ``deltas`` on ``sets``, the per-prompt cosines, and the trade-off across strengths."""
     sets = {k: v for k, v in sets.items() if v}
     if not sets:
         raise PromptSetError("no prompts to evaluate on")
@@ -111,4 +148,56 @@ def evaluate_deltas(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tens
     cos, l2 = validator.measure(aligned)
     figures = figures_from(cos, l2, threshold)
     figures.update({f"{k}_count": float(len(v)) for k, v in sets.items()})
-    return figures, {k: [float(x) for x in v] for k, v in cos.items()}
+    return Evaluation(figures, {k: [float(x) for x in v] for k, v in cos.items()},
+                      strength_tradeoff(validator.last_parts, strengths, threshold))
+
+
+def evaluate_deltas(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], sets: dict[str, list[str]],
+                    threshold: float = 0.5, strength: float = 1.0, device: torch.device | str = "cpu"
+                    ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Held-out embedding figures of ``deltas`` on ``sets`` and the per-prompt cosines behind them."""
+    result = evaluate(encoders, deltas, sets, threshold, strength, device, strengths=())
+    return result.figures, result.cosines
+
+
+def explain(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], prompt: str, prompts: Any,
+            threshold: float = 0.5, nearest: int = 5, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Why did ``prompt`` move (or not)? Its cosine to the original conditioning, and the training prompts
+    nearest to it in the original encoder's space (unsafe and safe, with their own cosines after alignment).
+
+    ``prompts`` is the :class:`~safetext_core.prompt_sets.PromptSets` the file was trained on. A harmless prompt
+    that moved usually sits next to unsafe training prompts that share its scene; adding it (or prompts like
+    it) as safe prompts and training again is the fix the result suggests.
+    """
+    from .encoding import conditioning
+
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise PromptSetError("give the prompt to explain")
+    device = torch.device(device)
+    encoders.to(device)
+    aligned = {name: apply_deltas(model, deltas.get(name, {})).to(device) for name, model in encoders.models.items()}
+    unsafe = prompts.unsafe_part("train") + [u for u, _ in prompts.pair_part("train")]
+    safe = prompts.safe_part("train") + [h for _, h in prompts.pair_part("train")]
+    texts = [prompt.strip()] + unsafe + safe
+
+    def summary(models: dict[str, nn.Module] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        cond, _, mask = conditioning(encoders, texts, models, device)
+        flat = (cond * mask.unsqueeze(-1)).flatten(1)
+        mean = (cond * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)  # meaning, any length
+        return flat, torch.nn.functional.normalize(mean, dim=-1)
+
+    before, before_mean = summary(None)
+    after, _ = summary(aligned)
+    moved = torch.nn.functional.cosine_similarity(before, after, dim=1)
+    similarity = before_mean[1:] @ before_mean[0]
+
+    def neighbours(offset: int, group: list[str]) -> list[dict[str, Any]]:
+        part = similarity[offset:offset + len(group)]
+        order = torch.argsort(part, descending=True)[:nearest]
+        return [{"prompt": group[int(i)], "similarity": round(float(part[i]), 4),
+                 "cosine_after": round(float(moved[1 + offset + int(i)]), 4)} for i in order]
+
+    cosine_value = float(moved[0])
+    return {"prompt": prompt.strip(), "cosine": round(cosine_value, 4), "moved": cosine_value < threshold,
+            "threshold": threshold, "nearest_unsafe": neighbours(0, unsafe),
+            "nearest_safe": neighbours(len(unsafe), safe)}

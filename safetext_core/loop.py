@@ -49,7 +49,7 @@ from .evaluation import Validator, feasible, score
 from .families import EncoderSpec
 from .losses import anchor_distance, content_mask, cosine, safe_distance
 from .models import iter_named_trainable
-from .prompt_sets import PromptSets
+from .prompt_sets import PromptSets, unsafe_words, vocabulary_words, word_salads
 from .resume import load_resume, save_resume
 
 
@@ -79,12 +79,25 @@ class AlignConfig:
     min_safe_cos: float = 0.98
     min_near_miss_cos: float = 0.95
     checkpoint_every: int = 0        # write a resume checkpoint every N steps (0: never)
+    # Precision: teach which words carry the harm, not which scenes they appear in.
+    pair_share: float = 0.5          # minimal pairs per step, as a share of batch_size (0: none); the unsafe side
+                                     # joins the unsafe batch, its harmless twin (same scene) the safe batch
+    mine_every: int = 25             # every N steps, rank the safe training prompts by how far they moved (0: never)
+    mine_share: float = 0.5          # share of each safe batch drawn from the most-moved ones
+    mine_pool: int = 128             # how many of the most-moved safe prompts to draw from
+    preserve_share: float = 0.0      # extra safe draws per step from word salads of the tokenizer's vocabulary
+                                     # (no unsafe word), as a share of batch_size: keep every harmless word in place
+    preserve_pool: int = 4000        # how many word salads to make
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("steps and batch_size must be at least 1")
         if self.learning_rate <= 0:
             raise ConfigError("learning_rate must be positive")
+        if not 0.0 <= self.pair_share <= 4.0 or not 0.0 <= self.mine_share <= 1.0 or self.mine_every < 0 \
+                or self.mine_pool < 1 or not 0.0 <= self.preserve_share <= 4.0 or self.preserve_pool < 1:
+            raise ConfigError("pair_share and preserve_share must be in [0, 4], mine_share in [0, 1], mine_every >= 0, "
+                              "mine_pool and preserve_pool >= 1")
         if self.safe_distance not in ("relative_l2", "l2", "squared_l2"):
             raise ConfigError(f"safe_distance must be relative_l2, l2 or squared_l2, not {self.safe_distance!r}")
         self.train = tuple(self.train)
@@ -173,11 +186,30 @@ class OriginalOutputs:
         return outs, pooled
 
 
-def _step_batches(step: int, config: AlignConfig, unsafe_count: int, safe_count: int) -> tuple[list[int], list[int]]:
-    """Indices of the unsafe and safe training prompts of ``step``: fixed by seed and step (resumable)."""
+def _step_batches(step: int, config: AlignConfig, unsafe_count: int, safe_count: int, pair_count: int = 0,
+                  hard: Sequence[int] = (), preserve_count: int = 0) -> tuple[list[int], list[int]]:
+    """Indices of the unsafe and safe training prompts of ``step``: fixed by seed, step and the mined ``hard``
+    list (resumable).
+
+    Pools are laid out as [plain prompts..., pair sides..., (safe only) word salads...]: pair ``k`` is unsafe
+    index ``unsafe_count + k`` and safe index ``safe_count + k``, drawn together so the two sides of a pair
+    share the step. A share of the plain safe draws is replaced by draws from ``hard`` (indices into the safe
+    pool); word salad ``j`` is safe index ``safe_count + pair_count + j``.
+    """
     step_rng = random.Random(config.seed * 1_000_003 + step)
     unsafe = step_rng.sample(range(unsafe_count), min(config.batch_size, unsafe_count))
     safe = step_rng.sample(range(safe_count), min(config.batch_size, safe_count))
+    if hard and config.mine_share > 0:
+        mined = step_rng.sample(list(hard), min(len(hard), round(config.mine_share * len(safe))))
+        safe = list(dict.fromkeys(mined + safe))[:len(safe)]
+    if pair_count and config.pair_share > 0:
+        pairs = step_rng.sample(range(pair_count), min(pair_count, max(1, round(config.pair_share * config.batch_size))))
+        unsafe += [unsafe_count + k for k in pairs]
+        safe += [safe_count + k for k in pairs]
+    if preserve_count and config.preserve_share > 0:
+        salads = step_rng.sample(range(preserve_count),
+                                 min(preserve_count, max(1, round(config.preserve_share * config.batch_size))))
+        safe += [safe_count + pair_count + j for j in salads]
     return unsafe, safe
 
 
@@ -208,11 +240,21 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
 
     unsafe_train = prompts.unsafe_part("train")
     safe_train = prompts.safe_part("train")
+    pair_train = prompts.pair_part("train")
     if strip_weighting:
         from .encoding import strip_weighting_syntax
 
         unsafe_train = [strip_weighting_syntax(p) for p in unsafe_train]
         safe_train = [strip_weighting_syntax(p) for p in safe_train]
+        pair_train = [(strip_weighting_syntax(u), strip_weighting_syntax(h)) for u, h in pair_train]
+    # Pools: plain prompts first, then the pairs' sides (pair k: unsafe n_u + k, safe n_s + k).
+    n_u, n_s, n_p = len(unsafe_train), len(safe_train), len(pair_train)
+    salads: list[str] = []
+    if config.preserve_share > 0:
+        first = encoders.tokenizers[encoders.profile.encoders[0].name]
+        salads = word_salads(vocabulary_words(first), unsafe_words(prompts), config.preserve_pool, config.seed)
+    unsafe_train = unsafe_train + [u for u, _ in pair_train]
+    safe_train = safe_train + [h for _, h in pair_train] + salads
     for spec in encoders.profile.encoders:
         tok = encoders.tokenizers[spec.name]
         check_prompts(unsafe_train, tok, spec, "the unsafe training prompts")
@@ -227,9 +269,11 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     unsafe_used: set[int] = set()
     safe_used: set[int] = set()
     for planned in range(config.steps):
-        unsafe_indices, safe_indices = _step_batches(planned, config, len(unsafe_train), len(safe_train))
+        unsafe_indices, safe_indices = _step_batches(planned, config, n_u, n_s, n_p, (), len(salads))
         unsafe_used.update(unsafe_indices)
         safe_used.update(safe_indices)
+    if config.mine_every > 0:  # mining may put any safe prompt in a batch
+        safe_used = set(range(len(safe_train)))
     for spec in encoders.profile.encoders:
         trainee, params = trainable_copy(encoders.models[spec.name], config)
         if not params:
@@ -250,8 +294,9 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
 
     validator = None
     if config.eval_every > 0:
-        val_sets = {"unsafe": prompts.unsafe_part("validation"), "safe": prompts.evaluation_sets("validation").get("safe", []),
-                    "near_miss": prompts.evaluation_sets("validation").get("near_miss", [])}
+        held = prompts.evaluation_sets("validation")
+        val_sets = {"unsafe": prompts.unsafe_part("validation"), "safe": held.get("safe", []),
+                    "near_miss": held.get("near_miss", []), "pair_harmless": held.get("pair_harmless", [])}
         val_sets = {k: v for k, v in val_sets.items() if v}
         if "unsafe" in val_sets:
             validator = Validator(encoders, val_sets, device, config.threshold, originals=trainees)
@@ -268,10 +313,26 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     validation: list[dict[str, float]] = []
     best: dict[str, dict[str, torch.Tensor]] | None = None
     best_step, best_score, start = -1, -math.inf, 0
+    hard: list[int] = []  # the safe training prompts that moved most at the last mining
     resume = Path(resume_path) if resume_path else None
 
+    def mine() -> list[int]:
+        """Indices of the ``mine_pool`` safe training prompts whose conditioning moved most (1 - cosine)."""
+        drift = torch.zeros(len(safe_train))
+        with torch.no_grad():
+            for spec in encoders.profile.encoders:
+                tok, safe_originals = encoders.tokenizers[spec.name], originals[spec.name][0]
+                for first in range(0, len(safe_train), 64):
+                    rows = list(range(first, min(first + 64, len(safe_train))))
+                    tokens = tokenize(tok, [safe_train[i] for i in rows], spec, device)
+                    new, _ = consumed_outputs(trainees[spec.name], tokens, spec)
+                    old, _ = safe_originals.gather(rows, tokens["input_ids"].shape[1], device)
+                    drift[rows] += (1.0 - cosine(new[0], old[0], content_mask(tokens["mask"], spec))).cpu()
+        return [int(i) for i in torch.argsort(drift, descending=True)[:config.mine_pool]]
+
     if resume is not None and resume.is_file():
-        start, saved, history, validation, best_step = load_resume(resume, config, hashes)
+        start, saved, history, validation, best_step, state = load_resume(resume, config, hashes)
+        hard = list(state.get("hard", []))
         with torch.no_grad():
             for encoder, params in chosen.items():
                 for name, param in params:
@@ -304,10 +365,13 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         if should_cancel is not None and should_cancel():
             kept = None
             if resume is not None and config.checkpoint_every > 0:
-                save_resume(resume, step, config, hashes, history, validation, chosen, optimizer, best, best_step)
+                save_resume(resume, step, config, hashes, history, validation, chosen, optimizer, best, best_step,
+                            {"hard": hard})
                 kept = str(resume)
             raise AlignmentCancelled(step, kept)
-        unsafe_batch, safe_batch = _step_batches(step, config, len(unsafe_train), len(safe_train))
+        if config.mine_every > 0 and step > 0 and step % config.mine_every == 0:
+            hard = mine()
+        unsafe_batch, safe_batch = _step_batches(step, config, n_u, n_s, n_p, hard, len(salads))
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=device)
         parts = {name: torch.zeros((), device=device) for name in ("L_u", "cos_u", "anchor")}
@@ -387,7 +451,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                 stopped_early = not last
                 break
         if resume is not None and config.checkpoint_every > 0 and (step + 1) % config.checkpoint_every == 0:
-            save_resume(resume, step + 1, config, hashes, history, validation, chosen, optimizer, best, best_step)
+            save_resume(resume, step + 1, config, hashes, history, validation, chosen, optimizer, best, best_step,
+                        {"hard": hard})
 
     final = best if best is not None else snapshot()
     if best is None:

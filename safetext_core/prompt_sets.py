@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from .errors import PromptSetError
 
@@ -76,12 +78,18 @@ def _shipped(relative: str) -> list[str]:
 
 @dataclass
 class PromptSets:
-    """Unsafe prompts by category (plain and obfuscated), safe everyday prompts and benign near-misses."""
+    """Unsafe prompts by category (plain and obfuscated), safe everyday prompts and benign near-misses.
+
+    ``shipped_categories``: the shipped categories these sets include (None: none, the user's prompts only);
+    the independent evaluation sets of the same categories are measured after training.
+    """
 
     unsafe: dict[str, list[str]] = field(default_factory=dict)
     obfuscated: dict[str, list[str]] = field(default_factory=dict)
     safe: list[str] = field(default_factory=list)
     near_miss: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (unsafe, the same scene made harmless)
+    shipped_categories: tuple[str, ...] | None = None
 
     def _part(self, prompts: Iterable[str], part: str) -> list[str]:
         return [p for p in prompts if split_of(p) == part]
@@ -96,12 +104,17 @@ class PromptSets:
         """Safe training/validation prompts include the near-misses: they are the hard cases to keep."""
         return self._part(self.safe + self.near_miss, part)
 
+    def pair_part(self, part: str) -> list[tuple[str, str]]:
+        """Minimal pairs of one split, split by the unsafe side (a pair never straddles two splits)."""
+        return [pair for pair in self.pairs if split_of(pair[0]) == part]
+
     def evaluation_sets(self, part: str = "heldout") -> dict[str, list[str]]:
         sets = {
             "unsafe": self._part([p for prompts in self.unsafe.values() for p in prompts], part),
             "unsafe_obfuscated": self._part([p for prompts in self.obfuscated.values() for p in prompts], part),
             "safe": self._part(self.safe, part),
             "near_miss": self._part(self.near_miss, part),
+            "pair_harmless": [harmless for _, harmless in self.pair_part(part)],
         }
         return {name: prompts for name, prompts in sets.items() if prompts}
 
@@ -113,11 +126,13 @@ class PromptSets:
         out.update({f"obfuscated/{c}": digest(p) for c, p in sorted(self.obfuscated.items())})
         out["safe"] = digest(self.safe)
         out["near_miss"] = digest(self.near_miss)
+        if self.pairs:  # absent for files made before pairs existed, so their hashes stay the same
+            out["pairs"] = digest(["\t".join(pair) for pair in self.pairs])
         return out
 
     def counts(self) -> dict[str, int]:
         return {"unsafe": sum(map(len, self.unsafe.values())), "obfuscated": sum(map(len, self.obfuscated.values())),
-                "safe": len(self.safe), "near_miss": len(self.near_miss)}
+                "safe": len(self.safe), "near_miss": len(self.near_miss), "pairs": len(self.pairs)}
 
     def validate(self) -> None:
         if not self.all_unsafe():
@@ -133,16 +148,110 @@ class PromptSets:
         return json.dumps(self.counts())
 
 
+INDEPENDENT_DIR = DATA_DIR / "eval"
+_WORD = re.compile(r"[a-z]+")
+
+
+def vocabulary_words(tokenizer: Any) -> list[str]:
+    """Whole English words of a tokenizer's vocabulary (CLIP BPE ``word</w>``, WordPiece ``word``), sorted."""
+    words = set()
+    for token in tokenizer.get_vocab():
+        word = token[:-4] if token.endswith("</w>") else token
+        if len(word) >= 3 and word.isascii() and word.isalpha() and word.islower():
+            words.add(word)
+    return sorted(words)
+
+
+def unsafe_words(prompts: "PromptSets") -> set[str]:
+    """Words that occur in the unsafe prompts (pairs' unsafe sides included) and in no safe prompt."""
+    def words_of(texts: Iterable[str]) -> set[str]:
+        return {w for text in texts for w in _WORD.findall(text.lower())}
+
+    safe = words_of(prompts.safe + prompts.near_miss + [h for _, h in prompts.pairs])
+    return words_of(prompts.all_unsafe() + [u for u, _ in prompts.pairs]) - safe
+
+
+def word_salads(vocabulary: Sequence[str], exclude: set[str], count: int, seed: int = 0,
+                lengths: tuple[int, int] = (4, 12)) -> list[str]:
+    """``count`` prompts of random vocabulary words (none from ``exclude``), fixed by ``seed``.
+
+    A preservation pool for training: whatever the encoder does to word salads, it does to words in general,
+    so keeping them in place keeps the encoder's meaning of every word that carries no harm.
+    """
+    allowed = [w for w in vocabulary if w not in exclude]
+    if not allowed:
+        return []
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(allowed) for _ in range(rng.randint(*lengths))) for _ in range(count)]
+
+
+def load_pair_file(path: str | Path) -> list[tuple[str, str]]:
+    """Minimal pairs, one per line: ``unsafe prompt<TAB>the same scene made harmless`` (``#`` starts a comment).
+
+    A line without exactly one tab, or with an empty side, is a :class:`PromptSetError` naming file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PromptSetError(f"pair file {path} does not exist")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise PromptSetError(f"pair file {path} is not UTF-8 text") from None
+    pairs, seen = [], set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        sides = [side.strip() for side in line.split("\t")]
+        if len(sides) != 2 or not all(sides):
+            raise PromptSetError(f"{path}:{number}: a pair is 'unsafe prompt<TAB>harmless counterpart', one tab, "
+                                 f"both sides filled; got {line[:80]!r}")
+        if sides[0] == sides[1]:
+            raise PromptSetError(f"{path}:{number}: the harmless counterpart is the unsafe prompt itself")
+        if tuple(sides) not in seen:
+            seen.add(tuple(sides))
+            pairs.append((sides[0], sides[1]))
+    if not pairs:
+        raise PromptSetError(f"{path}: the file holds no pairs")
+    return pairs
+
+
+def independent_sets(categories: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """The shipped evaluation sets written apart from the training data (``prompts/data/eval``), by name.
+
+    ``benign`` (ordinary harmless prompts), ``adjacent`` (harmless prompts that share a setting, body part or
+    word with unsafe ones), ``unsafe_independent`` and ``unsafe_independent_obfuscated`` (of ``categories``,
+    default all). Training never reads them; they share no 4-word sequence with any training prompt
+    (tests/test_eval_sets.py). Empty when absent.
+    """
+    chosen = set(CATEGORIES if categories is None else categories)
+
+    def folder(name: str, pattern: str = "*.txt", exclude: str | None = None) -> list[str]:
+        files = sorted((INDEPENDENT_DIR / name).glob(pattern))
+        if name == "unsafe":
+            files = [f for f in files if f.name.split(".")[0] in chosen]
+        return [p for f in files if exclude is None or not f.name.endswith(exclude) for p in load_prompt_file(f)]
+
+    sets = {"benign": folder("benign"), "adjacent": folder("adjacent"),
+            "unsafe_independent": folder("unsafe", exclude=".obfuscated.txt"),
+            "unsafe_independent_obfuscated": folder("unsafe", "*.obfuscated.txt")}
+    return {name: prompts for name, prompts in sets.items() if prompts}
+
+
 def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequence[str | Path] = (),
                      safe_files: Sequence[str | Path] = (), unsafe_prompts: Sequence[str] = (),
-                     safe_prompts: Sequence[str] = (), replace: bool = False) -> PromptSets:
-    """Shipped sets for ``categories`` (default: all), extended or, with ``replace``, replaced by the user's."""
+                     safe_prompts: Sequence[str] = (), replace: bool = False,
+                     pair_files: Sequence[str | Path] = ()) -> PromptSets:
+    """Shipped sets for ``categories`` (default: all), extended or, with ``replace``, replaced by the user's.
+
+    The shipped minimal pairs of the chosen categories come along unless ``replace``; ``pair_files`` add more.
+    """
     chosen = list(CATEGORIES if categories is None else categories)
     unknown = [c for c in chosen if c not in CATEGORIES]
     if unknown:
         raise PromptSetError(f"unknown categories {unknown}; choose from {', '.join(CATEGORIES)}")
     sets = PromptSets()
     if not replace:
+        sets.shipped_categories = tuple(chosen)
         for category in chosen:
             sets.unsafe[category] = _shipped(f"unsafe/{category}.txt")
             obfuscated = _shipped(f"unsafe/{category}.obfuscated.txt")
@@ -150,6 +259,12 @@ def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequ
                 sets.obfuscated[category] = obfuscated
         sets.safe = _shipped("safe/everyday.txt")
         sets.near_miss = _shipped("safe/near_miss.txt")
+        for category in chosen:
+            shipped_pairs = DATA_DIR / "pairs" / f"{category}.tsv"
+            if shipped_pairs.is_file():
+                sets.pairs += load_pair_file(shipped_pairs)
+    for pair_file in pair_files:
+        sets.pairs += [pair for pair in load_pair_file(pair_file) if pair not in sets.pairs]
     user_unsafe = [p for f in unsafe_files for p in load_prompt_file(f)] + _clean(unsafe_prompts)
     user_safe = [p for f in safe_files for p in load_prompt_file(f)] + _clean(safe_prompts)
     if user_unsafe:

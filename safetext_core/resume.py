@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 def save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, str], history: list,
                  validation: list, trainees: dict[str, list[tuple[str, nn.Parameter]]],
-                 optimizer: torch.optim.Optimizer, best: dict[str, dict[str, torch.Tensor]] | None, best_step: int) -> None:
+                 optimizer: torch.optim.Optimizer, best: dict[str, dict[str, torch.Tensor]] | None, best_step: int,
+                 loop_state: dict | None = None) -> None:
+    """Write the checkpoint of a run at ``step``; ``loop_state``: the loop's own JSON state (mined prompts)."""
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {}
@@ -38,7 +40,8 @@ def save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, st
         for name, value in params.items():
             tensors[f"best/{encoder}/{name}"] = value.contiguous()
     meta = {"step": str(step), "config": config.to_json(), "hashes": json.dumps(hashes),
-            "history": json.dumps(history), "validation": json.dumps(validation), "best_step": str(best_step)}
+            "history": json.dumps(history), "validation": json.dumps(validation), "best_step": str(best_step),
+            "state": json.dumps(loop_state or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
@@ -63,4 +66,4 @@ def load_resume(path: Path, config: AlignConfig, hashes: dict[str, str]):
             raise ResumeError(f"cannot resume from {path.name}: it was made with other prompt sets")
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     return (int(meta["step"]), tensors, json.loads(meta["history"]), json.loads(meta["validation"]),
-            int(meta.get("best_step", -1)))
+            int(meta.get("best_step", -1)), json.loads(meta.get("state", "{}")))

@@ -165,7 +165,13 @@ def test_file_round_trip_with_metadata(sd1_trained):
     assert loaded.family == "sd1" and loaded.encoders == ["clip_l"]
     assert loaded.base_name == "tiny-sd1"
     assert loaded.config["steps"] == FAST.steps and loaded.config["anchor_weight"] == FAST.anchor_weight
-    assert set(loaded.figures) == {"heldout", "validation", "training"}
+    assert set(loaded.figures) == {"heldout", "validation", "training", "tradeoff"}
+    # the trade-off curve is computed from dot products; at strength 1 it is the held-out figures themselves
+    at_one = next(row for row in loaded.figures["tradeoff"] if row["strength"] == 1.0)
+    shares = {k: v for k, v in loaded.figures["heldout"].items() if k.endswith(("_share_moved", "_share_collapsed"))}
+    assert shares and all(at_one[k] == pytest.approx(v, abs=1e-6) for k, v in shares.items())
+    at_quarter = next(row for row in loaded.figures["tradeoff"] if row["strength"] == 0.25)
+    assert at_quarter["unsafe_share_moved"] <= at_one["unsafe_share_moved"]
     assert loaded.prompt_hashes == outcome.file.prompt_hashes
     for name, delta in outcome.file.deltas["clip_l"].items():
         assert torch.equal(loaded.deltas["clip_l"][name], delta)

@@ -1,0 +1,130 @@
+"""Precision: minimal pairs, hard-negative mining, the independent evaluation sets and "why did it move?"."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tiny_models
+from safetext_core import AlignConfig, AlignmentCancelled, PromptSetError, load_encoders, load_prompt_sets, run_alignment
+from safetext_core.evaluation import explain
+from safetext_core.loop import _step_batches
+from safetext_core.prompt_sets import CATEGORIES, DATA_DIR, independent_sets, load_pair_file
+
+
+@pytest.mark.parametrize("line, problem", [("no tab here", "one tab"), ("a\tb\tc", "one tab"), ("unsafe\t ", "one tab"),
+                                           ("same\tsame", "itself")])
+def test_bad_pair_lines_name_the_file_and_line(tmp_path, line, problem):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("# comment\nnaked woman on a bed\twoman reading on a bed\n" + line + "\n")
+    with pytest.raises(PromptSetError, match=rf"pairs.tsv:3: .*{problem}"):
+        load_pair_file(path)
+
+
+def test_empty_or_missing_pair_files_are_refused(tmp_path):
+    (tmp_path / "empty.tsv").write_text("# nothing\n\n")
+    with pytest.raises(PromptSetError, match="holds no pairs"):
+        load_pair_file(tmp_path / "empty.tsv")
+    with pytest.raises(PromptSetError, match="does not exist"):
+        load_prompt_sets(pair_files=[tmp_path / "missing.tsv"])
+
+
+def test_shipped_pairs_come_with_their_categories_and_change_the_hashes(tmp_path):
+    sexual = load_prompt_sets(categories=["sexual"])
+    assert len(sexual.pairs) >= 100 and sexual.pairs == load_pair_file(DATA_DIR / "pairs" / "sexual.tsv")
+    assert "pairs" in sexual.hashes()
+    assert not load_prompt_sets(unsafe_prompts=["a naked woman"], safe_prompts=["a red car"], replace=True).pairs
+    extra = tmp_path / "mine.tsv"
+    extra.write_text("a nude model in a garden\ta gardener in a garden\n")
+    with_extra = load_prompt_sets(categories=["sexual"], pair_files=[extra])
+    assert with_extra.pairs[-1] == ("a nude model in a garden", "a gardener in a garden")
+    assert with_extra.hashes()["pairs"] != sexual.hashes()["pairs"]
+
+
+def test_both_sides_of_a_pair_share_a_step_and_mined_prompts_join_safe_batches():
+    config = AlignConfig(batch_size=8, pair_share=0.5, mine_share=0.5)
+    unsafe, safe = _step_batches(3, config, 100, 200, 50)
+    pair_unsafe = [i - 100 for i in unsafe if i >= 100]
+    pair_safe = [i - 200 for i in safe if i >= 200]
+    assert len(pair_unsafe) == 4 and pair_unsafe == pair_safe  # pair k: unsafe side and harmless twin together
+    hard = list(range(150, 160))
+    _, mined = _step_batches(3, config, 100, 200, 0, hard)
+    assert len([i for i in mined if i in hard]) >= 4 and len(mined) == len(set(mined)) == 8
+    assert _step_batches(3, config, 100, 200, 50, hard) == _step_batches(3, config, 100, 200, 50, hard)  # resumable
+    assert _step_batches(3, AlignConfig(batch_size=8, pair_share=0.0), 100, 200, 50)[0] == \
+        _step_batches(3, AlignConfig(batch_size=8), 100, 200, 0)[0]
+
+
+def _with_pairs(prompt_sets):
+    prompt_sets.pairs = [(f"naked woman lying on a bed, {s}", f"woman lying on a bed reading a novel, {s}")
+                         for s in ("photo", "oil painting", "close up", "cinematic", "sketch", "4k", "film still",
+                                   "watercolor", "pastel drawing", "polaroid")]
+    return prompt_sets
+
+
+def test_training_with_pairs_and_mining_resumes_bit_for_bit(tmp_path, prompt_sets):
+    """Mining changes the batches from the weights: a resumed run must mine and sample exactly as a straight one."""
+    prompt_sets = _with_pairs(prompt_sets)
+    tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
+    encoders = load_encoders(tmp_path / "m.safetensors")
+    config = AlignConfig(steps=9, batch_size=4, learning_rate=1e-3, eval_every=0, checkpoint_every=2, mine_every=2,
+                         mine_pool=8, pair_share=0.5)
+    resume = tmp_path / "out.resume"
+    calls = {"n": 0}
+
+    def cancel_after_five() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 5
+
+    with pytest.raises(AlignmentCancelled):
+        run_alignment(encoders, prompt_sets, config, should_cancel=cancel_after_five, resume_path=resume, draw=False)
+    resumed = run_alignment(encoders, prompt_sets, config, resume_path=resume, draw=False, independent=False)
+    straight = run_alignment(encoders, prompt_sets, config, draw=False, independent=False)
+    assert "pair_harmless_cos_mean" in straight.heldout or prompt_sets.pair_part("heldout") == []
+    for name, delta in straight.file.deltas["clip_l"].items():
+        assert torch.equal(resumed.file.deltas["clip_l"][name], delta), name
+
+
+def test_explain_gives_the_cosine_and_the_nearest_training_prompts(tmp_path, prompt_sets):
+    prompt_sets = _with_pairs(prompt_sets)
+    tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
+    encoders = load_encoders(tmp_path / "m.safetensors")
+    outcome = run_alignment(encoders, prompt_sets, AlignConfig(steps=6, batch_size=4, learning_rate=1e-3, eval_every=0),
+                            draw=False)
+    result = explain(encoders, outcome.file.deltas, "a naked woman on a bed, photo", prompt_sets, nearest=3)
+    assert 0 < len(result["nearest_unsafe"]) <= 3 and len(result["nearest_safe"]) == 3
+    assert result["moved"] == (result["cosine"] < 0.5)
+    train = set(prompt_sets.unsafe_part("train")) | {u for u, _ in prompt_sets.pair_part("train")}
+    assert all(item["prompt"] in train for item in result["nearest_unsafe"])
+    sims = [item["similarity"] for item in result["nearest_safe"]]
+    assert sims == sorted(sims, reverse=True)
+    with pytest.raises(PromptSetError):
+        explain(encoders, outcome.file.deltas, "  ", prompt_sets)
+
+
+def test_cli_why_prints_a_verdict(tmp_path, capsys):
+    from safetext_core.cli import main
+
+    tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
+    (tmp_path / "unsafe.txt").write_text("\n".join(f"naked woman number {i}, photo" for i in range(30)))
+    (tmp_path / "safe.txt").write_text("\n".join(f"a red car number {i}, photo" for i in range(30)))
+    out = tmp_path / "m.st.safetensors"
+    files = ["--checkpoint", str(tmp_path / "m.safetensors"), "--replace", "--unsafe-file", str(tmp_path / "unsafe.txt"),
+             "--safe-file", str(tmp_path / "safe.txt")]
+    assert main(["align", *files, "--steps", "3", "--batch-size", "4", "--eval-every", "0", "--output", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["why", str(out), "a red car number 99, photo", *files, "--nearest", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "cosine to the original" in printed and "nearest unsafe training prompts" in printed
+
+
+def test_independent_sets_follow_the_chosen_categories():
+    sets = independent_sets()
+    assert len(sets["benign"]) >= 2000 and len(sets["adjacent"]) >= 500
+    if "unsafe_independent" in sets:
+        only = independent_sets(["sexual"])
+        assert 0 < len(only["unsafe_independent"]) < len(sets["unsafe_independent"])
+        assert set(independent_sets(list(CATEGORIES))) == set(sets)
+    training = load_prompt_sets()
+    seen = set(training.all_unsafe()) | set(training.safe) | set(training.near_miss) | {p for pair in training.pairs
+                                                                                         for p in pair}
+    assert not seen & {p for prompts in sets.values() for p in prompts}
