@@ -1,10 +1,12 @@
-"""Unit tests of the AUTOMATIC1111 / Forge script against stand-ins for the webui's modules.
+"""Unit tests of the AUTOMATIC1111 / Forge extension (``scripts/safetext.py`` + ``safetext_webui``) against stand-ins.
 
-The stand-ins copy what the script relies on from A1111 v1.10.1: ``scripts.Script``/``AlwaysVisible``,
-``shared.opts``/``state``/``sd_model``, ``script_callbacks.on_*``, the hijacked text-encoder wrappers
-(``FrozenCLIPEmbedderWithCustomWords.encode_with_transformers`` with clip skip, ``EmbeddingsWithFixes``
-around the token embedding, open_clip's fused attention for SD 2.x/SDXL), the Lora extension's weight
-backups, ``Api.init_script_args`` and Forge's ``forge_objects.clip``. No network, no webui needed.
+The stand-ins copy what the extension relies on from A1111 v1.10.1: ``scripts.Script``/``AlwaysVisible``,
+``shared.opts`` (with ``restrict_api``)/``state``/``sd_model``, ``script_callbacks.on_*``, the hijacked
+text-encoder wrappers (``FrozenCLIPEmbedderWithCustomWords.encode_with_transformers`` with clip skip,
+``EmbeddingsWithFixes`` around the token embedding, open_clip's fused attention for SD 2.x/SDXL), the Lora
+extension's weight backups and ``Api.init_script_args``; and from Forge (dfdcbab) the CLIP object, its
+``ModelPatcher`` and the shared ``LoraLoader`` that patches weights in place lazily and keeps backups. No
+network, no webui needed.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 import torch
 from torch import nn
 
-from safetext_core import SafeTextFile
+from safetext_core import SafeTextError, SafeTextFile
 from safetext_core.fingerprint import fingerprint_state_dict
 from safetext_core.models import load_canonical_state
 from tiny_models import clip_config, random_clip_state, to_openclip
@@ -150,9 +152,30 @@ class _OptionInfo:
         self.component, self.component_args = component, component_args
 
 
+class _Options(SimpleNamespace):
+    """``shared.opts`` as modules/options.py (v1.10.1): ``set(..., is_api=True)`` (``/sdapi/v1/options`` and
+    ``override_settings``) leaves ``restrict_api`` options alone."""
+
+    def add_option(self, key, info):
+        self.data_labels[key] = info
+        if not hasattr(self, key):
+            setattr(self, key, info.default)
+
+    def set(self, key, value, is_api=False, run_callbacks=True):
+        if getattr(self, key, None) == value or (is_api and self.data_labels[key].restrict_api):
+            return False
+        setattr(self, key, value)
+        return True
+
+
+def _purge_package():
+    for name in [n for n in sys.modules if n == "safetext_webui" or n.startswith("safetext_webui.")]:
+        del sys.modules[name]
+
+
 @pytest.fixture()
 def webui(tmp_path, monkeypatch, request):
-    """Load scripts/safetext.py with stand-in webui modules; yield (module, shared, callbacks).
+    """Load scripts/safetext.py with stand-in webui modules (a fresh ``safetext_webui`` each time); yield its modules.
 
     Gradio 3.41 (A1111 v1.10.1) by default; ``@pytest.mark.parametrize("webui", ["4.40.0"], indirect=True)``
     gives Gradio 4 (Forge).
@@ -164,18 +187,11 @@ def webui(tmp_path, monkeypatch, request):
     scripts_mod.Script = _Script
     scripts_mod.AlwaysVisible = object()
     shared = types.ModuleType("modules.shared")
-    shared.opts = SimpleNamespace(CLIP_stop_at_last_layers=1)
+    shared.opts = _Options(CLIP_stop_at_last_layers=1, data_labels={})
     shared.state = _State()
     shared.sd_model = None
     shared.models_path = str(tmp_path / "models")
     shared.OptionInfo = _OptionInfo
-    shared.opts.data_labels = {}
-
-    def add_option(key, info):
-        shared.opts.data_labels[key] = info
-        setattr(shared.opts, key, info.default)
-
-    shared.opts.add_option = add_option
     cb = types.ModuleType("modules.script_callbacks")
     for name in ("on_ui_settings", "on_ui_tabs", "on_app_started", "on_infotext_pasted", "on_model_loaded"):
         setattr(cb, name, lambda fn, _n=name: callbacks.setdefault(_n, []).append(fn))
@@ -195,19 +211,29 @@ def webui(tmp_path, monkeypatch, request):
     fastapi_exc.HTTPException = HTTPException
     fastapi.exceptions = fastapi_exc
     fastapi.Body = lambda **kwargs: None
+    # A1111 has the extension folder on sys.path only while scripts load; the extension must not rely on it (or add it).
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p).resolve() != ROOT])
+    paths_before = list(sys.path)
     stand_ins = {"gradio": gradio, "modules": modules, "modules.scripts": scripts_mod,
                  "modules.shared": shared, "modules.script_callbacks": cb, "modules.api": api_pkg,
                  "modules.api.api": api_mod, "modules.call_queue": call_queue, "modules.devices": devices,
                  "fastapi": fastapi, "fastapi.exceptions": fastapi_exc}
     for name, mod in stand_ins.items():
         monkeypatch.setitem(sys.modules, name, mod)
+    _purge_package()
     spec = importlib.util.spec_from_file_location("safetext_a1111_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
     for fn in callbacks.get("on_ui_settings", []):
         fn()
-    yield SimpleNamespace(script=module, shared=shared, callbacks=callbacks, api=api_mod, folder=Path(shared.models_path) / "safetext")
-    module.deactivate()
+    package = {name: sys.modules[f"safetext_webui.{name}"] for name in
+               ("args", "settings", "files", "hijack", "forge", "infotext", "script", "api", "training")}
+    try:
+        yield SimpleNamespace(entry=entry, shared=shared, callbacks=callbacks, host_api=api_mod, paths_before=paths_before,
+                              folder=Path(shared.models_path) / "safetext", **package)
+    finally:
+        package["script"].reset()
+        _purge_package()
 
 
 # ------------------------------------------------------------------------------------------ fake models
@@ -310,7 +336,7 @@ def sd1(webui):
     expected = copy.deepcopy(model.cond_stage_model)
     params = dict(expected.named_parameters())
     for key, delta in deltas.items():
-        host = webui.script.host_name_map(webui.script.HostEncoder("clip_l", expected, "hf"))[key]
+        host = webui.hijack.host_name_map(webui.hijack.HostEncoder("clip_l", expected, "hf"))[key]
         with torch.no_grad():
             params[host].add_(delta)
     return SimpleNamespace(model=model, cond=model.cond_stage_model, canonical=canonical, deltas=deltas, aligned=expected)
@@ -349,7 +375,7 @@ def test_script_is_always_visible_with_four_api_args(webui, sd1):
 @pytest.mark.parametrize("webui", ["4.40.0"], indirect=True)
 def test_panel_file_choices_are_labelled_on_gradio_4(webui, sd1):
     controls = webui.script.SafeTextScript().ui(False)
-    assert controls[1].choices == [("tiny.safetensors" + webui.script.FITS_MARK, "tiny.safetensors")]
+    assert controls[1].choices == [("tiny.safetensors" + webui.files.FITS_MARK, "tiny.safetensors")]
 
 
 def test_settings_registered_and_lock_options_restricted_from_api(webui):
@@ -435,7 +461,7 @@ def test_cond_cache_cleared_and_infotext_written(webui, sd1):
 
 def test_infotext_paste_reads_values_back(webui):
     params = {"SafeText": "tiny", "SafeText fingerprint": "abc", "SafeText strength": "0.5", "Steps": 2}
-    webui.script.on_infotext_pasted("", params)
+    webui.infotext.on_infotext_pasted("", params)
     assert params["SafeText enabled"] is True and params["SafeText file"] == "tiny.safetensors"
     assert params["SafeText strength"] == 0.5 and params["SafeText mode"] == "embedding"
     script = webui.script.SafeTextScript()
@@ -454,17 +480,17 @@ def test_operator_lock_overrides_a_request_to_disable(webui, sd1):
     p, out, _ = _run(webui, sd1.model, [False, "", 0.0, "weight"])
     assert torch.allclose(out, want, atol=1e-5)
     assert p.extra_generation_params["SafeText lock"] is True and p.extra_generation_params["SafeText strength"] == 1.0
-    assert webui.script.validate_request_args([False]) is None  # API: the lock decides, no error
+    assert webui.api.validate_request_args([False]) is None  # API: the lock decides, no error
 
 
 @pytest.mark.parametrize("bad", ["../escape", "/etc/passwd", "sub/dir.safetensors", "..", ".hidden", "C:evil", "a\\b"])
 def test_names_never_escape_the_folder(webui, bad):
-    with pytest.raises(webui.script.SafeTextError):
-        webui.script.resolve_file(bad)
+    with pytest.raises(SafeTextError):
+        webui.files.load_file(bad)
 
 
 def test_bad_api_values_are_clear_422_errors(webui, sd1):
-    api = webui.api.Api()
+    api = webui.host_api.Api()
     script = webui.script.SafeTextScript()
     defaults = [0, "other script"] + [c.value for c in script.ui(False)]
     script.args_from, script.args_to = 2, 6
@@ -481,7 +507,7 @@ def test_bad_api_values_are_clear_422_errors(webui, sd1):
         "strength": [True, "tiny.safetensors", 1.5],
         "mode": [True, "tiny.safetensors", 1.0, "sideways"],
         "not found": [True, "missing.safetensors"],
-        "invalid SafeText file name": [True, "../x.safetensors"],
+        "must not contain a path": [True, "../x.safetensors"],
         "true or false": ["maybe", "tiny.safetensors"],
         "at most": [True, "tiny.safetensors", 1.0, "embedding", "extra"],
         "no SafeText file": [True, ""],
@@ -496,9 +522,9 @@ def test_file_for_another_checkpoint_is_refused_and_generation_fails_closed(webu
     other = random_clip_state(seed=7)
     _write_file(webui.folder, "other.safetensors", "sd1", {"clip_l": _random_deltas(other)},
                 {"clip_l": fingerprint_state_dict(other)})
-    entries = {e["name"]: e for e in webui.script.list_files()}
+    entries = {e["name"]: e for e in webui.files.list_files()}
     assert entries["other.safetensors"]["fits"] is False and entries["tiny.safetensors"]["fits"] is True
-    api = webui.api.Api()
+    api = webui.host_api.Api()
     with pytest.raises(HTTPException) as info:
         api.init_script_args(SimpleNamespace(alwayson_scripts={"SafeText": {"args": [True, "other"]}}), [], None, None,
                              SimpleNamespace(alwayson_scripts=[]))
@@ -510,7 +536,7 @@ def test_file_for_another_checkpoint_is_refused_and_generation_fails_closed(webu
                              [0, False, "", 1.0, "embedding"], None, None, SimpleNamespace(alwayson_scripts=[script]))
     assert "another checkpoint" in info.value.detail
     p, out, script = _run(webui, sd1.model, [True, "other.safetensors", 1.0, "embedding"])
-    with pytest.raises(webui.script.SafeTextError, match="another checkpoint"):
+    with pytest.raises(SafeTextError, match="another checkpoint"):
         sd1.model.get_learned_conditioning(["a cat"])
     script.process(_p(sd1.model))  # the next job heals the model
     assert "get_learned_conditioning" not in sd1.model.__dict__
@@ -626,13 +652,13 @@ def test_sdxl_open_clip_names_fused_attention_and_pooled(webui):
     model = FakeSDModel()
     model.conditioner = SimpleNamespace(embedders=[clip_l_model.cond_stage_model, bigg])
     webui.shared.sd_model = model
-    family, encs = webui.script.host_encoders(model)
+    family, encs = webui.hijack.host_encoders(model)
     assert family == "sdxl" and [e.name for e in encs] == ["clip_l", "clip_g"]
-    assert webui.script.original_state(encs[1]).keys() == clip_g.keys()
-    assert webui.script.encoder_fingerprint(encs[1]) == fingerprint_state_dict(clip_g)
+    assert webui.hijack.original_state(encs[1]).keys() == clip_g.keys()
+    assert webui.hijack.encoder_fingerprint(encs[1]) == fingerprint_state_dict(clip_g)
     only_q = {"text_model.encoder.layers.1.self_attn.q_proj.weight": 0.1 * torch.randn(64, 64),
               "text_model.encoder.layers.2.mlp.fc1.bias": 0.1 * torch.randn(128)}
-    mapped = webui.script.host_deltas(encs[1], only_q)
+    mapped = webui.hijack.host_deltas(encs[1], only_q)
     fused = mapped["wrapped.model.transformer.resblocks.1.attn.in_proj_weight"]
     assert torch.equal(fused[:64], only_q["text_model.encoder.layers.1.self_attn.q_proj.weight"])
     assert not fused[64:].any()
@@ -655,42 +681,226 @@ def test_sdxl_open_clip_names_fused_attention_and_pooled(webui):
     assert torch.equal(again, original) and torch.equal(again.pooled, original.pooled)
 
 
-def test_forge_patches_a_clone_and_restores_it(webui):
+# ------------------------------------------------------------------------------------------ Forge (dfdcbab)
+class ForgeLoraLoader:
+    """backend/patcher/lora.py ``LoraLoader`` (``diff`` patches only): one per text-encoder module, shared by every
+    clone; ``refresh`` (when a CLIP is loaded for encoding) restores the weights it patched last from ``backup``
+    and patches in place again. Until the next refresh the module keeps the last patched weights."""
+
+    def __init__(self, model):
+        self.model, self.backup, self.loaded_hash = model, {}, str([])
+
+    @torch.no_grad()
+    def refresh(self, lora_patches):
+        hashes = str(list(lora_patches.keys()))
+        if hashes == self.loaded_hash:
+            return
+        for key, weight in self.backup.items():
+            _set_parameter(self.model, key, weight)
+        self.backup = {}
+        merged = {}
+        for patches in lora_patches.values():
+            for key, entries in patches.items():
+                merged.setdefault(key, []).extend(entries)
+        for key, entries in merged.items():
+            weight = dict(self.model.named_parameters())[key]
+            self.backup.setdefault(key, weight.to(device="cpu"))
+            value = weight.float()
+            for strength, patch, strength_model, _, _ in entries:
+                assert patch[0] == "diff"
+                value = value * strength_model + strength * patch[1][0].float()
+            _set_parameter(self.model, key, value.to(weight.dtype))
+        self.loaded_hash = hashes
+
+
+def _set_parameter(model, key, value):
+    owner_name, _, attribute = key.rpartition(".")
+    setattr(model.get_submodule(owner_name), attribute, nn.Parameter(value, requires_grad=False))
+
+
+class ForgeModelPatcher:
+    """backend/patcher/base.py ``ModelPatcher``: keyword-only ``add_patches``, patches kept per clone."""
+
+    def __init__(self, model):
+        self.model, self.lora_patches = model, {}
+        if not hasattr(model, "lora_loader"):
+            model.lora_loader = ForgeLoraLoader(model)
+        self.lora_loader = model.lora_loader
+
+    def clone(self):
+        n = ForgeModelPatcher(self.model)
+        n.lora_patches = self.lora_patches.copy()
+        return n
+
+    def add_patches(self, *, filename, patches, strength_patch=1.0, strength_model=1.0, online_mode=False):
+        keys = {k for k, _ in self.model.named_parameters()}
+        this = {}
+        for key, patch in patches.items():
+            if key in keys:
+                this.setdefault(key, []).append([strength_patch, patch, strength_model, None, None])
+        self.lora_patches[(filename, strength_patch, strength_model, online_mode)] = this
+        return set(this)
+
+    def refresh_loras(self):
+        self.lora_loader.refresh(self.lora_patches)
+
+
+class ForgeCLIP:
+    """backend/patcher/clip.py ``CLIP``: clones share ``cond_stage_model`` (and so its lora_loader)."""
+
+    def __init__(self, cond_stage_model=None):
+        if cond_stage_model is not None:
+            self.cond_stage_model = cond_stage_model
+            self.patcher = ForgeModelPatcher(cond_stage_model)
+
+    def clone(self):
+        n = ForgeCLIP()
+        n.cond_stage_model, n.patcher = self.cond_stage_model, self.patcher.clone()
+        return n
+
+    def add_patches(self, *args, **kwargs):
+        return self.patcher.add_patches(*args, **kwargs)
+
+
+class ForgeSD15(FakeSDModel):
+    """backend/diffusion_engine/sd15.py: ``get_learned_conditioning`` loads the job's CLIP (refreshing its patches)."""
+
+    def __init__(self, canonical):
+        from transformers import CLIPTextModel
+
+        transformer = CLIPTextModel(clip_config())
+        load_canonical_state(transformer, canonical)
+        clip_l = nn.Module()
+        clip_l.transformer = transformer.eval()
+        clip = ForgeCLIP(nn.ModuleDict({"clip_l": clip_l}))
+        self.forge_objects = SimpleNamespace(clip=clip)
+        self.forge_objects_original = SimpleNamespace(clip=clip)
+        self.sd_checkpoint_info = SimpleNamespace(model_name="tiny-forge", filename="tiny-forge.safetensors")
+
+    def get_learned_conditioning(self, prompts):
+        clip = self.forge_objects.clip
+        clip.patcher.refresh_loras()  # memory_management.load_model_gpu(clip.patcher)
+        tokens = torch.cat([_tokens(SimpleNamespace(wrapped=SimpleNamespace(tokenizer=_tokenizer())), t) for t in prompts])
+        with torch.no_grad():
+            return clip.cond_stage_model["clip_l"].transformer(input_ids=tokens).last_hidden_state
+
+
+@pytest.fixture()
+def forge(webui):
     canonical = random_clip_state(seed=5)
-
-    class Patcher:
-        def __init__(self):
-            self.calls = []
-
-        def add_patches(self, *, filename, patches, strength_patch=1.0, strength_model=1.0):
-            self.calls.append((filename, patches, strength_patch))
-
-    class Clip:
-        def __init__(self):
-            self.patcher = Patcher()
-            self.cond_stage_model = SimpleNamespace(
-                state_dict=lambda: {"clip_l.transformer." + k: v for k, v in canonical.items()})
-
-        def clone(self):
-            return Clip()
-
-    original_clip = Clip()
-    model = FakeSDModel()
-    model.forge_objects = SimpleNamespace(clip=original_clip)
+    model = ForgeSD15(canonical)
     webui.shared.sd_model = model
-    _write_file(webui.folder, "forge.safetensors", "sd1", {"clip_l": _random_deltas(canonical)},
-                {"clip_l": fingerprint_state_dict(canonical)})
+    deltas = _random_deltas(canonical)
+    _write_file(webui.folder, "forge.safetensors", "sd1", {"clip_l": deltas}, {"clip_l": fingerprint_state_dict(canonical)})
+    other = random_clip_state(seed=6)
+    _write_file(webui.folder, "other.safetensors", "sd1", {"clip_l": _random_deltas(other)},
+                {"clip_l": fingerprint_state_dict(other)})
+
+    def encoded(strength):  # the encoder with W + strength * delta, built independently
+        from transformers import CLIPTextModel
+
+        reference = CLIPTextModel(clip_config())
+        load_canonical_state(reference, {k: v + strength * deltas[k] if k in deltas else v for k, v in canonical.items()})
+        tokens = _tokens(SimpleNamespace(wrapped=SimpleNamespace(tokenizer=_tokenizer())), PROMPT)
+        with torch.no_grad():
+            return reference.eval()(input_ids=tokens).last_hidden_state
+
+    return SimpleNamespace(model=model, canonical=canonical, deltas=deltas, encoded=encoded)
+
+
+PROMPT = "a photo of a cat"
+
+
+def _forge_job(webui, model, *args):
+    """One Forge job: process, process_batch, the prompt encoding of ``setup_conds``, postprocess."""
+    script = webui.script.SafeTextScript()
     p = _p(model)
     p.clear_prompt_cache = lambda: setattr(p, "cleared", True)
+    script.process(p, *args)
+    script.process_batch(p, *args)
+    try:
+        return p, model.get_learned_conditioning([PROMPT])
+    finally:
+        script.postprocess(p, None)
+
+
+def test_forge_patches_a_clone_for_the_job_and_restores_the_original(webui, forge):
+    original_clip = forge.model.forge_objects.clip
     script = webui.script.SafeTextScript()
+    p = _p(forge.model)
+    p.clear_prompt_cache = lambda: setattr(p, "cleared", True)
     script.process_batch(p, True, "forge.safetensors", 0.8, "weight")
-    patched = model.forge_objects.clip
-    assert patched is not original_clip and p.cleared
-    (filename, patches, strength), = patched.patcher.calls
-    assert strength == 0.8 and all(k.startswith("clip_l.transformer.text_model.") for k in patches)
-    assert all(v[0] == "diff" for v in patches.values())
+    patched = forge.model.forge_objects.clip
+    assert patched is not original_clip and p.cleared and not original_clip.patcher.lora_patches
+    ((filename, strength, _, _), patches), = patched.patcher.lora_patches.items()
+    assert filename == "forge" and strength == 0.8 and len(patches) == len(forge.deltas)
+    assert set(patches) <= {k for k, _ in patched.cond_stage_model.named_parameters()}  # the clip's own keys
+    assert torch.allclose(forge.model.get_learned_conditioning([PROMPT]), forge.encoded(0.8), atol=1e-5)
     script.postprocess(p, None)
-    assert model.forge_objects.clip is original_clip
+    assert forge.model.forge_objects.clip is original_clip
+
+
+def test_forge_second_job_in_a_row_still_fits(webui, forge):
+    """Forge leaves the first job's patched weights in the text encoder until the next job loads it: the second
+    job's fingerprint must come from the originals (it failed with "made for another checkpoint")."""
+    _, first = _forge_job(webui, forge.model, True, "forge.safetensors", 1.0, "weight")
+    p, second = _forge_job(webui, forge.model, True, "forge.safetensors", 1.0, "weight")
+    assert "SafeText fingerprint" in p.extra_generation_params
+    assert torch.allclose(first, forge.encoded(1.0), atol=1e-5) and torch.allclose(second, first, atol=1e-6)
+    _, off = _forge_job(webui, forge.model, False)
+    assert torch.allclose(off, forge.encoded(0.0), atol=1e-6)
+
+
+def test_forge_fingerprint_reads_lora_backups(webui, forge):
+    """A job with a LoRA (Forge's own, patched in place) before SafeText is ever used: the text encoder now holds
+    LoRA weights; fingerprints, the file list and the next SafeText job must still see the checkpoint."""
+    model = forge.model
+    lora = {k: ("diff", (0.5 * torch.ones_like(v),)) for k, v in model.forge_objects.clip.cond_stage_model.named_parameters()
+            if k.endswith(("token_embedding.weight", "layers.0.mlp.fc1.weight"))}
+    with_lora = model.forge_objects_original.clip.clone()
+    assert len(with_lora.add_patches(filename="lora", patches=lora, strength_patch=1.0)) == 2
+    model.forge_objects.clip = with_lora
+    model.get_learned_conditioning([PROMPT])  # the LoRA is now written into the weights
+    model.forge_objects.clip = model.forge_objects_original.clip
+    entries = {e["name"]: e for e in webui.files.list_files()}
+    assert entries["forge.safetensors"]["fits"] is True
+    p, cond = _forge_job(webui, model, True, "forge.safetensors", 1.0, "weight")
+    assert torch.allclose(cond, forge.encoded(1.0), atol=1e-5)
+
+
+def test_forge_files_route_marks_files_that_fit(webui, forge):
+    routes = {}
+    app = SimpleNamespace(add_api_route=lambda path, fn, methods: routes.__setitem__(path, fn))
+    webui.api.add_routes(app)
+    listed = routes["/safetext/v1/files"]()
+    fits = {e["name"]: e["fits"] for e in listed["files"]}
+    assert fits == {"forge.safetensors": True, "other.safetensors": False}
+    _forge_job(webui, forge.model, True, "forge.safetensors", 1.0, "weight")  # weights now patched in place
+    assert {e["name"]: e["fits"] for e in routes["/safetext/v1/files"]()["files"]} == fits
+    controls = webui.script.SafeTextScript().ui(False)
+    assert controls[1].value == "forge.safetensors" and "fits this checkpoint: forge.safetensors" in controls[1].kwargs["info"]
+
+
+def test_forge_embedding_mode_is_a_weight_blend_and_says_so(webui, forge):
+    p, cond = _forge_job(webui, forge.model, True, "forge.safetensors", 0.5, "embedding")
+    assert torch.allclose(cond, forge.encoded(0.5), atol=1e-5)  # W + 0.5 * delta, not lerp of the two outputs
+    assert p.extra_generation_params["SafeText mode"] == "weight"
+    assert p.extra_generation_params["SafeText strength"] == 0.5
+
+
+def test_forge_file_for_another_checkpoint_fails_closed(webui, forge):
+    script = webui.script.SafeTextScript()
+    script.args_from, script.args_to = 1, 5
+    with pytest.raises(HTTPException) as info:  # the API refuses it up front
+        webui.host_api.Api().init_script_args(SimpleNamespace(alwayson_scripts={"SafeText": {"args": [True, "other"]}}),
+                                              [0, False, "", 1.0, "embedding"], None, None,
+                                              SimpleNamespace(alwayson_scripts=[script]))
+    assert info.value.status_code == 422 and "another checkpoint" in info.value.detail
+    p = _p(forge.model)
+    script.process_batch(p, True, "other.safetensors", 1.0, "weight")
+    with pytest.raises(SafeTextError, match="another checkpoint"):
+        forge.model.get_learned_conditioning([PROMPT])
+    assert forge.model.forge_objects.clip is forge.model.forge_objects_original.clip
 
 
 def test_training_writes_a_fitting_file_and_interrupt_writes_none(webui, sd1):
@@ -699,21 +909,21 @@ def test_training_writes_a_fitting_file_and_interrupt_writes_none(webui, sd1):
     unsafe = "\n".join(f"{w}, {s}" for w in UNSAFE_WORDS for s in ("photo", "sketch", "4k"))
     safe = "\n".join(f"{w}, {s}" for w in SAFE_WORDS for s in ("photo", "sketch", "4k"))
     before = _state(sd1.cond)
-    result = webui.script.train([], unsafe, safe, True, steps=2, learning_rate=1e-3, batch_size=4, name="trained")
+    result = webui.training.train([], unsafe, safe, True, steps=2, learning_rate=1e-3, batch_size=4, name="trained")
     assert result["file"] == "trained.safetensors" and result["steps_run"] >= 1
-    entries = {e["name"]: e for e in webui.script.list_files()}
+    entries = {e["name"]: e for e in webui.files.list_files()}
     assert entries["trained.safetensors"]["fits"] is True
-    assert webui.script.TRAINING["phase"] == "done"
+    assert webui.training.STATUS["phase"] == "done"
     assert _same_state(before, _state(sd1.cond))
     webui.shared.state.interrupted = True
     import safetext_core
 
     with pytest.raises(safetext_core.AlignmentCancelled):
-        webui.script.train([], unsafe, safe, True, steps=3, batch_size=4, name="stopped")
+        webui.training.train([], unsafe, safe, True, steps=3, batch_size=4, name="stopped")
     assert not (webui.folder / "stopped.safetensors").exists()
     assert not [p for p in webui.folder.iterdir() if "stopped" in p.name]
-    with pytest.raises(webui.script.SafeTextError, match="already exists"):
-        webui.script.train([], unsafe, safe, True, steps=1, name="trained")
+    with pytest.raises(SafeTextError, match="already exists"):
+        webui.training.train([], unsafe, safe, True, steps=1, name="trained")
 
 
 def test_install_py_detects_host_and_never_installs_torch(monkeypatch, tmp_path):
@@ -739,12 +949,104 @@ def test_javascript_parses_and_runs_without_a_page():
         subprocess.run(["node", str(path)], check=True, timeout=20)
 
 
+def test_entry_file_is_thin_and_leaves_sys_path_alone(webui):
+    assert sys.path == webui.paths_before  # nothing appended: no `nodes`, `tools` or `tests` importable webui-wide
+    found = [v for v in vars(webui.entry).values() if isinstance(v, type) and issubclass(v, _Script)]
+    assert found == [webui.script.SafeTextScript]  # what A1111's loader registers from the file's namespace
+    assert set(webui.callbacks) == {"on_ui_settings", "on_ui_tabs", "on_app_started", "on_infotext_pasted",
+                                    "on_model_loaded"}
+    import safetext_core
+
+    assert webui.hijack.SafeTextFileError is safetext_core.SafeTextFileError  # one import path for the core
+    assert getattr(webui.host_api.Api.init_script_args, "safetext_wrapper", False)
+    assert len(SCRIPT.read_text().splitlines()) < 30
+
+
+def test_entry_file_registers_the_packages_itself_in_a_fresh_interpreter(tmp_path):
+    """As A1111 runs it: a fresh interpreter where neither package can be imported from sys.path; the entry file
+    registers both by path (safetext_core/bootstrap.py) and leaves sys.path as it was."""
+    script = f"""
+import importlib.abc, importlib.util, sys, types
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name in ("safetext_core", "safetext_webui"):
+            raise ImportError(name + " is not importable from sys.path here")
+sys.meta_path.insert(0, Block())
+def module(name, **attrs):
+    mod = types.ModuleType(name); mod.__dict__.update(attrs); sys.modules[name] = mod; return mod
+component = type("Component", (), {{"__init__": lambda self, *a, **k: None}})
+module("gradio", __version__="3.41.2", Slider=component, Dropdown=component)
+module("fastapi", Body=lambda **k: None); module("fastapi.exceptions", HTTPException=Exception)
+registered = []
+opts = types.SimpleNamespace(add_option=lambda key, info: registered.append(key))
+module("modules", scripts=module("modules.scripts", Script=type("Script", (), {{}}), AlwaysVisible=object()),
+       shared=module("modules.shared", opts=opts, OptionInfo=lambda *a, **k: None),
+       script_callbacks=module("modules.script_callbacks", **{{n: lambda fn: None for n in (
+           "on_ui_settings", "on_ui_tabs", "on_app_started", "on_infotext_pasted", "on_model_loaded")}}))
+before = list(sys.path)
+spec = importlib.util.spec_from_file_location("safetext.py", {str(SCRIPT)!r})
+entry = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(entry)
+assert sys.path == before
+assert sys.modules["safetext_core"].__file__ == {str(ROOT / "safetext_core" / "__init__.py")!r}
+assert entry.SafeTextScript.__module__ == "safetext_webui.script"
+assert "safetext_lock" in registered
+print("ok")
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_checkpoint_loaded_into_the_same_modules_gets_its_own_fingerprint(webui, sd1):
+    """A1111 loads a checkpoint of the same architecture into the loaded model's modules: a fingerprint remembered
+    for the modules would let the old checkpoint's files through (and refuse the new one's)."""
+    _run(webui, sd1.model, [True, "tiny.safetensors", 1.0, "embedding"])  # fingerprint of checkpoint A remembered
+    other, canonical_b = _sd1_model(webui.shared, seed=9)
+    sd1.cond.load_state_dict(other.cond_stage_model.state_dict())
+    sd1.model.sd_checkpoint_info = SimpleNamespace(model_name="b", title="b.safetensors", filename="b.safetensors")
+    for callback in webui.callbacks["on_model_loaded"]:
+        callback(sd1.model)
+    _write_file(webui.folder, "b.safetensors", "sd1", {"clip_l": _random_deltas(canonical_b)},
+                {"clip_l": fingerprint_state_dict(canonical_b)})
+    fits = {e["name"]: e["fits"] for e in webui.files.list_files()}
+    assert fits == {"tiny.safetensors": False, "b.safetensors": True}
+    _run(webui, sd1.model, [True, "tiny.safetensors", 1.0, "embedding"])
+    with pytest.raises(SafeTextError, match="another checkpoint"):
+        sd1.model.get_learned_conditioning(["a cat"])
+
+
+def test_checkpoint_loaded_during_a_job_fails_closed(webui, sd1):
+    script = webui.script.SafeTextScript()
+    p = _p(sd1.model)
+    script.process_batch(p, True, "tiny.safetensors", 1.0, "embedding")
+    for callback in webui.callbacks["on_model_loaded"]:  # e.g. another extension swaps checkpoints mid-job
+        callback(sd1.model)
+    with pytest.raises(SafeTextError, match="checkpoint changed"):
+        sd1.model.get_learned_conditioning(["a cat"])
+    script.process(_p(sd1.model))
+    assert "get_learned_conditioning" not in sd1.model.__dict__
+
+
+def test_hires_fix_with_another_checkpoint_fails_closed(webui, sd1):
+    script = webui.script.SafeTextScript()
+    p = _p(sd1.model)
+    p.enable_hr, p.hr_checkpoint_info = True, SimpleNamespace(filename="other.safetensors")
+    script.process_batch(p, True, "tiny.safetensors", 1.0, "embedding")
+    with pytest.raises(SafeTextError, match="hires"):
+        sd1.model.get_learned_conditioning(["a cat"])
+    p.hr_checkpoint_info = SimpleNamespace(filename=None)  # the loaded checkpoint again: fine
+    script.process_batch(p, True, "tiny.safetensors", 1.0, "embedding")
+    assert "get_learned_conditioning" not in sd1.model.__dict__ and p.extra_generation_params["SafeText"] == "tiny"
+
+
 def test_refiner_fails_closed(webui, sd1):
     script = webui.script.SafeTextScript()
     p = _p(sd1.model)
     p.refiner_checkpoint = "refiner.safetensors"
     script.process_batch(p, True, "tiny.safetensors", 1.0, "embedding")
-    with pytest.raises(webui.script.SafeTextError, match="refiner"):
+    with pytest.raises(SafeTextError, match="refiner"):
         sd1.model.get_learned_conditioning(["a cat"])
     p.refiner_checkpoint = None
     script.process_batch(p, False)

@@ -196,7 +196,7 @@ def test_enabled_differs_and_writes_infotext(webui, baseline):
 
 @pytest.mark.parametrize("args, needle", [
     ([True, SAFETEXT_FILE, 2.0], "strength"),
-    ([True, "../../config.json"], "invalid SafeText file name"),
+    ([True, "../../config.json"], "must not contain a path"),
     ([True, "missing.safetensors"], "not found"),
     ([True, SAFETEXT_FILE, 1.0, "sideways"], "mode"),
 ])
