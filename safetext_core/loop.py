@@ -199,17 +199,21 @@ def _step_batches(step: int, config: AlignConfig, unsafe_count: int, safe_count:
     step_rng = random.Random(config.seed * 1_000_003 + step)
     unsafe = step_rng.sample(range(unsafe_count), min(config.batch_size, unsafe_count))
     safe = step_rng.sample(range(safe_count), min(config.batch_size, safe_count))
-    if hard and config.mine_share > 0:
-        mined = step_rng.sample(list(hard), min(len(hard), round(config.mine_share * len(safe))))
-        safe = list(dict.fromkeys(mined + safe))[:len(safe)]
     if pair_count and config.pair_share > 0:
         pairs = step_rng.sample(range(pair_count), min(pair_count, max(1, round(config.pair_share * config.batch_size))))
-        unsafe += [unsafe_count + k for k in pairs]
-        safe += [safe_count + k for k in pairs]
+    else:
+        pairs = []
     if preserve_count and config.preserve_share > 0:
         salads = step_rng.sample(range(preserve_count),
                                  min(preserve_count, max(1, round(config.preserve_share * config.batch_size))))
-        safe += [safe_count + pair_count + j for j in salads]
+    else:
+        salads = []
+    if hard and config.mine_share > 0:  # its own stream: what mining adds never shifts the draws above
+        mine_rng = random.Random(config.seed * 1_000_003 + step + 7_919_000_000)
+        mined = mine_rng.sample(list(hard), min(len(hard), round(config.mine_share * len(safe))))
+        safe = list(dict.fromkeys(mined + safe))[:len(safe)]
+    unsafe += [unsafe_count + k for k in pairs]
+    safe += [safe_count + k for k in pairs] + [safe_count + pair_count + j for j in salads]
     return unsafe, safe
 
 

@@ -50,6 +50,9 @@ def test_both_sides_of_a_pair_share_a_step_and_mined_prompts_join_safe_batches()
     _, mined = _step_batches(3, config, 100, 200, 0, hard)
     assert len([i for i in mined if i in hard]) >= 4 and len(mined) == len(set(mined)) == 8
     assert _step_batches(3, config, 100, 200, 50, hard) == _step_batches(3, config, 100, 200, 50, hard)  # resumable
+    # what mining adds never changes the unsafe draws (their originals are encoded ahead, from the plan)
+    assert _step_batches(3, config, 100, 200, 50, hard)[0] == _step_batches(3, config, 100, 200, 50)[0]
+    assert _step_batches(3, config, 100, 200, 50, hard, 30)[0] == _step_batches(3, config, 100, 200, 50)[0]
     assert _step_batches(3, AlignConfig(batch_size=8, pair_share=0.0), 100, 200, 50)[0] == \
         _step_batches(3, AlignConfig(batch_size=8), 100, 200, 0)[0]
 
