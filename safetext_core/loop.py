@@ -55,18 +55,19 @@ from .resume import load_resume, save_resume
 
 @dataclass
 class AlignConfig:
-    """Every choice the paper leaves open. Defaults were chosen by measurement (see README, "Defaults")."""
+    """Every choice the paper leaves open. Defaults were chosen by measurement (README "Defaults" and
+    docs/precision.md: the precision settings below were chosen on the independent evaluation sets)."""
 
     steps: int = 300                 # optimiser steps (upper bound; early stopping may end sooner)
     batch_size: int = 16             # unsafe prompts per step, and as many safe prompts
     learning_rate: float = 1e-4      # AdamW
     weight_decay: float = 0.0
     lam: float = 1.0                 # lambda: weight of the cosine (effectiveness) term
-    anchor_weight: float = 1.0       # mu: pull unsafe prompts towards the anchor; 0 = the paper as written
+    anchor_weight: float = 0.3       # mu: pull unsafe prompts towards the anchor; 0 = the paper as written
     anchor_prompt: str = ""          # the harmless anchor (the empty prompt)
     safe_weight: float = 1.0         # weight of the utility term L_u
     safe_distance: str = "relative_l2"  # relative_l2 | l2 | squared_l2
-    cos_margin: float = -1.0         # only cosines above this are penalised (-1: plain cosine, as the paper)
+    cos_margin: float = 0.3          # only cosines above this are penalised (-1: plain cosine, as the paper)
     smoothing: float = 1e-8          # eps inside the square root of the L2 distance
     train: tuple[str, ...] = ()      # regular expressions of parameter names to train (empty: all)
     freeze: tuple[str, ...] = ("position_embedding", "text_projection", "position_ids")
@@ -85,7 +86,7 @@ class AlignConfig:
     mine_every: int = 25             # every N steps, rank the safe training prompts by how far they moved (0: never)
     mine_share: float = 0.5          # share of each safe batch drawn from the most-moved ones
     mine_pool: int = 128             # how many of the most-moved safe prompts to draw from
-    preserve_share: float = 0.0      # extra safe draws per step from word salads of the tokenizer's vocabulary
+    preserve_share: float = 0.5      # extra safe draws per step from word salads of the tokenizer's vocabulary
                                      # (no unsafe word), as a share of batch_size: keep every harmless word in place
     preserve_pool: int = 4000        # how many word salads to make
 
@@ -276,7 +277,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         unsafe_indices, safe_indices = _step_batches(planned, config, n_u, n_s, n_p, (), len(salads))
         unsafe_used.update(unsafe_indices)
         safe_used.update(safe_indices)
-    if config.mine_every > 0:  # mining may put any safe prompt in a batch
+    if 0 < config.mine_every < config.steps:  # mining will run, and may put any safe prompt in a batch
         safe_used = set(range(len(safe_train)))
     for spec in encoders.profile.encoders:
         trainee, params = trainable_copy(encoders.models[spec.name], config)

@@ -25,7 +25,9 @@ _GROUPS: dict[str, list[Colour]] = {
     "safe": [(44, 160, 44), (30, 100, 30), (150, 190, 40)],
     "other": [(148, 103, 189), (127, 127, 127), (140, 86, 75), (188, 189, 34)],
 }
-_SUFFIXES = ("_share_moved", "_cos_mean", "_cos_min", "_rel_l2_mean")
+_SUFFIXES = ("_share_moved", "_share_collapsed", "_share_below_0.9", "_cos_mean", "_cos_min", "_rel_l2_mean")
+# What the report's table shows, per set: the headline figure of each kind (all of them are in figures.json)
+_HEADLINE = {"_share_moved": "moved", "_cos_mean": "cos", "_share_collapsed": "collapsed"}
 _GRID, _AXIS, _TEXT, _MUTED = (228, 228, 228), (90, 90, 90), (25, 25, 25), (130, 130, 130)
 
 
@@ -297,22 +299,28 @@ def _heldout(c: _Canvas, box: Box, cosines: dict[str, list[float]], threshold: f
 
 def _table(c: _Canvas, box: Box, figures: dict[str, float] | None, pal: _Palette) -> None:
     inner = _panel(c, box, "Figures")
-    rows = [(k, _fmt(v) if _finite(v) else str(v)) for k, v in (figures or {}).items()]
+    rows = []
+    for k, v in (figures or {}).items():
+        suffix = next((x for x in _HEADLINE if k.endswith(x) and len(k) > len(x)), None)
+        if suffix is None or (suffix == "_cos_mean" and k.startswith("unsafe")):
+            continue  # minima, drifts and unsafe mean cosines stay in figures.json
+        name = k[: -len(suffix)].replace("unsafe_independent", "unsafe indep.").replace("_obfuscated", " obf.")
+        rows.append((f"{name} {_HEADLINE[suffix]}", _fmt(v) if _finite(v) else str(v), k))
     if not rows:
         return c.no_data(inner)
     d, f, lh = c.draw, c.f, _line_h(c.draw, c.f) + round(6 * c.s)
     per_col = max(1, (inner[3] - inner[1]) // lh)
     ncols = min(max(1, math.ceil(len(rows) / per_col)), 3)
     if len(rows) > per_col * ncols:  # still too many: keep what fits and say how many are left out
-        rows = rows[: per_col * ncols - 1] + [(f"... {len(rows) - per_col * ncols + 1} more", "")]
+        rows = rows[: per_col * ncols - 1] + [(f"... {len(rows) - per_col * ncols + 1} more", "", "")]
     col_w = (inner[2] - inner[0]) // ncols
-    for i, (name, value) in enumerate(rows):
+    for i, (name, value, key) in enumerate(rows):
         x, y = inner[0] + (i // per_col) * col_w, inner[1] + (i % per_col) * lh
         if i % 2 == 0:
             d.rectangle((x, y, x + col_w - 8, y + lh - 1), fill=(245, 245, 245))
         r = round(4 * c.s) + 1
         if value:
-            d.ellipse((x + 4, y + lh / 2 - r, x + 4 + 2 * r, y + lh / 2 + r), fill=pal[_set_of(name)])
+            d.ellipse((x + 4, y + lh / 2 - r, x + 4 + 2 * r, y + lh / 2 + r), fill=pal[_set_of(key)])
         text_dy = (lh - _line_h(d, f)) / 2
         c.text((x + 8 + 2 * r if value else x + 4, y + text_dy), name, f)
         c.text((x + col_w - 14 - _tsize(d, value, f)[0], y + text_dy), value, f)
