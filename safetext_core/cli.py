@@ -59,7 +59,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
-                 "pair_share", "mine_every", "preserve_share"):
+                 "pair_share", "mine_every", "preserve_share", "cos_margin"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -270,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
     align.add_argument("--lam", type=float, help="lambda: weight of the effectiveness (cosine) term")
     align.add_argument("--anchor-weight", type=float, help="pull towards the harmless anchor (0: the paper's objective)")
+    align.add_argument("--cos-margin", type=float, help="penalise an unsafe prompt's cosine only above this (-1: always)")
     align.add_argument("--train", nargs="+", help="regular expressions of parameter names to train (default: all)")
     align.add_argument("--seed", type=int)
     align.add_argument("--eval-every", type=int)
