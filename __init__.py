@@ -1,10 +1,19 @@
 """SafeText for ComfyUI: nodes that apply, train and evaluate SafeText files (text-encoder safety alignment).
 
-ComfyUI imports this folder as a package (custom_nodes/<folder>/__init__.py). The nodes live in ``nodes/``,
-the host-agnostic engine in ``safetext_core/`` (imported relatively, so no name on sys.path is taken), and
-the front-end extension in ``javascript/comfyui/``.
+ComfyUI imports this folder as a package under its folder name. The engine is imported as the top-level
+package ``safetext_core`` (registered once by ``safetext_core/bootstrap.py``, loaded here by path, so no second
+copy of the core exists under this folder's name and nothing is added to ``sys.path``); the nodes live in
+``nodes/``, the front-end extension in ``javascript/comfyui/``.
 """
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+import importlib.util as _util
+from pathlib import Path as _Path
+
+_spec = _util.spec_from_file_location("safetext_bootstrap", _Path(__file__).resolve().parent / "safetext_core" / "bootstrap.py")
+_bootstrap = _util.module_from_spec(_spec)
+_spec.loader.exec_module(_bootstrap)
+_bootstrap.register("safetext_core")
+
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 
 WEB_DIRECTORY = "./javascript/comfyui"
 

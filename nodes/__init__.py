@@ -1,9 +1,26 @@
-"""ComfyUI nodes of SafeText (see ``safetext_nodes``); registers ``models/safetext`` when ComfyUI loads them."""
+"""SafeText's ComfyUI nodes, one module each (``apply``, ``train``, ``evaluate``) over a shared ``base``.
+
+``comfy_clip`` turns ComfyUI CLIP objects into core calls and back; ``host`` holds every other touch of
+ComfyUI (model folder, devices, cancel, progress). Importing this package registers ``models/safetext``.
+"""
 from __future__ import annotations
 
 import logging
 
-from .safetext_nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .apply import SafeTextApply
+from .evaluate import SafeTextEvaluate
+from .train import SafeTextTrain
+
+NODE_CLASS_MAPPINGS = {
+    "SafeTextApply": SafeTextApply,
+    "SafeTextTrain": SafeTextTrain,
+    "SafeTextEvaluate": SafeTextEvaluate,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "SafeTextApply": "SafeText Load & Apply",
+    "SafeTextTrain": "SafeText Train",
+    "SafeTextEvaluate": "SafeText Evaluate",
+}
 
 try:
     from .host import register_folder

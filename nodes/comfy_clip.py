@@ -1,29 +1,25 @@
-"""ComfyUI ``CLIP`` objects to and from the SafeText core.
+"""ComfyUI ``CLIP`` objects to and from the SafeText core: family, original weights, fingerprints, applying.
 
 ComfyUI's CLIP (``comfy.sd.CLIP``) holds a ``cond_stage_model`` whose state dict is named
-``<encoder>.transformer.<transformers name>`` (``clip_l.transformer.text_model.encoder.layers.0...``),
-with ``clip_l`` / ``clip_h`` / ``clip_g`` sub-modules of type ``SDClipModel``, and a ``ModelPatcher``
-(``clip.patcher``) that applies weight patches and object patches whenever the model is loaded.
+``<encoder>.transformer.<transformers name>`` (``clip_l.transformer.text_model.encoder.layers.0...``), with
+``clip_l`` / ``clip_h`` / ``clip_g`` sub-modules of type ``SDClipModel``, and a ``ModelPatcher``
+(``clip.patcher``) that applies weight patches, weight wrappers and object patches whenever it loads the model.
 
-Applying a SafeText file never changes the shared ``cond_stage_model``:
+Applying a SafeText file never changes the shared ``cond_stage_model``; it only adds ComfyUI patches to a clone,
+which survive later clones (CLIP Set Last Layer, LoRA loaders, every text-encode node):
 
-* **weight blend**: ``clip.clone()`` + ``add_patches({key: ("diff", (delta,))}, strength)``, the same
-  mechanism as ComfyUI's LoRA loader, so it survives clones and stacks with LoRAs;
-* **embedding blend**: an *object patch* of ``<encoder>._forward_hooks`` (the sub-module's forward-hook
-  table) with a table that holds one more hook. The patcher installs it each time the CLIP is loaded
-  and restores the original table afterwards, it is copied by ``clip.clone()`` (so CLIPSetLastLayer, LoRA
-  loaders and every text-encode node downstream keep it) and it sees the output of the encoder as the
-  conditioning uses it: whatever layer CLIPSetLastLayer chose, per 77-token chunk of a long prompt, before
-  prompt weighting (which is linear, so blending before or after it is the same). The hook runs the
-  encoder once more with ``W + delta`` substituted for ``W`` (``torch.func.functional_call``; ``W`` is the
-  weight as currently loaded, so a LoRA applied after the node still applies) and returns
-  ``lerp(E(x), E'(x), s)``.
+* **weight blend**: ``add_patches({key: ("diff", (delta,))}, strength)``, the mechanism of ComfyUI's LoRA loader;
+* **embedding blend**: a forward hook on each changed encoder (an object patch of its ``_forward_hooks`` table)
+  returns ``lerp(E(x), E'(x), s)``, where ``E'`` is the encoder run once more with SafeText's weight wrappers
+  (``ModelPatcher.add_weight_wrapper``) and LayerNorm output hooks switched on. Every ComfyUI loader applies
+  weight wrappers to the weight it computes with, LoRAs included; the hook fails closed
+  (``SafeTextNotApplied``) when a changed module did not take part in the aligned pass.
 """
 from __future__ import annotations
 
 import functools
 import itertools
-import logging
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -31,13 +27,12 @@ from typing import Any, Mapping
 
 import torch
 
-from ..safetext_core import weights as core_weights
-from ..safetext_core.errors import SafeTextNotApplied, UnsupportedModel
-from ..safetext_core.families import family_by_encoders
-from ..safetext_core.fingerprint import fingerprint_state_dict
-from ..safetext_core.safetext_file import SafeTextFile, SafeTextFileError
-
-log = logging.getLogger("safetext")
+from safetext_core import weights as core_weights
+from safetext_core.errors import SafeTextFileError, SafeTextNotApplied, UnsupportedModel
+from safetext_core.families import family_by_encoders, get_family
+from safetext_core.fingerprint import fingerprint_state_dict
+from safetext_core.hosting import comfy_patches
+from safetext_core.safetext_file import SafeTextFile
 
 ENCODER_NAMES = ("clip_l", "clip_h", "clip_g")
 # Tensors ComfyUI builds but the family does not consume: CLIP-L's projection is not in SD 1.x / SDXL
@@ -91,8 +86,6 @@ def base_state_dicts(clip: Any, family: str | None = None, only: tuple[str, ...]
         for key, value in table.items():
             backups.setdefault(key, value)
     out: dict[str, dict[str, torch.Tensor]] = {}
-    from ..safetext_core.families import get_family
-
     for spec in get_family(family).encoders:
         prefix = f"{spec.name}.transformer."
         sd: dict[str, torch.Tensor] = {}
@@ -116,8 +109,6 @@ def base_state_dicts(clip: Any, family: str | None = None, only: tuple[str, ...]
 
 def tokenizer_folder() -> str | None:
     """ComfyUI's own CLIP vocabulary (``comfy/sd1_tokenizer``: vocab.json + merges.txt), so no other copy is needed."""
-    import os
-
     try:
         import comfy.sd1_clip
 
@@ -129,7 +120,7 @@ def tokenizer_folder() -> str | None:
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(folder: str | None, pad_token: str):
-    from ..safetext_core.tokenizer import load_clip_tokenizer
+    from safetext_core.tokenizer import load_clip_tokenizer
 
     return load_clip_tokenizer(folder, pad_token=pad_token)  # building one takes seconds: keep it
 
@@ -139,8 +130,7 @@ def encoder_set(clip: Any, family: str | None = None, source: str = ""):
 
     Call inside ``torch.inference_mode(False)``: the copies must be ordinary tensors to train.
     """
-    from ..safetext_core.families import get_family
-    from ..safetext_core.loaders import encoders_from_state_dicts
+    from safetext_core.loaders import encoders_from_state_dicts
 
     family = family or family_of(clip)
     folder = tokenizer_folder()
@@ -358,8 +348,6 @@ def active_safetext(clip: Any) -> list[str]:
 
 def check_family(file: SafeTextFile, family: str) -> None:
     if file.family != family:
-        from ..safetext_core.families import get_family
-
         raise SafeTextFileError(
             f"SafeText file {file.name!r} is for {get_family(file.family).title} ({file.family}), but this CLIP is "
             f"{get_family(family).title} ({family}); pick a file trained for this checkpoint")
@@ -376,8 +364,7 @@ def apply_file(clip: Any, file: SafeTextFile, strength: float = 1.0, mode: str =
     out = clip.clone()
     label = f"{file.name} {strength:g} {mode}"
     if mode == "weight":
-        patches = {f"{encoder}.transformer.{name}": ("diff", (tensor,))
-                   for encoder, params in file.deltas.items() for name, tensor in params.items()}
+        patches = comfy_patches(file)
         added = set(out.add_patches(patches, strength))
         missing = sorted(set(patches) - added)
         if missing:

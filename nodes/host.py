@@ -1,21 +1,23 @@
-"""Everything the nodes need from ComfyUI itself, in one place.
+"""Everything the nodes need from ComfyUI itself, in one place: the model folder, devices, cancel, progress.
 
-ComfyUI's modules (``folder_paths``, ``comfy.model_management``, ``comfy.utils``, ``server``) are
-imported lazily, inside each function: the node classes import without ComfyUI (unit tests give
-stand-ins through ``sys.modules``) and nothing here runs before ComfyUI has set itself up.
+ComfyUI's modules (``folder_paths``, ``comfy.model_management``, ``comfy.utils``, ``server``) are imported
+lazily, inside each function: the node classes import without ComfyUI (unit tests give stand-ins through
+``sys.modules``) and nothing here runs before ComfyUI has set itself up. File-name rules come from the core
+(:mod:`safetext_core.hosting`), the same rules the A1111/Forge extension applies.
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from typing import Any
+
+from safetext_core.errors import SafeTextError, SafeTextFileError
+from safetext_core.hosting import SUFFIX, check_file_name, new_file_path
 
 log = logging.getLogger("safetext")
 
 FOLDER = "safetext"  # models/safetext, registered with folder_paths
-EXTENSIONS = {".safetensors"}
 EVENT = "safetext.progress"  # websocket event the front end listens to
 
 
@@ -26,77 +28,60 @@ def register_folder() -> str:
     import folder_paths
 
     default = os.path.join(folder_paths.models_dir, FOLDER)
-    if FOLDER in folder_paths.folder_names_and_paths:
-        paths, _ = folder_paths.folder_names_and_paths[FOLDER]  # e.g. from extra_model_paths.yaml
-        if default not in paths:
-            paths.append(default)
-        folder_paths.folder_names_and_paths[FOLDER] = (paths, set(EXTENSIONS))
-    else:
-        folder_paths.folder_names_and_paths[FOLDER] = ([default], set(EXTENSIONS))
+    paths = list(folder_paths.folder_names_and_paths.get(FOLDER, ([], None))[0])  # e.g. extra_model_paths.yaml
+    if default not in paths:
+        paths.append(default)
+    folder_paths.folder_names_and_paths[FOLDER] = (paths, {SUFFIX})
     return default
 
 
-def list_files() -> list[str]:
-    """SafeText files in models/safetext (ComfyUI re-reads the folder when it changes)."""
+def _folder_paths():
     import folder_paths
 
-    try:
-        return sorted(folder_paths.get_filename_list(FOLDER))
-    except KeyError:
-        register_folder()
-        return sorted(folder_paths.get_filename_list(FOLDER))
-
-
-def full_path(name: str) -> str:
-    """The file ``name`` chosen in a node's list, inside models/safetext; raises when it is not there."""
-    import folder_paths
-
-    check_name(name, must_exist=True)
-    path = folder_paths.get_full_path(FOLDER, name)
-    if path is None:
-        raise FileNotFoundError(f"SafeText file {name!r} is not in {', '.join(folder_paths.get_folder_paths(FOLDER))}; "
-                                "refresh the node list (R) or train one first")
-    return path
-
-
-_BAD_NAME = re.compile(r"[\x00-\x1f<>:\"|?*]")
-
-
-def check_name(name: str, must_exist: bool = False) -> str:
-    """Refuse names that could leave models/safetext: empty, ``..``, absolute, path separators, odd characters."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError("give the SafeText file a name")
-    text = name.strip()
-    if must_exist and "/" in text.replace(os.sep, "/"):
-        # files in sub-folders of models/safetext are listed as "sub/name.safetensors"
-        parts = text.replace(os.sep, "/").split("/")
-        if any(p in ("", ".", "..") for p in parts) or text.startswith(("/", "\\")) or os.path.isabs(text):
-            raise ValueError(f"{name!r} is not a file name inside models/safetext")
-        return text
-    if "/" in text or "\\" in text or os.path.isabs(text):
-        raise ValueError(f"the file name {name!r} must not contain a path: give a plain name, it is saved in models/safetext")
-    if text in (".", "..") or text.startswith(".") or ".." in text:
-        raise ValueError(f"the file name {name!r} must not start with a dot or contain '..'")
-    if _BAD_NAME.search(text):
-        raise ValueError(f"the file name {name!r} has characters that are not allowed in file names")
-    return text
-
-
-def output_path(name: str) -> str:
-    """Where a new SafeText file called ``name`` goes: always directly inside models/safetext."""
-    import folder_paths
-
-    text = check_name(name)
-    if not text.lower().endswith(".safetensors"):
-        text += ".safetensors"
     if FOLDER not in folder_paths.folder_names_and_paths:
         register_folder()
-    folder = os.path.realpath(folder_paths.get_folder_paths(FOLDER)[0])
-    path = os.path.realpath(os.path.join(folder, text))
-    if os.path.dirname(path) != folder:
-        raise ValueError(f"the file name {name!r} would leave {folder}")
-    os.makedirs(folder, exist_ok=True)
+    return folder_paths
+
+
+def list_files() -> list[str]:
+    """SafeText files in models/safetext and its sub-folders (ComfyUI re-reads the folder when it changes)."""
+    return sorted(_folder_paths().get_filename_list(FOLDER))
+
+
+def _listed_name(name: Any) -> str:
+    """A name as the node lists it, checked (sub-folders allowed; ComfyUI lists them with os.sep on Windows)."""
+    text = name.replace("\\", "/") if isinstance(name, str) and os.sep == "\\" else name
+    return check_file_name(text, sub_folders=True)
+
+
+def full_path(name: Any) -> str:
+    """The file ``name`` chosen in a node's list, inside models/safetext; a clear error when it is not there."""
+    folder_paths = _folder_paths()
+    checked = _listed_name(name)
+    path = folder_paths.get_full_path(FOLDER, checked)
+    if path is None:
+        raise SafeTextFileError(f"SafeText file {checked!r} is not in {', '.join(folder_paths.get_folder_paths(FOLDER))}; "
+                                "train one with the SafeText Train node, or pick another and refresh the list (R)")
     return path
+
+
+def exists(name: Any) -> bool:
+    try:
+        full_path(name)
+        return True
+    except SafeTextError:  # not there, or not a name SafeText reads
+        return False
+
+
+def output_path(name: Any) -> str:
+    """Where a new SafeText file called ``name`` goes: always directly inside the first models/safetext folder."""
+    return str(new_file_path(_folder_paths().get_folder_paths(FOLDER)[0], name))
+
+
+def temp_image_dir() -> str:
+    import folder_paths
+
+    return folder_paths.get_temp_directory()
 
 
 # --------------------------------------------------------------------------------------------- execution
@@ -122,6 +107,7 @@ def raise_interrupted() -> None:
 
 
 def is_interrupt(error: BaseException) -> bool:
+    """ComfyUI's cancel exception (an ``Exception`` in 0.3.64, a ``BaseException`` in current ComfyUI)."""
     try:
         import comfy.model_management as mm
     except ImportError:
@@ -188,9 +174,3 @@ def send_event(data: dict, event: str = EVENT) -> None:
             instance.send_sync(event, data)
     except Exception:  # no server (unit tests, scripts): nothing to tell
         pass
-
-
-def temp_image_dir() -> str:
-    import folder_paths
-
-    return folder_paths.get_temp_directory()

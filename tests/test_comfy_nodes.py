@@ -15,7 +15,8 @@ The stand-ins copy the ComfyUI 0.3.64 behaviour the nodes rely on:
 * ``folder_paths``, ``comfy.model_management`` (interrupt flag, devices), ``comfy.utils.ProgressBar`` and
   ``server.PromptServer.instance.send_sync``.
 
-Everything runs on tiny CLIP text encoders with the real vocabulary; no network.
+Everything runs on tiny CLIP text encoders with the real vocabulary; no network. The file is long on purpose:
+the stand-ins above are shared by module-scoped fixtures (one tiny training serves most tests).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ import pytest
 import torch
 from torch import nn
 
+from safetext_core.errors import FingerprintMismatch, SafeTextError, SafeTextNotApplied
+from safetext_core.safetext_file import SafeTextFile
 from tiny_models import clip_config, random_clip_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -441,8 +444,9 @@ def pack(env, host):
     return env[1]
 
 
-def nodes_module(pack):
-    return sys.modules[PACK + ".nodes.safetext_nodes"]
+def module(name):
+    """A module of the pack under test, e.g. ``module("nodes.host")``."""
+    return sys.modules[f"{PACK}.{name}"]
 
 
 TRAIN_ARGS = dict(steps=2, learning_rate=3e-3, training_seed=0, overwrite=False, unsafe_prompts="\n".join(UNSAFE),
@@ -487,8 +491,8 @@ def test_file_list_refreshes(pack, host):
     folder = Path(host.folder_paths.models_dir) / "safetext"
     before = apply_cls.INPUT_TYPES()["required"]["safetext_file"][0]
     if not folder.is_dir():
-        assert before == [nodes_module(pack).NO_FILE]
-    assert apply_cls.VALIDATE_INPUTS(safetext_file=nodes_module(pack).NO_FILE) is not True
+        assert before == [module("nodes.base").NO_FILE]
+    assert apply_cls.VALIDATE_INPUTS(safetext_file=module("nodes.base").NO_FILE) is not True
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "listed.safetensors").write_bytes(b"x")
     (folder / "notes.txt").write_text("not listed")
@@ -500,24 +504,27 @@ def test_file_list_refreshes(pack, host):
         (folder / "notes.txt").unlink()
 
 
-@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "sub/name", "sub\\name", "", "  ", ".hidden", "a..b",
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "sub/name", "sub\\name", "", "  ", ".hidden", "CON",
                                   "nul\x00byte", "what?"])
 def test_file_names_never_leave_the_folder(pack, name):
-    host_module = sys.modules[PACK + ".nodes.host"]
-    with pytest.raises(ValueError):
-        host_module.output_path(name)
+    # The rules are the core's (safetext_core.hosting, tested in test_hosting.py); the node must apply them.
+    with pytest.raises(SafeTextError):
+        module("nodes.host").output_path(name)
 
 
 def test_output_path_is_inside_models_safetext(pack, host):
-    host_module = sys.modules[PACK + ".nodes.host"]
+    host_module = module("nodes.host")
     path = host_module.output_path("my model v2")
     assert path == os.path.realpath(Path(host.folder_paths.models_dir) / "safetext" / "my model v2.safetensors")
-    with pytest.raises(ValueError):
-        host_module.full_path("../../outside.safetensors")
+    for name in ("../../outside.safetensors", "sub/../../outside.safetensors", "/etc/passwd"):
+        with pytest.raises(SafeTextError):
+            host_module.full_path(name)
+    with pytest.raises(SafeTextError, match="not in"):
+        host_module.full_path("sub/absent.safetensors")  # sub-folders are allowed when reading, but it is not there
 
 
 def test_unsupported_clip_is_refused_by_name(pack):
-    clip_module = sys.modules[PACK + ".nodes.comfy_clip"]
+    clip_module = module("nodes.comfy_clip")
     model = FakeCondStage({"clip_l": nn.Module(), "t5xxl": nn.Module()})
     model.clip_l.transformer = nn.Linear(2, 2)
     model.t5xxl.transformer = nn.Linear(2, 2)
@@ -561,20 +568,21 @@ def test_train_writes_file_reports_progress_and_returns_aligned_clip(pack, host,
     after = aligned.encode(["bloody corpse, photo"])[0]
     assert not torch.equal(before, after)
     assert torch.equal(clip.encode(["bloody corpse, photo"])[0], before)
-    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(path)
+    file = SafeTextFile.load(path)
     assert file.family == "sd1" and set(file.deltas) == {"clip_l"}
 
 
 def test_requeue_with_same_settings_does_not_retrain(pack, host, trained, monkeypatch):
     clip, _, path = trained
     mtime = path.stat().st_mtime_ns
-    training = sys.modules[PACK + ".safetext_core.pipeline"]
-    monkeypatch.setattr(training, "run_alignment", lambda *a, **k: pytest.fail("retrained"))
+    import safetext_core.pipeline
+
+    monkeypatch.setattr(safetext_core.pipeline, "run_alignment", lambda *a, **k: pytest.fail("retrained"))
     again = train(pack, clip)
     assert again["ui"]["safetext"][0]["reused"] is True
     assert path.stat().st_mtime_ns == mtime
     # other settings: refused without overwrite (and never silently retrained)
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(SafeTextError, match="overwrite"):
         train(pack, clip, steps=3)
 
 
@@ -601,7 +609,7 @@ def _aligned_reference(pack, clip, path, layer_idx=None, extra=None):
     """E'(x) computed independently: a deep copy of the encoder with W (+ extra) + delta."""
     import copy
 
-    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(path)
+    file = SafeTextFile.load(path)
     if FakePatcher.loaded is not None:  # the shared model may hold a clone's patches: start from the original
         FakePatcher.loaded.unpatch_model()
         FakePatcher.loaded = None
@@ -668,8 +676,7 @@ def test_embedding_blend_fails_closed_when_the_host_bypasses_the_change(pack, tr
     clip, _, _ = trained
     node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
     applied = node.apply(clip, "tiny.safetensors", enabled=True, strength=1.0)["result"][0]
-    not_applied = sys.modules[PACK + ".nodes.comfy_clip"].SafeTextNotApplied
-    with pytest.raises(not_applied, match="refusing to generate unprotected"):
+    with pytest.raises(SafeTextNotApplied, match="refusing to generate unprotected"):
         applied.clone().encode(["bloody corpse, photo"])
 
 
@@ -700,7 +707,7 @@ def test_weight_blend_adds_diff_patches(pack, trained):
     node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
     out = node.apply(clip, "tiny.safetensors", enabled=True, strength=0.5,
                      blend_mode="weight blend (cheap, stacks with LoRAs)")["result"][0]
-    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(path)
+    file = SafeTextFile.load(path)
     assert set(out.patcher.patches) == {f"clip_l.transformer.{p}" for p in file.deltas["clip_l"]}
     assert all(p[0][0] == 0.5 and p[0][1][0] == "diff" for p in out.patcher.patches.values())
     assert not clip.patcher.patches and not out.patcher.object_patches
@@ -714,12 +721,10 @@ def test_file_for_another_checkpoint_is_refused_naming_both(pack, trained):
     _, _, path = trained
     other = sd1_clip(seed=5)
     node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
-    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(path)
-    clip_module = sys.modules[PACK + ".nodes.comfy_clip"]
-    mismatch = sys.modules[PACK + ".safetext_core.safetext_file"].FingerprintMismatch
+    file = SafeTextFile.load(path)
     want = file.short_fingerprint()
-    have = clip_module.fingerprints(other)["clip_l"].split(":")[1]
-    with pytest.raises(mismatch) as error:
+    have = module("nodes.comfy_clip").fingerprints(other)["clip_l"].split(":")[1]
+    with pytest.raises(FingerprintMismatch) as error:
         node.apply(other, "tiny.safetensors", enabled=True, strength=1.0)
     assert want in str(error.value) and have in str(error.value) and "tiny" in str(error.value)
     result = node.apply(other, "tiny.safetensors", enabled=True, strength=1.0, override_fingerprint=True)
@@ -728,13 +733,13 @@ def test_file_for_another_checkpoint_is_refused_naming_both(pack, trained):
 
 def test_file_of_another_family_is_refused(pack, trained):
     node = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]()
-    with pytest.raises(ValueError, match="Stable Diffusion XL"):
+    with pytest.raises(SafeTextError, match="Stable Diffusion XL"):
         node.apply(sdxl_clip(), "tiny.safetensors", enabled=True, strength=1.0, override_fingerprint=True)
 
 
 def test_fingerprint_ignores_lora_patches_written_into_the_model(pack, trained):
     clip, _, _ = trained
-    clip_module = sys.modules[PACK + ".nodes.comfy_clip"]
+    clip_module = module("nodes.comfy_clip")
     before = clip_module.fingerprints(clip)
     key = "clip_l.transformer.text_model.encoder.layers.0.mlp.fc1.weight"
     lora = clip.clone()
@@ -781,7 +786,7 @@ def test_sdxl_train_and_apply_both_encoders(pack, host):
                        unsafe_prompts="\n".join(UNSAFE[::2]), safe_prompts="\n".join(SAFE[::2]))
     aligned = result["result"][0]
     hooks = set(aligned.patcher.object_patches)
-    file = sys.modules[PACK + ".safetext_core.safetext_file"].SafeTextFile.load(
+    file = SafeTextFile.load(
         Path(sys.modules["folder_paths"].models_dir) / "safetext" / "xl.safetensors")
     changed = {encoder for encoder, deltas in file.deltas.items() if deltas}
     assert "clip_g" in changed
@@ -810,12 +815,12 @@ def test_evaluate_gives_figures_and_plot(pack, trained):
 
 
 def test_source_name_is_read_off_the_graph(pack):
-    nodes = nodes_module(pack)
+    train_module = module("nodes.train")
     prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "dream.safetensors"}},
               "2": {"class_type": "LoraLoader", "inputs": {"clip": ["1", 1], "model": ["1", 0]}},
               "3": {"class_type": "SafeTextTrain", "inputs": {"clip": ["2", 1]}}}
-    assert nodes._source_name(prompt, "3") == "dream.safetensors"
-    assert nodes._source_name({}, "3") == ""
+    assert train_module.source_name(prompt, "3") == "dream.safetensors"
+    assert train_module.source_name({}, "3") == ""
 
 
 def test_is_changed_follows_the_file_on_disk(pack, trained):
@@ -848,3 +853,88 @@ def test_example_workflows_use_the_nodes_as_declared(pack):
                        if not (isinstance(value[0], str) and value[0].isupper() and value[0] not in
                                ("INT", "FLOAT", "STRING", "BOOLEAN"))]
             assert len(node["widgets_values"]) == len(widgets), (path.name, node["type"])
+
+
+# ------------------------------------------------------------------------------------------ one core, file checks
+
+def test_the_pack_imports_the_one_top_level_core(pack):
+    """Every node module uses ``safetext_core`` itself: no second copy under the pack's name."""
+    import safetext_core
+
+    assert not [name for name in sys.modules if name.startswith(PACK + ".safetext_core")]
+    assert module("nodes.base").SafeTextFile is safetext_core.SafeTextFile
+    assert module("nodes.comfy_clip").SafeTextNotApplied is safetext_core.SafeTextNotApplied
+
+
+def test_the_pack_registers_the_core_itself_when_nothing_else_can_import_it(tmp_path):
+    """Loaded as ComfyUI loads it, in a fresh interpreter where ``import safetext_core`` cannot find the package
+    on its own: the root __init__.py registers it by path (safetext_core/bootstrap.py)."""
+    import subprocess
+
+    script = f"""
+import importlib.abc, importlib.util, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "safetext_core":
+            raise ImportError("safetext_core is not importable from sys.path here")
+sys.meta_path.insert(0, Block())
+spec = importlib.util.spec_from_file_location("pack_x", {str(ROOT / "__init__.py")!r},
+                                              submodule_search_locations=[{str(ROOT)!r}])
+pack = importlib.util.module_from_spec(spec)
+sys.modules["pack_x"] = pack
+spec.loader.exec_module(pack)
+core = sys.modules["safetext_core"]
+assert core.__file__ == {str(ROOT / "safetext_core" / "__init__.py")!r}, core.__file__
+assert not [n for n in sys.modules if n.startswith("pack_x.safetext_core")]
+assert set(pack.NODE_CLASS_MAPPINGS) == {{"SafeTextApply", "SafeTextTrain", "SafeTextEvaluate"}}
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_a_missing_file_stops_the_prompt_before_it_runs_unless_the_node_is_off(pack, trained):
+    import inspect
+
+    apply_cls = pack.NODE_CLASS_MAPPINGS["SafeTextApply"]
+    evaluate_cls = pack.NODE_CLASS_MAPPINGS["SafeTextEvaluate"]
+    assert apply_cls.VALIDATE_INPUTS(safetext_file="tiny.safetensors") is True
+    message = apply_cls.VALIDATE_INPUTS(safetext_file="sd15.safetext.safetensors")  # the example workflow's file
+    assert isinstance(message, str) and "not in" in message and "SafeText Train" in message
+    assert apply_cls.VALIDATE_INPUTS(safetext_file="sd15.safetext.safetensors", enabled=False) is True
+    assert isinstance(evaluate_cls.VALIDATE_INPUTS(safetext_file="sd15.safetext.safetensors"), str)
+    assert isinstance(evaluate_cls.VALIDATE_INPUTS(safetext_file="../tiny.safetensors"), str)
+    assert apply_cls.VALIDATE_INPUTS() is True  # a linked file input: known, and checked, only when the node runs
+    # ComfyUI skips its own range and list checks for every input VALIDATE_INPUTS takes (all of them with **kwargs):
+    # it must take only the file (and the switch), so strength, threshold and the mode stay checked by ComfyUI.
+    for cls in (apply_cls, evaluate_cls):
+        spec = inspect.getfullargspec(cls.VALIDATE_INPUTS)
+        assert spec.varkw is None and set(spec.args) <= {"cls", "safetext_file", "enabled"}
+
+
+def test_a_file_from_before_a_setting_existed_is_reused(pack, host, trained, monkeypatch):
+    """'Same training?' compares the fields that define a run; a field the file lacks counts at its default."""
+    import safetext_core.pipeline
+
+    clip, _, path = trained
+    older = SafeTextFile.load(path)
+    older.config = {k: v for k, v in older.config.items() if k != "preserve_pool"}  # the newest AlignConfig field
+    older.config["checkpoint_every"] = 7  # run control only: not part of what was trained
+    older.save(path.with_name("older.safetensors"))
+    monkeypatch.setattr(safetext_core.pipeline, "run_alignment", lambda *a, **k: pytest.fail("retrained"))
+    try:
+        assert train(pack, clip, name="older")["ui"]["safetext"][0]["reused"] is True
+    finally:
+        path.with_name("older.safetensors").unlink()
+
+
+def test_training_events_always_name_the_file(trained_once):
+    """The loop's own 'done' (before held-out figures and saving) reaches the page as 'finishing'; the node's
+    'done' comes once the file is written, and every event names the file (no "done: " without a name)."""
+    events = [d for e, d in trained_once[3] if e == "safetext.progress"]
+    phases = [d["phase"] for d in events]
+    assert phases[0] == "start" and phases[-1] == "done" and "finishing" in phases
+    assert phases.count("done") == 1
+    assert all(d.get("file") == "tiny.safetensors" for d in events), events
