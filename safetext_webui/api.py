@@ -5,12 +5,16 @@ Script errors inside a job are only printed by the webui, so bad values are refu
 scripts' arguments) and answers HTTP 422 with a ``SafeText: ...`` message. It also accepts the arguments as an
 object (``{"enabled": true, "strength": 0.5}``); the webui itself takes only a list.
 
+Forge's ``POST /sdapi/v1/options`` ignores ``restrict_api``: :func:`install_request_checks` also drops SafeText's
+restricted options (the lock, the folder, the mismatch override) from it, as A1111 does.
+
 Routes: ``GET /safetext/v1/files`` (folder and files, each with ``fits``), ``GET /safetext/v1/training`` (live
 status), ``POST /safetext/v1/train`` (queued with generation; 409 when interrupted, 422 for bad values, 403
 while the operator lock disables training).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from fastapi import Body
@@ -92,22 +96,40 @@ def _checking(original: Callable[..., Any]) -> Callable[..., Any]:
     return init_script_args
 
 
+def _restricted(key: Any) -> bool:
+    return str(key).startswith("safetext_") and getattr(shared.opts.data_labels.get(key), "restrict_api", False)
+
+
+def _guarding(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)  # FastAPI reads the route's signature (the request body) through __wrapped__
+    def set_config(self: Any, req: Any) -> Any:
+        if isinstance(req, dict):
+            req = {key: value for key, value in req.items() if not _restricted(key)}
+        return original(self, req)
+
+    set_config.safetext_wrapper = True
+    return set_config
+
+
 def install_request_checks() -> None:
-    """Refuse bad SafeText values in ``/sdapi/v1/txt2img`` and ``img2img`` with HTTP 422 (once)."""
+    """Refuse bad SafeText values in ``/sdapi/v1/txt2img`` and ``img2img`` with HTTP 422, and keep SafeText's
+    ``restrict_api`` options out of ``POST /sdapi/v1/options`` (Forge's applies them anyway); once, before the
+    webui builds its ``Api``."""
     try:
         from modules.api import api as api_module
     except ImportError:  # a webui without the API module
         return
     cls = getattr(api_module, "Api", None)
-    original = getattr(cls, "init_script_args", None)
-    if original is not None and not getattr(original, "safetext_wrapper", False):
-        cls.init_script_args = _checking(original)
+    for name, wrap in (("init_script_args", _checking), ("set_config", _guarding)):
+        original = getattr(cls, name, None)
+        if original is not None and not getattr(original, "safetext_wrapper", False):
+            setattr(cls, name, wrap(original))
 
 
 def add_routes(app: Any) -> None:
     """The ``/safetext/v1`` routes."""
     def api_files() -> dict[str, Any]:
-        getattr(shared, "sd_model", None)  # the webui loads its checkpoint on first use: "fits" needs it
+        files.load_checkpoint()  # "fits" needs the checkpoint
         return {"folder": str(models_dir()), "files": files.list_files()}
 
     def api_training() -> dict[str, Any]:

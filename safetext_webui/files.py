@@ -24,12 +24,28 @@ _CACHE = FileCache()
 
 
 def loaded_model() -> Any:
-    """The checkpoint in memory, or None; unlike ``shared.sd_model`` this never starts loading one."""
+    """The checkpoint in memory, or None; unlike ``shared.sd_model`` this never starts loading one.
+
+    Forge holds a placeholder without text encoders (``FakeInitialModel``) until its first job: that is None too.
+    """
     try:
         from modules import sd_models
     except ImportError:
-        return getattr(shared, "sd_model", None)
-    return getattr(getattr(sd_models, "model_data", None), "sd_model", None)
+        model = getattr(shared, "sd_model", None)
+    else:
+        model = getattr(getattr(sd_models, "model_data", None), "sd_model", None)
+    if model is None or forge.is_forge(model) or hasattr(model, "conditioner"):
+        return model
+    return model if getattr(model, "cond_stage_model", None) is not None else None
+
+
+def load_checkpoint() -> Any:
+    """The checkpoint in memory, loading the selected one first if none is (as A1111's ``shared.sd_model`` does
+    on first use; Forge loads only for a job). None when there is none to load."""
+    getattr(shared, "sd_model", None)
+    if loaded_model() is None:
+        forge.load_checkpoint()
+    return loaded_model()
 
 
 def loaded_fingerprints(sd_model: Any) -> dict[str, str]:

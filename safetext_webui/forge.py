@@ -12,6 +12,7 @@ read from those backups (:func:`original_state`), never from the live weights.
 """
 from __future__ import annotations
 
+import os
 import weakref
 from typing import Any
 
@@ -87,6 +88,16 @@ def _forge_patches(file: SafeTextFile, own: set[str]) -> dict[str, tuple]:
     return out
 
 
+def patch_name(file: SafeTextFile) -> str:
+    """The name the patches go under. Forge patches again only when the list of (name, strength) changes, so the
+    name changes whenever the file on disk does (a file replaced under the same name is applied anew)."""
+    try:
+        stat = os.stat(file.path)
+    except (OSError, TypeError):
+        return f"{file.name}@{id(file)}"
+    return f"{file.name}@{stat.st_mtime_ns}:{stat.st_size}"
+
+
 def activate(p: Any, file: SafeTextFile, strength: float) -> None:
     """Swap in a clone of the job's CLIP with ``file``'s differences at ``strength``, until :func:`restore`."""
     objects = p.sd_model.forge_objects
@@ -95,7 +106,7 @@ def activate(p: Any, file: SafeTextFile, strength: float) -> None:
     patches = _forge_patches(file, set(patched.cond_stage_model.state_dict()))
     target = getattr(patched, "patcher", patched)
     try:
-        target.add_patches(filename=file.name, patches=patches, strength_patch=strength)
+        target.add_patches(filename=patch_name(file), patches=patches, strength_patch=strength)
     except TypeError:  # ComfyUI's positional signature (older Forge builds)
         target.add_patches(patches, strength)
     _restore.append((objects, clip))
@@ -111,6 +122,22 @@ def restore() -> None:
     while _restore:
         objects, clip = _restore.pop()
         objects.clip = clip
+
+
+def load_checkpoint() -> None:
+    """Forge: load the selected checkpoint now, in the queue with generation (Forge otherwise loads it per job)."""
+    try:
+        from modules import sd_models
+        from modules.call_queue import queue_lock
+    except ImportError:
+        return
+    reload = getattr(sd_models, "forge_model_reload", None)
+    if reload is not None:
+        with queue_lock:
+            try:
+                reload()
+            except ValueError:  # Forge's "You do not have any model!"
+                pass
 
 
 def forget_fingerprints() -> None:

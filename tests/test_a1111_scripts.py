@@ -125,6 +125,12 @@ class _Api:
                 script_args[script.args_from + idx] = given[idx]
         return script_args
 
+    def set_config(self, req: dict):
+        """``POST /sdapi/v1/options`` as Forge (dfdcbab) has it: ``modules.sysinfo.set_config(req)`` sets every
+        option with ``is_api=False``, so ``restrict_api`` is not honoured (A1111 passes ``is_api=True``)."""
+        for key, value in req.items():
+            sys.modules["modules.shared"].opts.set(key, value, is_api=False)
+
 
 class _State:
     def __init__(self):
@@ -833,7 +839,7 @@ def test_forge_patches_a_clone_for_the_job_and_restores_the_original(webui, forg
     patched = forge.model.forge_objects.clip
     assert patched is not original_clip and p.cleared and not original_clip.patcher.lora_patches
     ((filename, strength, _, _), patches), = patched.patcher.lora_patches.items()
-    assert filename == "forge" and strength == 0.8 and len(patches) == len(forge.deltas)
+    assert filename.startswith("forge@") and strength == 0.8 and len(patches) == len(forge.deltas)
     assert set(patches) <= {k for k, _ in patched.cond_stage_model.named_parameters()}  # the clip's own keys
     assert torch.allclose(forge.model.get_learned_conditioning([PROMPT]), forge.encoded(0.8), atol=1e-5)
     script.postprocess(p, None)
@@ -849,6 +855,18 @@ def test_forge_second_job_in_a_row_still_fits(webui, forge):
     assert torch.allclose(first, forge.encoded(1.0), atol=1e-5) and torch.allclose(second, first, atol=1e-6)
     _, off = _forge_job(webui, forge.model, False)
     assert torch.allclose(off, forge.encoded(0.0), atol=1e-6)
+
+
+def test_forge_applies_a_file_replaced_under_the_same_name(webui, forge):
+    """Forge's LoraLoader patches again only when the patches' (name, strength) list changes."""
+    _, first = _forge_job(webui, forge.model, True, "forge.safetensors", 1.0, "weight")
+    assert torch.allclose(first, forge.encoded(1.0), atol=1e-5)
+    forge.deltas.update({k: 2 * v for k, v in forge.deltas.items()})  # a retrained file, same name
+    _write_file(webui.folder, "forge.safetensors", "sd1", {"clip_l": forge.deltas},
+                {"clip_l": fingerprint_state_dict(forge.canonical)})
+    __import__("os").utime(webui.folder / "forge.safetensors", ns=(1, 1))
+    _, second = _forge_job(webui, forge.model, True, "forge.safetensors", 1.0, "weight")
+    assert torch.allclose(second, forge.encoded(1.0), atol=1e-5) and not torch.allclose(second, first, atol=1e-3)
 
 
 def test_forge_fingerprint_reads_lora_backups(webui, forge):
@@ -886,6 +904,37 @@ def test_forge_embedding_mode_is_a_weight_blend_and_says_so(webui, forge):
     assert torch.allclose(cond, forge.encoded(0.5), atol=1e-5)  # W + 0.5 * delta, not lerp of the two outputs
     assert p.extra_generation_params["SafeText mode"] == "weight"
     assert p.extra_generation_params["SafeText strength"] == 0.5
+
+
+def test_forge_before_its_first_job(webui, forge, monkeypatch):
+    """Forge holds a placeholder without text encoders (``FakeInitialModel``) until a job loads the checkpoint: a
+    SafeText request must not be refused for it, and the file list loads the checkpoint to say what fits."""
+    placeholder = SimpleNamespace(cond_stage_model=None, chunk_length=75)
+    model_data = SimpleNamespace(sd_model=placeholder)
+
+    def forge_model_reload():  # modules/sd_models.py: loads the selected checkpoint
+        model_data.sd_model = forge.model
+        return forge.model, True
+
+    sd_models = types.ModuleType("modules.sd_models")
+    sd_models.model_data, sd_models.forge_model_reload = model_data, forge_model_reload
+    monkeypatch.setitem(sys.modules, "modules.sd_models", sd_models)
+    monkeypatch.setattr(sys.modules["modules"], "sd_models", sd_models, raising=False)
+    webui.shared.sd_model = placeholder
+    assert webui.files.current_fingerprints() is None
+    assert webui.api.validate_request_args([True, "forge.safetensors", 1.0, "weight"]).enabled
+    routes = {}
+    webui.api.add_routes(SimpleNamespace(add_api_route=lambda path, fn, methods: routes.__setitem__(path, fn)))
+    fits = {e["name"]: e["fits"] for e in routes["/safetext/v1/files"]()["files"]}
+    assert fits == {"forge.safetensors": True, "other.safetensors": False} and model_data.sd_model is forge.model
+
+
+def test_api_cannot_change_restricted_options_even_where_the_host_lets_it(webui):
+    webui.host_api.Api().set_config({"safetext_lock": True, "safetext_allow_mismatch": True,
+                                     "safetext_models_dir": "/", "safetext_default_strength": 0.5})
+    opts = webui.shared.opts
+    assert opts.safetext_lock is False and opts.safetext_allow_mismatch is False and opts.safetext_models_dir == ""
+    assert opts.safetext_default_strength == 0.5  # an ordinary option still changes
 
 
 def test_forge_file_for_another_checkpoint_fails_closed(webui, forge):

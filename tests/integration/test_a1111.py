@@ -1,7 +1,8 @@
 """Integration tests against a real AUTOMATIC1111 (or Forge) webui, driven over its HTTP API.
 
 Run with ``A1111_PATH=/path/to/stable-diffusion-webui`` (and ``A1111_PYTHON`` if its venv is not at
-``$A1111_PATH/../venv`` or ``$A1111_PATH/venv``). The tests build a random full-size SD 1.5 checkpoint
+``$A1111_PATH/../venv`` or ``$A1111_PATH/venv``); for Forge, point them at Forge and add
+``A1111_EXTRA_ARGS=--always-cpu`` on a machine without a GPU. The tests build a random full-size SD 1.5 checkpoint
 (~2 GB, cached in ``$SAFETEXT_A1111_CACHE`` or the system temp dir), start the webui three times on
 127.0.0.1 on the CPU with a temporary ``--data-dir`` (without SafeText, with SafeText, with SafeText's
 operator lock), generate 64x64 images in 2 steps and stop the webui by its PID. Skipped without A1111_PATH.
@@ -23,6 +24,7 @@ from a1111_server import ApiError, WebUI, decode_image, webui_commit, webui_path
 ROOT = Path(__file__).resolve().parents[2]
 ROOT_PATH = webui_path()
 pytestmark = pytest.mark.skipif(ROOT_PATH is None, reason="A1111_PATH is not set: no AUTOMATIC1111/Forge checkout to test against")
+IS_FORGE = ROOT_PATH is not None and (ROOT_PATH / "modules_forge").is_dir()
 
 PROMPT = "a photo of a cat sitting on a red sofa"
 # A1111 restores `override_settings` after a job only for options present in config.json: without this
@@ -98,10 +100,11 @@ def baseline(env):
         scripts = ui.get("/sdapi/v1/scripts")
         first = ui.txt2img(PROMPT, seed=11)
         second = ui.txt2img(PROMPT, seed=11)
-        hard = ui.txt2img(HARD_PROMPT, seed=12, **HARD)
+        hard = None if IS_FORGE else ui.txt2img(HARD_PROMPT, seed=12, **HARD)
         after = ui.txt2img(PROMPT, seed=11)
     return {"scripts": scripts, "image": decode_image(first["images"][0]), "repeat": decode_image(second["images"][0]),
-            "hard": decode_image(hard["images"][0]), "hard_info": hard["info"], "after": decode_image(after["images"][0])}
+            "hard": hard and decode_image(hard["images"][0]), "hard_info": hard and hard["info"],
+            "after": decode_image(after["images"][0])}
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +138,15 @@ def locked(env, webui):
 def test_baseline_is_deterministic(baseline):
     assert (baseline["image"] == baseline["repeat"]).all()
     assert baseline["image"].shape == (64, 64, 3)
-    assert baseline["hard"].shape == (96, 96, 3)
-    assert "Lora hashes" in baseline["hard_info"]["infotexts"][0] and "Clip skip: 2" in baseline["hard_info"]["infotexts"][0]
     assert (baseline["after"] == baseline["image"]).all()  # the webui's LoRA leaves no trace
+    if not IS_FORGE:
+        assert baseline["hard"].shape == (96, 96, 3)
+        assert "Lora hashes" in baseline["hard_info"]["infotexts"][0]
+        assert "Clip skip: 2" in baseline["hard_info"]["infotexts"][0]
 
 
+@pytest.mark.skipif(IS_FORGE, reason="Forge dfdcbab answers this hires-fix request with HTTP 500 (TypeError) even "
+                                     "without SafeText installed")
 def test_hires_lora_break_long_prompt_clip_skip(webui, baseline):
     off = webui.txt2img(HARD_PROMPT, seed=12, safetext=[False], **HARD)
     assert (decode_image(off["images"][0]) == baseline["hard"]).all()
@@ -161,6 +168,8 @@ def test_script_is_listed(webui):
 
 
 def test_files_route_shows_the_file_fits(webui):
+    """Also after a job with a LoRA, which both webuis write into the text encoder's weights (keeping backups)."""
+    webui.txt2img(f"{PROMPT} <lora:{LORA}:0.8>", seed=11, safetext=[False])
     files = {f["name"]: f for f in webui.get("/safetext/v1/files")["files"]}
     assert files[SAFETEXT_FILE]["fits"] is True and files[SAFETEXT_FILE]["fingerprint"] == webui.made["fingerprint"]
 
@@ -177,6 +186,9 @@ def test_enabled_differs_and_writes_infotext(webui, baseline):
     on = decode_image(result["images"][0])
     SEEN["enabled"] = on
     assert not (on == baseline["image"]).all(), webui.log_tail()
+    # A second SafeText job in a row (Forge keeps the first job's patched weights until the next job loads them).
+    again = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[True, SAFETEXT_FILE, 1.0, "embedding"])["images"][0])
+    assert (again == on).all()
     infotext = result["info"]["infotexts"][0]
     assert "SafeText: test-file" in infotext
     assert f"SafeText fingerprint: {webui.made['fingerprint']}" in infotext
@@ -207,11 +219,15 @@ def test_bad_values_are_clear_api_errors(webui, args, needle):
     assert needle in info.value.body["detail"] and info.value.body["detail"].startswith("SafeText:")
 
 
-def test_api_cannot_switch_the_operator_lock_on_or_off(webui):
+def test_api_cannot_switch_the_operator_lock_on_or_off(webui, baseline):
     webui.post("/sdapi/v1/options", {"safetext_lock": True})
-    assert webui.get("/sdapi/v1/options")["safetext_lock"] is False
+    # Forge's options model lists only options registered before its API starts, so not SafeText's.
+    assert webui.get("/sdapi/v1/options").get("safetext_lock", False) is False
+    off = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[False])["images"][0])
+    assert (off == baseline["image"]).all()  # no lock in force
 
 
+@pytest.mark.skipif(IS_FORGE, reason="training inside Forge is not supported yet")
 def test_training_writes_a_file_that_fits(webui):
     unsafe = [f"{w}, {s}" for w in ("naked woman", "bloody corpse", "man injecting heroin", "decapitated body")
               for s in ("photo", "sketch", "4k")]
