@@ -68,8 +68,12 @@ class WebUI:
     """One webui process. ``with WebUI(...) as ui:`` starts it and always stops it (by its PID)."""
 
     def __init__(self, root: Path, python: str, data_dir: Path, hf_home: Path, extensions: dict[str, Path] | None = None,
-                 config: dict | None = None, checkpoint: Path | None = None):
+                 config: dict | None = None, checkpoint: Path | None = None, ui: bool = False,
+                 extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None):
+        """``ui=True`` starts the webui with its pages (without ``--nowebui``; the API stays on through ``--api``);
+        ``extra_args`` are added to the launch flags, ``extra_env`` to the environment."""
         self.root, self.python, self.data_dir, self.hf_home = root, python, data_dir, hf_home
+        self.ui, self.extra_args, self.extra_env = ui, tuple(extra_args), dict(extra_env or {})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -90,9 +94,11 @@ class WebUI:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 600) -> "WebUI":
-        args = [self.python, "launch.py", *LAUNCH_FLAGS, "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        args += shlex.split(os.environ.get("A1111_EXTRA_ARGS", ""))
+        flags = [flag for flag in LAUNCH_FLAGS if not (self.ui and flag == "--nowebui")]
+        args = [self.python, "launch.py", *flags, "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        args += [*self.extra_args, *shlex.split(os.environ.get("A1111_EXTRA_ARGS", ""))]
         env = offline_env(self.hf_home)
+        env.update(self.extra_env)
         env["COMMANDLINE_ARGS"] = ""
         env.pop("PYTHONPATH", None)
         self._log = open(self.log_path, "wb")
