@@ -183,7 +183,8 @@ def test_file_round_trip_with_metadata(sd1_trained):
     with safe_open(str(folder / "model.safetext.safetensors"), "pt") as f:
         names = list(f.keys())
     assert all(n.startswith("text_encoders.clip_l.transformer.") and n.endswith((".diff", ".diff_b")) for n in names)
-    assert "safetext" in loaded.describe()
+    described = loaded.describe()  # the path contains "safetext": check what describe() itself adds
+    assert "family:       sd1" in described and "tiny-sd1" in described and "clip_l (" in described
 
 
 def test_fingerprint_mismatch_names_both(sd1_trained, tmp_path):
@@ -438,7 +439,6 @@ def test_cli_align_info_export(tmp_path, capsys, monkeypatch):
 def test_generic_masked_encoder_counts_only_real_tokens(prompt_sets):
     """The real pretrained MiniLM: padded positions must not count towards the losses or figures."""
     from safetext_core.losses import cosine
-    from safetext_core.encoding import EncoderSet
 
     encoders = load_encoders(None)
     assert encoders.family == "generic"
@@ -454,7 +454,6 @@ def test_generic_masked_encoder_counts_only_real_tokens(prompt_sets):
     assert torch.allclose(cosine(noisy, outs[0], batch["mask"]), torch.ones(2), atol=1e-5)
     outcome = run_alignment(encoders, prompt_sets, AlignConfig(steps=3, batch_size=4, eval_every=0), draw=False)
     assert outcome.file.family == "generic" and outcome.file.deltas["text"]
-    assert isinstance(encoders, EncoderSet)
 
 
 def test_shifted_parameters_accept_inference_tensors():
