@@ -16,7 +16,8 @@ The stand-ins copy the ComfyUI 0.3.64 behaviour the nodes rely on:
   ``server.PromptServer.instance.send_sync``.
 
 Everything runs on tiny CLIP text encoders with the real vocabulary; no network. The file is long on purpose:
-the stand-ins above are shared by module-scoped fixtures (one tiny training serves most tests).
+the stand-ins above are shared by module-scoped fixtures (one tiny training serves most tests), and the front-end
+(Node.js) checks at the end are small.
 """
 from __future__ import annotations
 
@@ -938,3 +939,108 @@ def test_training_events_always_name_the_file(trained_once):
     assert phases[0] == "start" and phases[-1] == "done" and "finishing" in phases
     assert phases.count("done") == 1
     assert all(d.get("file") == "tiny.safetensors" for d in events), events
+
+
+# ------------------------------------------------------------------------------------------ front end
+
+FRONT_END = r"""
+import { app } from "./scripts/app.js";
+import { api } from "./scripts/api.js";
+globalThis.document = { createElement: () => ({ dataset: {}, style: {}, textContent: "", title: "" }) };
+globalThis.setInterval = () => 0;
+await import("./extensions/SafeText/safetext.js");
+const ext = app.extensions[0];
+await ext.setup();
+function fakeNode(id, comfyClass, widgets) {
+  const node = {
+    id, comfyClass, size: [300, 60],
+    widgets: widgets.map(([name, value, values]) => ({ name, value, options: values ? { values } : {} })),
+    addDOMWidget(name, type, element, options) { const w = { name, type, element, options }; this.widgets.push(w); return w; },
+    computeSize() { return [280, 26 * this.widgets.length]; },
+    setSize(size) { this.size = size; },
+  };
+  app.graph._nodes.push(node);
+  return node;
+}
+const out = {};
+const show = (node) => ({ text: node.safetextElement?.textContent, tone: node.safetextElement?.dataset.tone });
+const hint = (node) => node.safetextElement?.title;
+const set = (node, name, value) => { const w = node.widgets.find((w) => w.name === name); w.value = value; w.callback?.(value); };
+
+const apply = fakeNode(1, "SafeTextApply", [["safetext_file", "sd15.safetext.safetensors", ["tiny.safetensors"]],
+  ["enabled", true], ["strength", 1], ["blend_mode", "embedding blend (exact, default)"], ["override_fingerprint", false]]);
+await ext.nodeCreated(apply);
+const status = apply.widgets.at(-1);
+out.widget = { name: status.name, type: status.type, serialize: status.serialize, options_serialize: status.options.serialize,
+               unsent: status.serializeValue() === undefined, last: apply.widgets.indexOf(status) === apply.widgets.length - 1,
+               grew: apply.size[1] >= apply.computeSize()[1] };
+out.missing = show(apply); out.missing_hint = hint(apply);
+set(apply, "safetext_file", "tiny.safetensors"); out.on = show(apply);
+set(apply, "strength", 0.5); set(apply, "blend_mode", "weight blend (cheap, stacks with LoRAs)"); out.half = show(apply);
+set(apply, "override_fingerprint", true); out.override = show(apply);
+set(apply, "enabled", false); out.off = show(apply);
+const none = fakeNode(2, "SafeTextApply", [["safetext_file", "(no SafeText files: train one first)", ["(no SafeText files: train one first)"]],
+  ["enabled", true], ["strength", 1], ["blend_mode", "embedding blend (exact, default)"]]);
+await ext.nodeCreated(none); out.none = show(none);
+
+const trainer = fakeNode(3, "SafeTextTrain", [["file_name", "my.safetext"], ["steps", 2]]);
+await ext.nodeCreated(trainer); out.idle = show(trainer);
+api.dispatch("safetext.progress", { node: "3", phase: "start", step: 0, total: 2, file: "run.safetensors" });
+api.dispatch("safetext.progress", { node: "3", phase: "train", step: 1, total: 2, loss: 0.25, elapsed: 3 });
+out.training = show(trainer);
+api.dispatch("safetext.progress", { node: "3", phase: "finishing", step: 2, total: 2 }); out.finishing = show(trainer);
+api.dispatch("safetext.progress", { node: "3", phase: "done", step: 2, total: 2 }); out.done = show(trainer);
+api.dispatch("executed", { node: "3", output: { safetext: [{ file: "again.safetensors", reused: true }] } }); out.reused = show(trainer);
+api.dispatch("execution_error", { node_id: "3", exception_message: "SafeTextFileError: it exists\nTraceback" }); out.failed = show(trainer);
+api.dispatch("safetext.progress", { node: "3", phase: "cancelled" }); out.cancelled = show(trainer);
+
+const evaluator = fakeNode(4, "SafeTextEvaluate", [["safetext_file", "gone.safetensors", ["tiny.safetensors"]], ["threshold", 0.5]]);
+await ext.nodeCreated(evaluator); out.evaluate = show(evaluator);
+await ext.nodeCreated(fakeNode(5, "KSampler", [["seed", 1]])); out.other = app.graph._nodes[4].widgets.length;
+console.log(JSON.stringify(out));
+"""
+
+APP_STUB = """export const app = { extensions: [], registerExtension(e) { this.extensions.push(e); },
+  graph: { _nodes: [], getNodeById(id) { return this._nodes.find((n) => n.id === id) ?? null; } } };"""
+API_STUB = """export const api = { listeners: {}, addEventListener(name, fn) { (this.listeners[name] ??= []).push(fn); },
+  dispatch(name, detail) { for (const fn of this.listeners[name] ?? []) fn({ detail }); } };"""
+
+
+def test_front_end_status_line_in_every_state(tmp_path):
+    """safetext.js and safetext_state.js run in Node.js against stand-ins for ComfyUI's app and api modules: the
+    status line is a DOM widget that is never saved, and it says what each node's state is, from widget values
+    and server events only (no canvas drawing, no onExecuted: the Vue node renderer calls neither)."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "app.js").write_text(APP_STUB)
+    (tmp_path / "scripts" / "api.js").write_text(API_STUB)
+    shutil.copytree(ROOT / "javascript" / "comfyui", tmp_path / "extensions" / "SafeText")
+    (tmp_path / "run.js").write_text(FRONT_END)
+    done = subprocess.run([node, "run.js"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["widget"] == {"name": "safetext_status", "type": "safetext_status", "serialize": False,
+                             "options_serialize": False, "unsent": True, "last": True, "grew": True}
+    assert out["missing"] == {"text": "SafeText: file missing: sd15.safetext.safetensors", "tone": "error"}
+    assert "not in models/safetext" in out["missing_hint"] and "SafeText Train" in out["missing_hint"]
+    assert out["on"] == {"text": "SafeText ON 100%", "tone": "on"}
+    assert out["half"] == {"text": "SafeText ON 50% (weight blend)", "tone": "on"}
+    assert out["override"]["tone"] == "warn" and "fingerprint check off" in out["override"]["text"]
+    assert out["off"] == {"text": "SafeText OFF", "tone": "off"}
+    assert out["none"]["tone"] == "warn" and "no file chosen" in out["none"]["text"]
+    assert out["idle"]["text"] == "writes models/safetext/my.safetext.safetensors"
+    assert out["training"]["tone"] == "busy" and out["training"]["text"].startswith("training 1/2  |  loss 0.2500")
+    assert "run.safetensors" in out["finishing"]["text"] and out["finishing"]["tone"] == "busy"
+    assert out["done"] == {"text": "done: run.safetensors written", "tone": "on"}
+    assert out["reused"]["text"].startswith("reused again.safetensors")
+    assert out["failed"] == {"text": "failed: SafeTextFileError: it exists", "tone": "error"}
+    assert out["cancelled"]["text"].startswith("cancelled")
+    assert out["evaluate"]["tone"] == "error" and "gone.safetensors" in out["evaluate"]["text"]
+    assert out["other"] == 1  # other nodes are left alone

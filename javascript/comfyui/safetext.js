@@ -1,87 +1,114 @@
-// SafeText for ComfyUI: live training status on the Train node and a badge on nodes whose SafeText is active.
-// Loaded by ComfyUI from the pack's WEB_DIRECTORY (javascript/comfyui). A1111 does not load this folder.
+// SafeText for ComfyUI: a status line on each SafeText node (on/off/strength, a missing file, live training).
+// Loaded by ComfyUI from the pack's WEB_DIRECTORY (javascript/comfyui); A1111 does not load this folder.
+//
+// The line is a DOM widget (node.addDOMWidget), not canvas drawing: the classic LiteGraph canvas and the Vue
+// node renderer ("Nodes 2.0", which never calls onDrawForeground) both show DOM widgets. It is filled from the
+// node's own widget values and from server events on the API (never from onExecuted, which the Vue renderer
+// may not call), and it is not saved with the workflow (serialize: false), so saved workflows load unchanged.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { TONES, applyStatus, evaluateStatus, mergeTrainEvent, trainStatus } from "./safetext_state.js";
 
 const EVENT = "safetext.progress";
+const STATUS = "safetext_status"; // widget name and type (a type no renderer has its own component for)
 const NODE_TYPES = new Set(["SafeTextApply", "SafeTextTrain", "SafeTextEvaluate"]);
-const COLORS = { on: "#2e7d32", off: "#616161", warn: "#b26a00", busy: "#1565c0", error: "#b71c1c" };
 
-function widget(node, name) {
-  return node.widgets?.find((w) => w.name === name);
+function typeOf(node) {
+  return node?.comfyClass || node?.constructor?.comfyClass || node?.type;
 }
 
-// What the badge of a node says, from its widgets (live) or from what the server last reported.
-function badgeOf(node) {
-  const type = node.comfyClass || node.type;
-  if (type === "SafeTextApply") {
-    const enabled = widget(node, "enabled")?.value;
-    const strength = Number(widget(node, "strength")?.value ?? 0);
-    const file = widget(node, "safetext_file")?.value || "";
-    const weight = String(widget(node, "blend_mode")?.value || "").startsWith("weight");
-    if (!file || file.startsWith("(")) return { text: "SafeText: no file", color: COLORS.warn };
-    if (!enabled || strength === 0) return { text: "SafeText OFF", color: COLORS.off };
-    const override = widget(node, "override_fingerprint")?.value;
-    return {
-      text: `SafeText ON ${Math.round(strength * 100)}%${weight ? " (weights)" : ""}`,
-      color: override ? COLORS.warn : COLORS.on,
-    };
-  }
-  if (type === "SafeTextTrain") {
-    const s = node.safetextStatus;
-    if (!s) return null;
-    if (s.phase === "cancelled") return { text: "SafeText: cancelled", color: COLORS.off };
-    if (s.phase === "done" || s.phase === "reused") return { text: "SafeText ON (trained)", color: COLORS.on };
-    const loss = typeof s.loss === "number" ? `  loss ${s.loss.toFixed(4)}` : "";
-    return { text: `training ${s.step ?? 0}/${s.total ?? "?"}${loss}`, color: COLORS.busy };
+function value(node, name) {
+  return node.widgets?.find((w) => w.name === name)?.value;
+}
+
+function choices(node, name) {
+  const values = node.widgets?.find((w) => w.name === name)?.options?.values;
+  return typeof values === "function" ? values() : values;
+}
+
+function statusOf(node) {
+  switch (typeOf(node)) {
+    case "SafeTextApply":
+      return applyStatus({
+        file: value(node, "safetext_file"), choices: choices(node, "safetext_file"), enabled: value(node, "enabled"),
+        strength: value(node, "strength"), mode: value(node, "blend_mode"), override: value(node, "override_fingerprint"),
+      });
+    case "SafeTextEvaluate":
+      return evaluateStatus({ file: value(node, "safetext_file"), choices: choices(node, "safetext_file") });
+    case "SafeTextTrain":
+      return trainStatus(node.safetextEvent, value(node, "file_name"));
   }
   return null;
 }
 
-function drawStatus(node, ctx) {
-  // One line under the title bar of the Train node: step, loss, elapsed time, latest figures.
-  const text = node.safetextStatusText;
-  if (!text || node.flags?.collapsed) return;
-  ctx.save();
-  ctx.font = "11px sans-serif";
-  ctx.fillStyle = "#9ccc65";
-  ctx.fillText(text, 8, node.size[1] + 14, node.size[0] - 16);
-  ctx.restore();
+function refresh(node) {
+  const element = node?.safetextElement;
+  const status = element && statusOf(node);
+  if (!status) return;
+  const key = `${status.tone}|${status.text}|${status.hint ?? ""}`;
+  if (element.dataset.key === key) return;
+  element.dataset.key = key;
+  element.dataset.tone = status.tone;
+  element.textContent = status.text;
+  element.title = status.hint ?? status.text; // the whole story on hover: the line may be cut short
+  element.style.background = TONES[status.tone] ?? TONES.off;
+  node.setDirtyCanvas?.(true, false);
 }
 
-function drawBadge(node, ctx) {
-  const badge = badgeOf(node);
-  if (!badge || node.flags?.collapsed) return;
-  const titleHeight = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
-  ctx.save();
-  ctx.font = "bold 11px sans-serif";
-  const width = ctx.measureText(badge.text).width + 14;
-  const x = node.size[0] - width - 6;
-  const y = -titleHeight - 20;
-  ctx.fillStyle = badge.color;
-  ctx.beginPath();
-  if (ctx.roundRect) ctx.roundRect(x, y, width, 17, 8);
-  else ctx.rect(x, y, width, 17);
-  ctx.fill();
-  ctx.fillStyle = "#fff";
-  ctx.textBaseline = "middle";
-  ctx.fillText(badge.text, x + 7, y + 9);
-  ctx.restore();
+function fitSize(node) {
+  const needed = node.computeSize?.();
+  if (needed && node.size && (needed[1] > node.size[1] || needed[0] > node.size[0])) {
+    node.setSize?.([Math.max(node.size[0], needed[0]), Math.max(node.size[1], needed[1])]);
+  }
 }
 
-function statusLines(s) {
-  if (!s) return "";
-  const lines = [];
-  if (s.phase === "start") lines.push("starting...");
-  else if (s.phase === "cancelled") lines.push("cancelled: no file written");
-  else if (s.phase === "done") lines.push(`done: ${s.file ?? ""}`);
-  else lines.push(`step ${s.step}/${s.total}  (${s.phase})`);
-  if (typeof s.loss === "number") lines.push(`loss ${s.loss.toFixed(5)}`);
-  if (typeof s.elapsed === "number") lines.push(`${s.elapsed.toFixed(0)} s`);
-  const f = s.figures || {};
-  if (typeof f.unsafe_share_moved === "number") lines.push(`unsafe moved ${(100 * f.unsafe_share_moved).toFixed(1)}%`);
-  if (typeof f.safe_cos_mean === "number") lines.push(`safe cos ${f.safe_cos_mean.toFixed(3)}`);
-  return lines.join("  |  ");
+function addStatusLine(node) {
+  if (typeof node.addDOMWidget !== "function" || node.safetextElement) return;
+  const element = document.createElement("div");
+  element.className = "safetext-status";
+  element.style.cssText = "box-sizing:border-box;width:100%;min-height:20px;padding:2px 8px;border-radius:8px;color:#fff;" +
+    "font:bold 11px/16px sans-serif;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;";
+  // 28 px row, 4 px margin (the canvas renderer's default margin of 10 px would leave an 8 px element).
+  const widget = node.addDOMWidget(STATUS, STATUS, element, {
+    serialize: false, hideOnZoom: false, margin: 4, getMinHeight: () => 28, getMaxHeight: () => 28, getHeight: () => 28,
+  });
+  widget.serialize = false; // neither in widgets_values nor in the prompt sent to the server
+  widget.serializeValue = () => undefined;
+  node.safetextElement = element;
+  for (const w of node.widgets ?? []) {
+    if (w === widget) continue;
+    const callback = w.callback;
+    w.callback = function () {
+      const r = callback?.apply(this, arguments);
+      refresh(node);
+      return r;
+    };
+  }
+  const onConfigure = node.onConfigure;
+  node.onConfigure = function () {
+    const r = onConfigure?.apply(this, arguments);
+    fitSize(node);
+    refresh(node);
+    return r;
+  };
+  fitSize(node);
+  refresh(node);
+}
+
+function nodeById(id) {
+  if (id == null || !app.graph) return null;
+  const last = String(id).split(":").pop(); // subgraph execution ids look like "12:7"
+  return app.graph.getNodeById?.(Number(last)) ?? app.graph.getNodeById?.(last) ?? null;
+}
+
+function allNodes() {
+  const graph = app.graph;
+  return (graph?._nodes ?? graph?.nodes ?? []).filter((node) => NODE_TYPES.has(typeOf(node)));
+}
+
+function onTrainEvent(node, detail) {
+  node.safetextEvent = mergeTrainEvent(node.safetextEvent, detail);
+  refresh(node);
 }
 
 app.registerExtension({
@@ -89,38 +116,33 @@ app.registerExtension({
 
   async setup() {
     api.addEventListener(EVENT, ({ detail }) => {
-      if (!detail || detail.node == null) return;
-      const node = app.graph?.getNodeById?.(Number(detail.node)) ?? app.graph?.getNodeById?.(detail.node);
-      if (!node) return;
-      node.safetextStatus = { ...(node.safetextStatus || {}), ...detail };
-      node.safetextStatusText = statusLines(node.safetextStatus);
-      node.setDirtyCanvas?.(true, true);
-      app.graph?.setDirtyCanvas?.(true, true);
+      const node = nodeById(detail?.node);
+      if (node && typeOf(node) === "SafeTextTrain") onTrainEvent(node, detail);
     });
+    api.addEventListener("executed", ({ detail }) => {
+      const node = nodeById(detail?.display_node ?? detail?.node);
+      const state = detail?.output?.safetext?.[0];
+      if (node && state && typeOf(node) === "SafeTextTrain") {
+        onTrainEvent(node, { phase: state.reused ? "reused" : "done", file: state.file });
+      }
+      if (node) refresh(node);
+    });
+    api.addEventListener("execution_error", ({ detail }) => {
+      const node = nodeById(detail?.node_id);
+      if (node && typeOf(node) === "SafeTextTrain") {
+        onTrainEvent(node, { phase: "error", message: String(detail.exception_message ?? "").split("\n")[0].slice(0, 160) });
+      }
+    });
+    // Widget values can change without a callback (a file list refreshed with R, a workflow pasted in): a cheap
+    // check once a second keeps every status line right; refresh() touches the page only when the text changes.
+    setInterval(() => allNodes().forEach(refresh), 1000);
   },
 
-  async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (!NODE_TYPES.has(nodeData.name)) return;
+  async nodeCreated(node) {
+    if (NODE_TYPES.has(typeOf(node))) addStatusLine(node);
+  },
 
-    const onDrawForeground = nodeType.prototype.onDrawForeground;
-    nodeType.prototype.onDrawForeground = function (ctx) {
-      const r = onDrawForeground?.apply(this, arguments);
-      drawBadge(this, ctx);
-      drawStatus(this, ctx);
-      return r;
-    };
-
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      const r = onExecuted?.apply(this, arguments);
-      const state = message?.safetext?.[0];
-      if (state && nodeData.name === "SafeTextTrain") {
-        this.safetextStatus = { ...(this.safetextStatus || {}), phase: state.reused ? "reused" : "done", file: state.file };
-        this.safetextStatusText = state.reused ? `reused ${state.file} (same settings: not retrained)` : `done: ${state.file}`;
-      }
-      if (state?.warnings?.length) this.safetextWarnings = state.warnings;
-      this.setDirtyCanvas?.(true, true);
-      return r;
-    };
+  async refreshComboInNodes() {
+    allNodes().forEach(refresh);
   },
 });
