@@ -17,7 +17,7 @@ The stand-ins copy the ComfyUI 0.3.64 behaviour the nodes rely on:
 
 Everything runs on tiny CLIP text encoders with the real vocabulary; no network. The file is long on purpose:
 the stand-ins above are shared by module-scoped fixtures (one tiny training serves most tests), and the front-end
-(Node.js) checks at the end are small.
+(Node.js) and integration-harness checks at the end are small.
 """
 from __future__ import annotations
 
@@ -1044,3 +1044,49 @@ def test_front_end_status_line_in_every_state(tmp_path):
     assert out["cancelled"]["text"].startswith("cancelled")
     assert out["evaluate"]["tone"] == "error" and "gone.safetensors" in out["evaluate"]["text"]
     assert out["other"] == 1  # other nodes are left alone
+
+
+# ------------------------------------------------------------------------------------------ integration harness
+
+def _harness():
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    try:
+        import comfy_server
+    finally:
+        sys.path.pop(0)
+    return comfy_server
+
+
+def test_import_check_reads_only_safetexts_own_line():
+    """ComfyUI's optional nodes may fail to import (audio nodes without torchaudio); only our line counts."""
+    harness = _harness()
+    sep = os.sep
+    ours = f"/tmp/base{sep}custom_nodes{sep}{harness.NODE_FOLDER}"
+    log = "\n".join(["WARNING: some comfy_extras/ nodes did not import correctly.", "IMPORT FAILED: nodes_audio.py",
+                     "Import times for custom nodes:", f"   0.0 seconds (IMPORT FAILED): /tmp/base{sep}custom_nodes{sep}other",
+                     f"   0.6 seconds: {ours}", ""])
+    assert harness.pack_import_line(log) == f"0.6 seconds: {ours}"
+    assert not harness.pack_import_errors(log)
+    failed = log.replace(f"   0.6 seconds: {ours}", f"   0.1 seconds (IMPORT FAILED): {ours}") + \
+        f"\nCannot import {ours} module for custom nodes: boom"
+    assert "IMPORT FAILED" in harness.pack_import_line(failed)
+    assert harness.pack_import_errors(failed) == [f"Cannot import {ours} module for custom nodes: boom"]
+    assert harness.pack_import_line("IMPORT FAILED: nodes_audio.py") is None  # not listed at all: not imported
+
+
+def test_the_comfyui_harness_removes_its_folder_when_comfyui_fails_to_start(tmp_path):
+    harness = _harness()
+    fake = tmp_path / "ComfyUI"
+    fake.mkdir()
+    (fake / "main.py").write_text("import sys\nprint('ComfyUI refuses to start')\nsys.exit(3)\n")
+    server = harness.ComfyServer(fake, python=sys.executable)
+    added = []
+    with pytest.raises(harness.ComfyError, match="exited with 3"):
+        with harness.running(server, lambda s: added.append(s.models.is_dir())):
+            pytest.fail("started")
+    assert added == [True] and not server.base.exists()
+    server = harness.ComfyServer(fake, python=sys.executable)
+    with pytest.raises(RuntimeError, match="no checkpoint"):
+        with harness.running(server, lambda s: (_ for _ in ()).throw(RuntimeError("no checkpoint"))):
+            pass
+    assert not server.base.exists()

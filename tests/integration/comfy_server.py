@@ -25,8 +25,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_FOLDER = "ComfyUI-SafeText"
@@ -46,12 +47,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def pack_import_line(log: str, folder: str = NODE_FOLDER) -> str | None:
+    """This pack's line in ComfyUI's "Import times for custom nodes" list (``   0.6 seconds: .../custom_nodes/<folder>``,
+    with ``(IMPORT FAILED)`` when it failed), or None when the pack is not listed. Other packs' lines and
+    ComfyUI's own "IMPORT FAILED: nodes_audio.py" warnings (missing optional dependencies) are not ours."""
+    ending = os.sep + "custom_nodes" + os.sep + folder
+    for line in log.splitlines():
+        if " seconds" in line and line.rstrip().rstrip(os.sep).endswith(ending):
+            return line.strip()
+    return None
+
+
+def pack_import_errors(log: str, folder: str = NODE_FOLDER) -> list[str]:
+    """ComfyUI's "Cannot import <path> module for custom nodes" warnings about this pack."""
+    ending = os.sep + "custom_nodes" + os.sep + folder + " "
+    return [line.strip() for line in log.splitlines() if "Cannot import" in line and ending in line]
+
+
 def comfy_commit(comfy_path: str | os.PathLike) -> str:
+    """The ComfyUI checkout's commit: ``git rev-parse HEAD``, else a ``.host_commit`` file (plain copies)."""
     try:
-        return subprocess.run(["git", "-C", str(comfy_path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=30).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(comfy_path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        commit = ""
+    if not commit:
+        try:
+            commit = (Path(comfy_path) / ".host_commit").read_text().split()[0]
+        except (OSError, IndexError):
+            commit = ""
+    return commit or "unknown"
 
 
 class ComfyError(RuntimeError):
@@ -147,10 +172,17 @@ class ComfyServer:
             shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> "ComfyServer":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         self.cleanup()
+
+    def pack_import_line(self) -> str | None:
+        return pack_import_line(self.log_text())
 
     def log_text(self) -> str:
         try:
@@ -237,6 +269,20 @@ class ComfyServer:
 
     def images(self, entry: dict, node_id: str) -> list[bytes]:
         return [self.image(ref) for ref in entry.get("outputs", {}).get(str(node_id), {}).get("images", [])]
+
+
+@contextmanager
+def running(server: ComfyServer, setup: Callable[[ComfyServer], None] | None = None) -> Iterator[ComfyServer]:
+    """Prepare ``server``'s folders, ``setup(server)`` (add models), start it, and stop it and remove its
+    throw-away folder afterwards: also when setting up or starting fails."""
+    try:
+        server.prepare()
+        if setup is not None:
+            setup(server)
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
 
 
 def error_message(entry: dict) -> str:
