@@ -27,6 +27,10 @@ optimiser is the fused AdamW where torch has it for the device.
 
 The loop reports progress through a callback, checks a cancel flag between steps, evaluates on the
 validation split to keep the best weights and stop early, and can checkpoint for resuming.
+
+Why this module is over 400 lines: ``align`` is one function whose state (the prompt pools, the originals
+encoded once, the mined prompts, the optimiser and the resume checkpoint) every part of a step reads; losses,
+figures and checkpoint I/O already live in their own modules.
 """
 from __future__ import annotations
 
