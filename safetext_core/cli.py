@@ -211,13 +211,14 @@ def cmd_why(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .safetext_file import SafeTextFile
+    from .safetext_file import describe_report, inspect_file, report_json
 
-    file = SafeTextFile.load(args.file)
-    if args.json:
-        print(json.dumps({**file.metadata(), "tensors": sum(len(d) for d in file.deltas.values())}, indent=1))
-    else:
-        print(file.describe())
+    # The header only (memory does not grow with the tensors); strings escaped and shortened. A file with
+    # problems is still described (unreadable fields marked), then refused: exit code 2.
+    report = inspect_file(args.file)
+    print(json.dumps(report_json(report), indent=1) if args.json else describe_report(report))
+    if report.problems:
+        raise report.error()
     return 0
 
 
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     why.add_argument("--device")
     why.set_defaults(func=cmd_why)
 
-    info = sub.add_parser("info", help="print a SafeText file's metadata")
+    info = sub.add_parser("info", help="print a SafeText file's metadata (header only; exit code 2 if it cannot be used)")
     info.add_argument("file")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)

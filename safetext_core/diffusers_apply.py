@@ -1,24 +1,39 @@
 """Apply a SafeText file to a diffusers ``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline``.
 
 ``apply_safetext(pipe, "file.safetensors", strength=1.0, mode="embedding")`` returns a handle whose
-``enabled``, ``strength`` and ``mode`` can be changed between generations and whose ``remove()``
-restores the pipeline. The encoders' weights are never modified: the handle overrides each encoder's
-``forward`` on the instance, computing the aligned pass with substituted parameters. Disabled (or
-strength 0 in embedding mode) calls the original forward directly: bit-for-bit the original output.
+``enabled``, ``strength`` and ``mode`` can be changed between generations, whose ``local(...)`` sets them
+for the calls of one thread (or asyncio task) only, and whose ``remove()`` restores the pipeline. The
+file is checked against the encoders' weights first (:meth:`SafeTextFile.validate_against`).
 
-Cost per encoder call (see benchmarks/): the weight blend is one pass, like the original, with the
-shifted tensors swapped into the module's parameter slots for its duration (no weight is edited, and
-the slots are restored even when the pass raises). The embedding blend at a strength strictly
-between 0 and 1 needs the original and the aligned pass; on CUDA the aligned one is replayed from a
-CUDA graph captured on first use for each input shape, so it costs the GPU's few hundred
-microseconds rather than a second round of kernel launches. Anything the capture cannot handle
+**Nothing shared is ever written.** The handle wraps each encoder's ``forward`` on the instance; the
+aligned pass runs the encoder class's own ``forward`` on a *shadow* of the encoder (a copy of its module
+tree that shares every tensor, buffer and hook except the shifted parameters ``W + s * delta``, see
+:class:`safetext_core.weights.ShiftPlan`). So any number of threads can share one pipeline, each with its
+own settings: a call reads the settings once when it starts, and never sees another thread's weights or
+strength; the encoder's own parameters are never swapped or edited, so ``remove()`` (or a crash at any
+moment) cannot leave a weight modified. Disabled (or strength 0) calls run the original forward directly:
+bit-for-bit the original output. Any other pipeline holding the same encoder object gets SafeText too
+(the wrapper is on the encoder, as a LoRA fused into it would be); docs/reliability.md has the details.
+
+**accelerate.** With ``enable_model_cpu_offload()`` (before or after ``apply_safetext``) the handle sits
+under accelerate's hook, so the hook moves the encoder and the inputs before either pass and ``remove()``
+leaves the hook in place. ``enable_sequential_cpu_offload()`` hooks every sub-module, which the aligned
+pass cannot run under: it is refused (at apply time, or failing closed at the first aligned call).
+
+Cost per encoder call (see benchmarks/): the weight blend is one pass, like the original. The embedding
+blend at a strength strictly between 0 and 1 needs the original and the aligned pass; on CUDA the aligned
+one is replayed from a CUDA graph captured on first use for each input shape, so it costs the GPU's few
+hundred microseconds rather than a second round of kernel launches. Anything the capture cannot handle
 falls back to the plain pass.
 """
 from __future__ import annotations
 
+import contextvars
+import functools
 import os
+import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -31,7 +46,13 @@ from .models import to_model_names
 from .safetext_file import SafeTextFile
 
 MAX_GRAPHS = 16  # captured graphs kept per handle (each holds its static inputs, outputs and memory pool)
+MAX_PLANS = 3    # shifted weight sets kept per encoder: shift 1 (the embedding blend) and two weight-blend strengths
 
+
+class Settings(NamedTuple):
+    enabled: bool
+    strength: float
+    mode: str
 
 
 class SafeTextHandle:
@@ -43,53 +64,88 @@ class SafeTextHandle:
         if not family.diffusion:
             raise SafeTextFileError(f"a {file.family} SafeText file cannot be applied to a diffusion pipeline")
         self.file = file
-        self._strength = check_strength(strength)
-        self._mode = check_mode(mode)
-        self.enabled = bool(enabled)
+        self._settings = Settings(bool(enabled), check_strength(strength), check_mode(mode))
+        self._local: contextvars.ContextVar[Settings | None] = contextvars.ContextVar(f"safetext-{id(self)}",
+                                                                                      default=None)
+        self._lock = threading.RLock()
         self._modules: dict[str, nn.Module] = {}
         for encoder, (attribute, _) in ((spec.name, spec.diffusers) for spec in family.encoders):
             module = getattr(pipe, attribute, None)
             if module is None:
                 raise SafeTextFileError(f"this pipeline has no {attribute} for the file's {encoder} encoder")
             self._modules[encoder] = module
-        fingerprints = {e: fingerprint_state_dict(m.state_dict()) for e, m in self._modules.items()}
-        self.warnings = file.check_fingerprints(fingerprints, override=override_fingerprint)
+        for module in self._modules.values():
+            _check_wrappable(module)
+        states = {e: m.state_dict() for e, m in self._modules.items()}
+        self.warnings = file.check_fingerprints({e: fingerprint_state_dict(s) for e, s in states.items()},
+                                                override=override_fingerprint)
+        file.validate_against(states)  # names, shapes, dtypes, magnitudes: whatever the fingerprint says
         self._deltas = {e: to_model_names(m, file.deltas.get(e, {})) for e, m in self._modules.items()}
         self._plans: dict[tuple[str, float], ShiftPlan] = {}
         self.use_cuda_graphs = bool(use_cuda_graphs)
         self._graphs: dict[tuple, _GraphedPass | None] = {}  # None: this call shape runs eagerly
+        self._wrappers: dict[str, _Wrapper] = {}
         for encoder, module in self._modules.items():
-            if "forward" in module.__dict__:
-                raise SafeTextError(f"{type(module).__name__} already has a patched forward (another SafeText handle?)")
-            module.forward = self._make_forward(encoder, module)
+            self._wrappers[encoder] = _Wrapper.install(self, encoder, module)
 
     # ------------------------------------------------------------------ controls
     @property
+    def enabled(self) -> bool:
+        return self._settings.enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._settings = self._settings._replace(enabled=bool(value))
+
+    @property
     def strength(self) -> float:
-        return self._strength
+        return self._settings.strength
 
     @strength.setter
     def strength(self, value: float) -> None:
-        value = check_strength(value)
-        if value != self._strength:
-            self._strength = value
-            # The embedding blend runs at shift 1 (and its graphs read those tensors): keep that plan.
-            self._plans = {k: v for k, v in self._plans.items() if k[1] == 1.0}
+        self._settings = self._settings._replace(strength=check_strength(value))
 
     @property
     def mode(self) -> str:
-        return self._mode
+        return self._settings.mode
 
     @mode.setter
     def mode(self, value: str) -> None:
-        self._mode = check_mode(value)
+        self._settings = self._settings._replace(mode=check_mode(value))
+
+    @contextmanager
+    def local(self, enabled: bool | None = None, strength: float | None = None,
+              mode: str | None = None) -> Iterator["SafeTextHandle"]:
+        """Settings for the encoder calls of this thread (or asyncio task) only, e.g. one web request's::
+
+            with handle.local(strength=0.5):
+                image = pipe(prompt).images[0]
+
+        Unset ones follow the handle's. Other threads keep theirs; nothing is shared or written."""
+        base = self._local.get() or self._settings
+        chosen = Settings(base.enabled if enabled is None else bool(enabled),
+                          base.strength if strength is None else check_strength(strength),
+                          base.mode if mode is None else check_mode(mode))
+        token = self._local.set(chosen)
+        try:
+            yield self
+        finally:
+            self._local.reset(token)
+
+    def current_settings(self) -> Settings:
+        """What a call starting now in this thread uses (read once per call, so it never mixes two)."""
+        return self._local.get() or self._settings
 
     def remove(self) -> None:
-        for module in self._modules.values():
-            module.__dict__.pop("forward", None)
-        self._modules.clear()
-        self._plans.clear()
-        self._graphs.clear()
+        """Take SafeText off: each wrapper is unlinked from wherever it sits (under accelerate's hook too)
+        and, should anything still hold it, passes calls straight through from now on."""
+        with self._lock:
+            for wrapper in self._wrappers.values():
+                wrapper.uninstall()
+            self._wrappers.clear()
+            self._modules.clear()
+            self._plans.clear()
+            self._graphs.clear()
 
     def __enter__(self) -> "SafeTextHandle":
         return self
@@ -97,55 +153,149 @@ class SafeTextHandle:
     def __exit__(self, *exc: Any) -> None:
         self.remove()
 
-    # ------------------------------------------------------------------ the patched forward
-    def _make_forward(self, encoder: str, module: nn.Module):
-        original_forward = type(module).forward.__get__(module)
-        handle = self
+    # ------------------------------------------------------------------ one call
+    def _call(self, encoder: str, module: nn.Module, original: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        enabled, strength, mode = self.current_settings()
+        if not enabled or strength == 0.0:
+            return original(*args, **kwargs)
+        # Weight blend: one pass with W + s * delta. Embedding blend: the fully aligned encoder
+        # (alone at s = 1, where the blend equals it), lerped with the original pass.
+        plan = self._plan(encoder, module, strength if mode == "weight" else 1.0)
+        if mode == "weight" or strength == 1.0:
+            return plan.run(args, kwargs)
+        output = original(*args, **kwargs)
+        graphed = self._graphed(encoder, module, plan, args, kwargs)
+        aligned = graphed(args, kwargs) if graphed is not None else plan.run(args, kwargs)
+        return blend_outputs(output, aligned, strength)
 
-        def aligned_pass(plan: ShiftPlan, args: tuple, kwargs: dict) -> Any:
-            with plan.swapped():
-                return original_forward(*args, **kwargs)
-
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            strength = handle._strength
-            if not handle.enabled or strength == 0.0:
-                return original_forward(*args, **kwargs)
-            # Weight blend: one pass with W + s * delta. Embedding blend: the fully aligned encoder
-            # (alone at s = 1, where the blend equals it), lerped with the original pass.
-            plan = handle._plan(encoder, module, strength if handle._mode == "weight" else 1.0)
-            if handle._mode == "weight" or strength == 1.0:
-                return aligned_pass(plan, args, kwargs)
-            original = original_forward(*args, **kwargs)
-            graphed = handle._graphed(encoder, plan, aligned_pass, args, kwargs)
-            aligned = graphed(args, kwargs) if graphed is not None else aligned_pass(plan, args, kwargs)
-            return blend_outputs(original, aligned, strength)
-
-        return forward
-
-    def _plan(self, encoder: str, module: nn.Module, shift: float) -> "ShiftPlan":
-        plan = self._plans.get((encoder, shift))
-        if plan is None or not plan.current():
-            plan = self._plans[(encoder, shift)] = ShiftPlan(module, self._deltas[encoder], shift)
+    def _plan(self, encoder: str, module: nn.Module, shift: float) -> ShiftPlan:
+        key = (encoder, shift)
+        plan = self._plans.get(key)
+        if plan is not None and plan.current():
+            return plan
+        with self._lock:  # one thread builds; the others wait for it rather than building their own
+            plan = self._plans.get(key)
+            if plan is None or not plan.current():
+                _check_submodules(module)  # e.g. sequential offload hooked on since: fail closed, clearly
+                plan = ShiftPlan(module, self._deltas[encoder], shift)
+                plan.module  # the shadow, built here so no call waits on it
+            plans = {k: v for k, v in self._plans.items() if k != key}
+            kept = [k for k in plans if k[0] == encoder and k[1] != 1.0]
+            for old in kept[: max(0, len(kept) - (MAX_PLANS - 2))]:  # shift 1 and the newest others stay
+                del plans[old]
+            plans[key] = plan
+            self._plans = plans  # replaced whole: readers never see a dictionary being changed
         return plan
 
-    def _graphed(self, encoder: str, plan: "ShiftPlan", aligned_pass: Callable[["ShiftPlan", tuple, dict], Any],
-                 args: tuple, kwargs: dict) -> "_GraphedPass | None":
+    def _graphed(self, encoder: str, module: nn.Module, plan: ShiftPlan, args: tuple,
+                 kwargs: dict) -> "_GraphedPass | None":
         """The CUDA graph of the fully aligned pass for this call's shapes, captured on first use."""
         if not self.use_cuda_graphs or torch.is_grad_enabled() or torch.is_autocast_enabled("cuda"):
             return None  # graphs are captured for plain inference only
+        if "_hf_hook" in module.__dict__:
+            return None  # accelerate moves the weights between calls: a graph would read stale addresses
         signature = _call_signature(args, kwargs)
         if signature is None:
             return None
         # ``plan`` is current (just checked) and watches every tensor the graph reads by address; a
         # rebuilt plan means a new graph.
         key = (encoder, signature, plan)
-        if key not in self._graphs:
-            # Drop this encoder's stale graphs (and the memory they hold) before capturing a new one.
-            self._graphs = {k: g for k, g in self._graphs.items() if k[:2] != (encoder, signature)}
-            while len(self._graphs) >= MAX_GRAPHS:  # many prompt shapes: forget the oldest graph
-                self._graphs.pop(next(iter(self._graphs)))
-            self._graphs[key] = _GraphedPass.capture(lambda a, k: aligned_pass(plan, a, k), args, kwargs, plan)
-        return self._graphs[key]
+        graphs = self._graphs
+        if key in graphs:
+            return graphs[key]
+        with self._lock:
+            if key not in self._graphs:
+                # Drop this encoder's stale graphs (and the memory they hold) before capturing a new one.
+                graphs = {k: g for k, g in self._graphs.items() if k[:2] != (encoder, signature)}
+                while len(graphs) >= MAX_GRAPHS:  # many prompt shapes: forget the oldest graph
+                    graphs.pop(next(iter(graphs)))
+                graphs[key] = _GraphedPass.capture(plan.run, args, kwargs, plan)
+                self._graphs = graphs
+            return self._graphs[key]
+
+
+# ---------------------------------------------------------------------------------- the wrapper
+
+def _plain(module: nn.Module, forward: Any) -> bool:
+    """``forward`` is the module's class ``forward`` bound to it (what accelerate leaves after removing a hook)."""
+    return getattr(forward, "__self__", None) is module and getattr(forward, "__func__", None) is type(module).forward
+
+
+def _accelerate_hooked(module: nn.Module) -> bool:
+    forward = module.__dict__.get("forward")
+    return ("_hf_hook" in module.__dict__ and "_old_forward" in module.__dict__
+            and isinstance(forward, functools.partial) and forward.args[:1] == (module,))
+
+
+def _check_wrappable(module: nn.Module) -> None:
+    slot = "_old_forward" if _accelerate_hooked(module) else "forward"
+    current = module.__dict__.get(slot)
+    if isinstance(current, _Wrapper):
+        raise SafeTextError(f"{type(module).__name__} already has a SafeText handle; remove() it first")
+    if current is not None and not _plain(module, current):
+        raise SafeTextError(f"{type(module).__name__} already has a patched forward that is not accelerate's hook "
+                            "(another library's wrapper?); SafeText cannot run its aligned pass under it")
+    _check_submodules(module)
+
+
+def _check_submodules(module: nn.Module) -> None:
+    for name, child in module.named_modules():
+        if name and ("forward" in child.__dict__ or "_hf_hook" in child.__dict__):
+            raise SafeTextError(
+                f"the encoder's sub-module {name} ({type(child).__name__}) has a patched forward (e.g. "
+                "enable_sequential_cpu_offload's hooks); SafeText's aligned pass cannot run under it. Use "
+                "enable_model_cpu_offload, or no offload")
+
+
+class _Wrapper:
+    """The encoder's instance-level ``forward``: directly on the module, or, when accelerate has hooked it,
+    in accelerate's ``_old_forward`` slot (under the hook, where it would be had SafeText come first).
+
+    No ``__dict__`` (accelerate copies a wrapped forward's ``__dict__`` onto its own); ``__wrapped__`` is the
+    class's forward, so ``inspect.signature`` sees the encoder's real signature."""
+
+    __slots__ = ("handle", "encoder", "module", "previous", "original", "__wrapped__")
+
+    def __init__(self, handle: SafeTextHandle, encoder: str, module: nn.Module, previous: Any):
+        self.handle: SafeTextHandle | None = handle
+        self.encoder = encoder
+        self.module = module
+        self.previous = previous  # what our slot held (None: nothing, i.e. the class's forward)
+        self.original = type(module).forward.__get__(module)
+        self.__wrapped__ = self.original
+
+    @classmethod
+    def install(cls, handle: SafeTextHandle, encoder: str, module: nn.Module) -> "_Wrapper":
+        slot = "_old_forward" if _accelerate_hooked(module) else "forward"
+        wrapper = cls(handle, encoder, module, module.__dict__.get(slot))
+        module.__dict__[slot] = wrapper
+        return wrapper
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        handle = self.handle
+        if handle is None:  # removed, but something installed after us still calls us: pass straight through
+            return self.original(*args, **kwargs)
+        return handle._call(self.encoder, self.module, self.original, args, kwargs)
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        """A deep copy of the encoder is another, plain encoder: SafeText stays on this one."""
+        copied = memo.get(id(self.module))
+        return type(copied).forward.__get__(copied) if copied is not None else self.original
+
+    def uninstall(self) -> None:
+        """Put back what would be there had SafeText never been applied, wherever accelerate has moved us
+        (``remove_hook_from_module`` moves ``_old_forward`` back to ``forward``; hooking moves ``forward`` to
+        ``_old_forward``); accelerate's own hook is left alone."""
+        self.handle = None
+        state = self.module.__dict__
+        for slot in ("forward", "_old_forward"):
+            if state.get(slot) is self:
+                if self.previous is not None:
+                    state[slot] = self.previous
+                elif slot == "forward":
+                    del state[slot]
+                else:  # accelerate hooked after us; without us it would hold the plain forward
+                    state[slot] = self.original
 
 
 # ---------------------------------------------------------------------------------- CUDA graphs
@@ -169,10 +319,15 @@ def _call_signature(args: tuple, kwargs: dict) -> tuple | None:
 
 
 class _GraphedPass:
-    """One captured CUDA graph of a pass: static inputs are refilled, the graph replayed, outputs cloned."""
+    """One captured CUDA graph of a pass: static inputs are refilled, the graph replayed, outputs cloned.
+
+    Replays are serialised (one set of static inputs and outputs), and each waits on the stream of the one
+    before, so threads on different CUDA streams never overwrite each other's inputs or outputs."""
 
     def __init__(self, graph: Any, inputs: list[tuple[int | str, torch.Tensor]], output: Any, keep: Any):
         self.graph, self.inputs, self.output, self.keep = graph, inputs, output, keep
+        self.lock = threading.Lock()
+        self.done: Any = None  # CUDA event recorded after the last replay's outputs were copied
 
     @classmethod
     def capture(cls, fn: Callable[[tuple, dict], Any], args: tuple, kwargs: dict,
@@ -187,7 +342,8 @@ class _GraphedPass:
                     fn(tuple(static_args), static_kwargs)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph), torch.no_grad():
+            # thread_local: another thread's CUDA work meanwhile neither breaks this capture nor is refused
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"), torch.no_grad():
                 output = fn(tuple(static_args), static_kwargs)
         except Exception:  # noqa: BLE001 - e.g. a host sync inside the pass: run it eagerly instead
             try:
@@ -200,17 +356,25 @@ class _GraphedPass:
         return cls(graph, inputs, output, (keep, static_args, static_kwargs))
 
     def __call__(self, args: tuple, kwargs: dict) -> Any:
-        for key, static in self.inputs:
-            static.copy_(args[key] if isinstance(key, int) else kwargs[key])
-        self.graph.replay()
-        # The next replay overwrites the static outputs; the caller keeps its own copy.
-        return map_tensors(torch.Tensor.clone, self.output)
+        with self.lock:
+            stream = torch.cuda.current_stream()
+            if self.done is not None:
+                stream.wait_event(self.done)
+            for key, static in self.inputs:
+                static.copy_(args[key] if isinstance(key, int) else kwargs[key])
+            self.graph.replay()
+            # The next replay overwrites the static outputs; the caller keeps its own copy.
+            output = map_tensors(torch.Tensor.clone, self.output)
+            self.done = torch.cuda.Event()
+            self.done.record(stream)
+            return output
 
 
 def apply_safetext(pipe: Any, file: str | os.PathLike | SafeTextFile, strength: float = 1.0,
                    mode: str = "embedding", enabled: bool = True, override_fingerprint: bool = False,
                    use_cuda_graphs: bool = True) -> SafeTextHandle:
     """Apply ``file`` to ``pipe``; see the module docstring. Raises ``FingerprintMismatch`` for another
-    checkpoint's file. ``use_cuda_graphs=False`` runs the embedding blend's aligned pass eagerly."""
+    checkpoint's file and :class:`SafeTextFileError` for a file that does not fit the encoders (checked even
+    with ``override_fingerprint``). ``use_cuda_graphs=False`` runs the embedding blend's aligned pass eagerly."""
     loaded = file if isinstance(file, SafeTextFile) else SafeTextFile.load(file)
     return SafeTextHandle(pipe, loaded, strength, mode, enabled, override_fingerprint, use_cuda_graphs)

@@ -5,15 +5,20 @@
   original and strength 1 the aligned encoder, bit for bit.
 * **weight blend**: ``W + s * delta``; no extra pass; equal to the embedding blend at s = 0 and s = 1.
 
-Every host computes shifted weights with :func:`shifted`: swapped into a module's parameter slots for one
-pass by :class:`ShiftPlan` (the diffusers handle, the A1111/Forge aligned pass), returned by ComfyUI's
-weight wrappers, or copied into an evaluation model by :func:`apply_deltas`; outputs are blended with
-:func:`blend_outputs`, which walks nested outputs with :func:`map_tensors`. Nothing here edits a module's
-weights in place.
+Every host computes shifted weights with :func:`shifted`: run by :class:`ShiftPlan` either on a *shadow* of
+the module (the diffusers handle: a copy of the module tree that shares every tensor except the shifted
+ones, so nothing shared is ever written and any number of threads can run it at once) or swapped into the
+module's parameter slots for one pass (the A1111/Forge aligned pass, which runs one job at a time),
+returned by ComfyUI's weight wrappers, or copied into an evaluation model by :func:`apply_deltas`; outputs
+are blended with :func:`blend_outputs`, which walks nested outputs with :func:`map_tensors`. Nothing here
+edits a module's weights in place, and a difference whose shape is not exactly its weight's is refused
+(never broadcast).
 """
 from __future__ import annotations
 
 import copy
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable, Iterator, Mapping
@@ -21,7 +26,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from .errors import ConfigError, SafeTextFileError
+from .errors import ConfigError, SafeTextError, SafeTextFileError
 
 BLEND_MODES = ("embedding", "weight")
 
@@ -43,19 +48,76 @@ def check_mode(mode: Any) -> str:
     return mode
 
 
-def shifted(weight: torch.Tensor, delta: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
-    """``weight + strength * delta``, summed in float32, in ``weight``'s dtype and device (a new tensor)."""
+# A difference read from a file may change a weight by at most DELTA_RATIO x max(max |w|, DELTA_FLOOR).
+# Real files stay far below: the default MiniLM run's largest is 0.07 x its weight's max |w| (0.019 in all);
+# the tests' deliberately fast training about 1 x. A file above it is hostile or broken, not aggressive.
+DELTA_RATIO = 100.0
+DELTA_FLOOR = 0.1
+
+
+def _source(deltas: Any) -> str:
+    """The file a set of differences came from (``SafeTextFile.load`` tags them), for error messages."""
+    source = getattr(deltas, "source", None)
+    return f"SafeText file {source}" if source else "the SafeText file"
+
+
+def _abs_max(tensor: torch.Tensor) -> float:
+    low, high = torch.aminmax(tensor.detach())
+    return max(abs(float(low)), abs(float(high)))
+
+
+def check_difference(weight: torch.Tensor, delta: torch.Tensor, name: str, source: str = "the SafeText file",
+                     magnitude: bool = True) -> None:
+    """Refuse (:class:`SafeTextFileError` naming ``source`` and ``name``) a difference that does not fit
+    ``weight``: another shape (never transposed, never broadcast), not floating point, or, with
+    ``magnitude``, larger than :data:`DELTA_RATIO` x max(max |w|, :data:`DELTA_FLOOR`) or overflowing the
+    weight's dtype. The magnitude check reads both tensors once (about 0.1 s for all of CLIP-L on a CPU)."""
+    if tuple(delta.shape) != tuple(weight.shape):
+        raise SafeTextFileError(f"{source}: the difference for {name} has shape {tuple(delta.shape)}, the encoder's "
+                                f"weight {tuple(weight.shape)}; a difference of another shape is never applied "
+                                "(not transposed, not broadcast)")
+    if not weight.is_floating_point() or not delta.is_floating_point():
+        raise SafeTextFileError(f"{source}: {name} is {weight.dtype} and its difference {delta.dtype}; SafeText "
+                                "shifts floating-point weights only")
+    if not magnitude or weight.is_meta or delta.is_meta:
+        return
+    scale, biggest = _abs_max(weight), _abs_max(delta)
+    limit = DELTA_RATIO * max(scale, DELTA_FLOOR)
+    if not biggest <= limit:
+        raise SafeTextFileError(
+            f"{source}: the difference for {name} reaches {biggest:.3g}, its weight's largest value is {scale:.3g}; "
+            f"a difference above {DELTA_RATIO:g} x max(max |w|, {DELTA_FLOOR:g}) = {limit:.3g} is implausible and "
+            "refused")
+    if scale + biggest > torch.finfo(weight.dtype).max:
+        raise SafeTextFileError(f"{source}: the difference for {name} would overflow its {weight.dtype} weight")
+
+
+def shifted(weight: torch.Tensor, delta: torch.Tensor, strength: float = 1.0, name: str | None = None,
+            source: str = "the SafeText file") -> torch.Tensor:
+    """``weight + strength * delta``, summed in float32, in ``weight``'s dtype and device (a new tensor).
+
+    ``delta`` must have exactly ``weight``'s shape: a difference of another shape is refused with a
+    :class:`SafeTextFileError`, never broadcast over the weight.
+    """
+    check_difference(weight, delta, name or "a weight", source, magnitude=False)
     return (weight.detach().float() + strength * delta.to(weight.device, torch.float32)).to(weight.dtype)
 
 
 def shifted_parameters(module: nn.Module, deltas: Mapping[str, torch.Tensor], strength: float
                        ) -> dict[str, torch.Tensor]:
-    """``{name: W + strength * delta}`` for the named parameters of ``module`` (for a parameter swap)."""
+    """``{name: W + strength * delta}`` for the named parameters of ``module`` (for a parameter swap).
+
+    Differences read from a file (``SafeTextFile.load`` tags them with their ``source``) are checked in
+    full by :func:`check_difference`; others (training's own) for name, shape and dtype."""
     params = dict(module.named_parameters())
+    source = _source(deltas)
     missing = [name for name in deltas if name not in params]
     if missing:
-        raise SafeTextFileError(f"this encoder has no parameter {missing[0]}; the SafeText file does not fit it")
-    return {name: shifted(params[name], delta, strength) for name, delta in deltas.items()}
+        raise SafeTextFileError(f"this encoder has no parameter {missing[0]}: {source} does not fit it")
+    if getattr(deltas, "source", None):
+        for name, delta in deltas.items():
+            check_difference(params[name], delta, name, source)
+    return {name: shifted(params[name], delta, strength, name, source) for name, delta in deltas.items()}
 
 
 def apply_deltas(model: nn.Module, deltas: Mapping[str, torch.Tensor], strength: float = 1.0) -> nn.Module:
@@ -77,25 +139,46 @@ def _version(tensor: torch.Tensor) -> int:
 
 
 class ShiftPlan:
-    """``W + shift * delta`` for one module, as parameter slots to swap: built once, checked per call.
+    """``W + shift * delta`` for one module: built once, checked per call, run two ways.
 
-    Building resolves names, owners and the shifted tensors (about a millisecond for CLIP-L); every
-    later call only checks that each slot still holds the same parameter at the same address and
-    version (a LoRA fused in place, a replaced or moved parameter make the plan stale, and the handle
-    builds a new one) and then swaps. No weight is ever edited; the slots are restored even on error.
+    Building resolves names, owners and the shifted tensors (about a millisecond for CLIP-L); every later
+    call only checks (:meth:`current`) that each slot still holds the same parameter at the same address and
+    version, and that the module tree has the same sub-modules, forward hooks and train/eval flags (a LoRA
+    fused in place, a replaced or moved parameter, an injected adapter layer, a hook added make the plan
+    stale: the caller builds a new one).
+
+    * :meth:`run` / :attr:`module`: the pass runs on a *shadow* of the module, a copy of the module tree
+      (made once, on first use) whose parameter slots hold the shifted tensors, which shares every other
+      tensor and buffer with the module and has its own copies of the registries (parameters, buffers,
+      sub-modules, hooks). Nothing shared is written, so it is safe from any number of threads at once, and
+      a thread running the module itself meanwhile sees its own weights.
+    * :meth:`swapped`: the shifted tensors are swapped into the module's own slots for one pass and
+      restored even on error. Any other caller of the module sees the shifted weights meanwhile: only for
+      hosts that run one job at a time.
+
+    No weight is ever edited in place.
     """
 
-    def __init__(self, module: nn.Module, deltas: dict[str, torch.Tensor], shift: float):
+    def __init__(self, module: nn.Module, deltas: Mapping[str, torch.Tensor], shift: float):
         params = dict(module.named_parameters())
         owners = dict(module.named_modules())
+        source = _source(deltas)
+        self.root = module
+        self.shift = shift
         self.slots: list[tuple[dict, str, torch.Tensor, torch.Tensor]] = []
         for name, delta in deltas.items():
             owner_name, _, attribute = name.rpartition(".")
             owner = owners.get(owner_name)
             if name not in params or owner is None or owner._parameters.get(attribute) is not params[name]:
-                raise SafeTextFileError(f"this encoder has no parameter {name}; the SafeText file does not fit it")
+                raise SafeTextFileError(f"this encoder has no parameter {name}: {source} does not fit it")
             weight = params[name]
-            self.slots.append((owner._parameters, attribute, weight, shifted(weight, delta, shift)))
+            if getattr(deltas, "source", None):  # straight from a file: checked in full
+                check_difference(weight, delta, name, source)
+            value = shifted(weight, delta, shift, name, source)
+            if not value.is_meta and not bool(torch.isfinite(value).all()):
+                raise SafeTextFileError(f"{source}: {name} shifted by its difference is not finite in "
+                                        f"{weight.dtype}; the file does not fit this encoder")
+            self.slots.append((owner._parameters, attribute, weight, value))
         # Everything else the pass reads (a CUDA graph reads it by address): watched, never swapped.
         swapped = {id(weight) for _, _, weight, _ in self.slots}
         watched = [(owner._parameters, attribute, tensor) for owner in owners.values()
@@ -104,10 +187,18 @@ class ShiftPlan:
                     for attribute, tensor in owner._buffers.items() if tensor is not None]
         self.watched = [(registry, attribute, weight) for registry, attribute, weight, _ in self.slots] + watched
         self.stamp = [(tensor.data_ptr(), _version(tensor)) for _, _, tensor in self.watched]
+        self._tree = [(m, m.training, dict(m._modules), dict(m._forward_hooks), dict(m._forward_pre_hooks))
+                      for m in owners.values()]
+        self._shadow: nn.Module | None = None
+        self._lock = threading.Lock()
 
     def current(self) -> bool:
         for (registry, attribute, tensor), (address, version) in zip(self.watched, self.stamp):
             if registry.get(attribute) is not tensor or tensor.data_ptr() != address or _version(tensor) != version:
+                return False
+        for module, training, children, hooks, pre_hooks in self._tree:  # what a shadow copies besides tensors
+            if (module.training is not training or module._modules != children or module._forward_hooks != hooks
+                    or module._forward_pre_hooks != pre_hooks):
                 return False
         return True
 
@@ -120,6 +211,60 @@ class ShiftPlan:
         finally:
             for registry, attribute, weight, _ in self.slots:
                 registry[attribute] = weight
+
+    @property
+    def module(self) -> nn.Module:
+        """The shadow of the module with the shifted tensors in its slots (built once, thread-safe)."""
+        shadow = self._shadow
+        if shadow is None:
+            with self._lock:
+                if self._shadow is None:
+                    self._shadow = _shadow_tree(self.root, self.slots)
+                shadow = self._shadow
+        return shadow
+
+    def run(self, args: tuple, kwargs: dict) -> Any:
+        """The module's own ``forward`` (its class's, under any instance-level wrapper) on the shadow."""
+        return type(self.root).forward(self.module, *args, **kwargs)
+
+
+def _shadow_tree(root: nn.Module, slots: list[tuple[dict, str, torch.Tensor, torch.Tensor]]) -> nn.Module:
+    """A copy of ``root``'s module tree: every tensor and buffer shared, ``slots``' shifted tensors in their
+    parameter slots, registries (parameters, buffers, sub-modules, hooks) copied."""
+    replacements: dict[int, dict[str, torch.Tensor]] = {}
+    for registry, attribute, _, value in slots:
+        replacements.setdefault(id(registry), {})[attribute] = value
+    copies: dict[int, nn.Module] = {}
+
+    def copy_module(module: nn.Module, path: str) -> nn.Module:
+        if id(module) in copies:  # a module reachable twice stays one module
+            return copies[id(module)]
+        if path and ("forward" in module.__dict__ or "_hf_hook" in module.__dict__):
+            raise SafeTextError(
+                f"the encoder's sub-module {path} ({type(module).__name__}) has a patched forward (e.g. "
+                "enable_sequential_cpu_offload's hooks); SafeText's aligned pass cannot run under it. Use "
+                "enable_model_cpu_offload, or no offload")
+        clone = object.__new__(type(module))
+        clone.__dict__.update(module.__dict__)
+        # Its own registries (parameters, buffers, hooks...): whatever runs on the shadow, e.g. transformers
+        # installing its output-capturing hooks on first use, never reaches the module's.
+        for name, value in module.__dict__.items():
+            if name.startswith("_") and type(value) in (dict, OrderedDict, set):
+                clone.__dict__[name] = type(value)(value)
+        for name in ("_parameters", "_buffers", "_modules"):  # whatever their type
+            if clone.__dict__[name] is module.__dict__[name]:
+                clone.__dict__[name] = dict(module.__dict__[name])
+        clone.__dict__["_parameters"].update(replacements.get(id(module._parameters), {}))
+        copies[id(module)] = clone
+        clone.__dict__["_modules"] = type(module._modules)(
+            (name, None if child is None else copy_module(child, f"{path}.{name}" if path else name))
+            for name, child in module._modules.items())
+        return clone
+
+    shadow = copy_module(root, "")
+    for attribute in ("forward", "_old_forward", "_hf_hook"):  # the root's wrappers stay with the root
+        shadow.__dict__.pop(attribute, None)
+    return shadow
 
 
 def map_tensors(fn: Callable[..., torch.Tensor], value: Any, *others: Any) -> Any:
