@@ -5,7 +5,7 @@ classifier-free guidance 7.5, so the text encoder runs for the prompt and the em
 generates one image, end to end (encoding, denoising, VAE decode), in three states:
 
 (a) no SafeText: the handle switched off, which calls the encoder's own ``forward`` directly
-    (DESIGN 5: off is bit-for-bit the original);
+    (off is bit-for-bit the original);
 (b) embedding blend at strength 0.5 (``apply_safetext(..., mode="embedding")``): one more encoder
     pass per prompt, on CUDA replayed from a CUDA graph (the default);
 (e) on CUDA only, the same embedding blend with ``use_cuda_graphs=False``: the extra pass eager;

@@ -185,7 +185,7 @@ def clip_l_config(quick: bool = False) -> Any:
 
 
 def randomise_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Draw every weight and bias (DESIGN 7: all-zero biases can make outputs degenerate)."""
+    """Draw every weight and bias (all-zero biases can make outputs degenerate)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in module.named_parameters():

@@ -1,6 +1,6 @@
 """The SafeText file: weight differences plus everything needed to trust and apply them.
 
-One ``.safetensors`` file per aligned checkpoint (DESIGN section 4):
+One ``.safetensors`` file per aligned checkpoint (docs/architecture.md shows where it sits in the data path):
 
 * tensors ``text_encoders.<encoder>.transformer.<param without .weight>.diff`` (``.diff_b`` for biases),
   float32 differences aligned - original, in ComfyUI's generic layout, so stock ComfyUI's LoRA loader
