@@ -5,6 +5,8 @@ figures over steps, histograms of held-out cosines to the original embedding per
 table of summary figures. ``save_report`` writes it as a PNG atomically. ``image_comparison`` lays
 out before/after pictures in a grid. Everything tolerates empty or partial input: a panel without
 data says "no data" instead of raising. Colours: unsafe sets red/orange, safe green, near_miss blue.
+Longer than most modules because drawing with Pillow alone needs its own axes, ticks and histogram code; that
+code serves every chart here and nothing else.
 """
 from __future__ import annotations
 

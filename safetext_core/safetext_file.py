@@ -24,6 +24,10 @@ stages (docs/reliability.md lists the cases):
    the larger of the weight's max |w| and :data:`DELTA_FLOOR`.
 
 Every refusal is a :class:`SafeTextFileError` naming the file and the key or field.
+
+Why one module of this size: the three stages and the ``info`` description share the header types and the
+limits above, and every way a file enters SafeText goes through them; split, a reader would have to follow one
+file's trust decisions across modules.
 """
 from __future__ import annotations
 

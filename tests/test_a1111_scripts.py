@@ -7,6 +7,9 @@ text-encoder wrappers (``FrozenCLIPEmbedderWithCustomWords.encode_with_transform
 extension's weight backups and ``Api.init_script_args``; and from Forge (dfdcbab) the CLIP object, its
 ``ModelPatcher`` and the shared ``LoraLoader`` that patches weights in place lazily and keeps backups. No
 network, no webui needed.
+
+The file is long on purpose: the stand-ins above are shared by every test of the adapter, and splitting the
+tests by concern would duplicate them or hide them in a conftest far from what they model.
 """
 from __future__ import annotations
 
