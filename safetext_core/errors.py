@@ -59,3 +59,7 @@ class AlignmentCancelled(SafeTextError, RuntimeError):
         super().__init__(f"alignment cancelled at step {step}" + (f"; resume from {resume_path}" if resume_path else ""))
         self.step = step
         self.resume_path = resume_path
+
+
+class DetectorUnavailable(SafeTextError, RuntimeError):
+    """An image detector whose optional package is not installed; the message says what to install."""

@@ -87,8 +87,11 @@ def write_single_file(path: Path, family: str, half: bool = False, seed: int = 0
     return states
 
 
-def tiny_sd_pipeline(text_state: dict[str, torch.Tensor] | None = None):
-    """A real diffusers StableDiffusionPipeline, tiny, with a transformers CLIP text encoder."""
+def tiny_sd_pipeline(text_state: dict[str, torch.Tensor] | None = None, family: str = "sd1"):
+    """A real diffusers StableDiffusionPipeline, tiny, with a transformers CLIP text encoder.
+
+    ``family="sd2"``: the text encoder is the 64-wide GELU stand-in for OpenCLIP ViT-H that
+    :func:`write_single_file` writes for SD 2.x (pass its ``clip_h`` state), the UNet attends to 64 wide."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -98,12 +101,12 @@ def tiny_sd_pipeline(text_state: dict[str, torch.Tensor] | None = None):
     torch.manual_seed(0)
     unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4,
                                 out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=4, norm_num_groups=16)
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                attention_head_dim=4, norm_num_groups=16, cross_attention_dim=64 if family == "sd2" else 32)
     vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4,
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                         norm_num_groups=16)
-    text = CLIPTextModel(clip_config())
+    text = CLIPTextModel(clip_config(64, 3, "gelu") if family == "sd2" else clip_config())
     load_canonical_state(text, text_state or random_clip_state())
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text.eval(), tokenizer=load_clip_tokenizer(), unet=unet,
                                    scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
