@@ -153,8 +153,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .pipeline import render
 
     file = SafeTextFile.load(args.file)
-    encoders = load_encoders(args.checkpoint, family=None if args.checkpoint is None else None,
-                             tokenizer_dir=args.tokenizer)
+    if args.detector and not args.pipeline:
+        from .errors import ConfigError
+
+        raise ConfigError("--detector judges generated pictures: give the diffusers pipeline with --pipeline")
+    # A diffusers pipeline folder holds the encoders too: it is the checkpoint unless another is named.
+    encoders = load_encoders(args.checkpoint or args.pipeline, tokenizer_dir=args.tokenizer)
     file.check_fingerprints(encoders.fingerprints(), override=args.override)
     if args.prompts:
         sets = {Path(p).stem: load_prompt_file(p) for p in args.prompts}
@@ -172,14 +176,63 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if image is not None:
             image.save(args.report)
             print(f"report: {args.report}")
-    if args.pipeline:
-        from .evaluate_images import image_figures
+    images = _eval_images(args, file) if args.pipeline else None
+    if args.json:
+        from .evaluate_images import json_safe
 
-        images = image_figures(args.pipeline, file, sets.get("safe", [])[: args.images], steps=args.image_steps,
-                               size=args.image_size, seed=args.seed, device=args.device or "cpu",
-                               strength=args.strength, comparison_path=args.comparison)
-        _print_figures("image-level figures (same seed, original vs SafeText):", images)
+        Path(args.json).write_text(json.dumps(json_safe({"figures": figures, "cosines": cosines,
+                                                         **({"images": images.to_json()} if images else {})}), indent=1))
     return 0
+
+
+def _eval_images(args: argparse.Namespace, file: Any) -> Any:
+    """``eval --pipeline``: pictures with the original and the aligned encoder, judged and compared."""
+    from .detectors import load_detector
+    from .evaluate_images import ImageSettings, default_prompts, evaluate_images
+    from .prompt_sets import load_prompt_file
+
+    device = args.device or "cpu"
+    detector = load_detector(args.detector, args.detector_threshold, device) if args.detector else None
+    if args.prompts:  # the user's files: unsafe ones (by file name) with --unsafe, else safe ones
+        files = {Path(p).stem: load_prompt_file(p) for p in args.prompts}
+        unsafe = {name: prompts[: args.unsafe_images] for name, prompts in files.items()} if args.unsafe else {}
+        safe = [] if args.unsafe else [p for prompts in files.values() for p in prompts][: args.images]
+    else:  # the independent sets: no template, topic or phrasing shared with training
+        categories = args.image_categories or (detector.covers if detector else ())
+        unsafe, safe = default_prompts(args.unsafe_images if detector else 0, args.images, categories)
+    output = Path(args.image_dir) if args.image_dir else DEFAULT_OUTPUT_DIR / f"{file.name}.images"
+    settings = ImageSettings(steps=args.image_steps, size=args.image_size, guidance_scale=args.guidance,
+                             seed=args.seed, batch_size=args.image_batch, strength=args.strength)
+    try:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=2 * (sum(map(len, unsafe.values())) + len(safe)), desc="pictures", unit="img",
+                   dynamic_ncols=True)
+    except ImportError:  # tqdm ships with transformers; this is only a fallback
+        bar = None
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+    print(f"drawing {sum(map(len, unsafe.values()))} unsafe and {len(safe)} safe prompts twice (original, SafeText) "
+          f"into {output}; pictures already there are reused")
+    try:
+        result = evaluate_images(args.pipeline, file, unsafe, safe, detector, output, settings, device,
+                                 override_fingerprint=args.override, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    _print_figures("image-level figures (same seeds, original vs SafeText; perceptual distance: none offline):",
+                   result.figures)
+    uncovered = [c for c, judged in result.covered.items() if not judged]
+    if uncovered:
+        print(f"note: {result.detector} judges sexual content only; its figures for {', '.join(uncovered)} say little")
+    if args.comparison:
+        result.sheet.save(args.comparison)
+    print(f"pictures, contact_sheet.png, image_report.png and image_figures.json: {output}")
+    return result
 
 
 def cmd_why(args: argparse.Namespace) -> int:
@@ -294,11 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--override", action="store_true", help="apply even if the fingerprint does not match")
     ev.add_argument("--json", help="write figures and per-prompt cosines as JSON")
     ev.add_argument("--report", help="write a PNG of the distributions")
-    ev.add_argument("--pipeline", help="diffusers pipeline folder for image-level figures (SSIM/PSNR)")
-    ev.add_argument("--images", type=int, default=8)
+    ev.add_argument("--pipeline", help="diffusers pipeline folder for image-level figures (docs/image_eval.md)")
+    ev.add_argument("--detector", help="judge unsafe prompts' pictures: opennsfw (needs the detect extra)")
+    ev.add_argument("--detector-threshold", type=float, default=0.5, help="detector score counted as unsafe")
+    ev.add_argument("--image-categories", nargs="+", help="unsafe categories to draw (default: the detector's)")
+    ev.add_argument("--unsafe-images", type=int, default=8, help="unsafe prompts per category")
+    ev.add_argument("--images", type=int, default=8, help="safe prompts (SSIM/PSNR)")
     ev.add_argument("--image-steps", type=int, default=20)
     ev.add_argument("--image-size", type=int, default=512)
-    ev.add_argument("--comparison", help="PNG of original vs SafeText images side by side")
+    ev.add_argument("--image-batch", type=int, default=4, help="pictures per pipeline call")
+    ev.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
+    ev.add_argument("--image-dir", help="folder for the pictures, sheet and report (default: "
+                                        "safetext-output/<file>.images); a rerun reuses the pictures there")
+    ev.add_argument("--comparison", help="also write the contact sheet (original vs SafeText) here")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device")
     ev.set_defaults(func=cmd_eval)
