@@ -10,7 +10,7 @@ import logging
 
 from safetext_core import weights
 
-from . import comfy_clip
+from . import comfy_clip, enforce
 from .base import CATEGORY, ReadsSafeTextFile, file_choices, load_file, state
 
 log = logging.getLogger("safetext")
@@ -58,12 +58,20 @@ class SafeTextApply(ReadsSafeTextFile):
 
     @classmethod
     def VALIDATE_INPUTS(cls, safetext_file=None, enabled=True):
-        # Off needs no file: the graph then runs as if the node were not there.
-        return True if enabled is False else super().VALIDATE_INPUTS(safetext_file)
+        # Off needs no file: the graph then runs as if the node were not there; nor does the enforced mode, which
+        # ignores the node's file.
+        if enabled is False or enforce.active():
+            return True
+        return super().VALIDATE_INPUTS(safetext_file)
 
     def apply(self, clip, safetext_file, enabled=True, strength=1.0, blend_mode=None, override_fingerprint=False):
         mode = weights.check_mode(MODES.get(blend_mode, blend_mode or "embedding"))
         strength = weights.check_strength(strength)
+        if enforce.active():
+            # The server applies its own file at its own strength to every CLIP when it encodes (enforce.py);
+            # this node's settings are overridden and it adds nothing, so nothing is applied twice.
+            report = state([], True, safetext_file, enforce.CONFIG.strength, "embedding", enforced=enforce.status())
+            return {"ui": {"safetext": [report]}, "result": (clip,)}
         if not enabled or strength == 0.0:
             # Same object, untouched: downstream nodes see exactly the graph without this node.
             report = state(comfy_clip.active_safetext(clip), False, safetext_file, strength, mode)

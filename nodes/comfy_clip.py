@@ -14,6 +14,9 @@ which survive later clones (CLIP Set Last Layer, LoRA loaders, every text-encode
   (``ModelPatcher.add_weight_wrapper``) and LayerNorm output hooks switched on. Every ComfyUI loader applies
   weight wrappers to the weight it computes with, LoRAs included; the hook fails closed
   (``SafeTextNotApplied``) when a changed module did not take part in the aligned pass.
+
+(Over 400 lines: reading a CLIP and the two ways of applying a file to it share the same ComfyUI internals,
+key names and patcher tables; the moderation signal and the enforced mode live in ``signals`` and ``enforce``.)
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ from safetext_core.families import family_by_encoders, get_family
 from safetext_core.fingerprint import fingerprint_state_dict
 from safetext_core.hosting import comfy_patches
 from safetext_core.safetext_file import SafeTextFile
+
+from . import signals
 
 ENCODER_NAMES = ("clip_l", "clip_h", "clip_g")
 # Tensors ComfyUI builds but the family does not consume: CLIP-L's projection is not in SD 1.x / SDXL
@@ -249,11 +254,13 @@ class EmbeddingBlendHook:
     """
 
     def __init__(self, encoder: str, deltas: Mapping[str, torch.Tensor], strength: float, label: str = "",
-                 layer_norms: tuple[str, ...] = ()):
-        """``deltas``: transformers names in the encoder; ``layer_norms``: the names of its LayerNorm modules."""
+                 layer_norms: tuple[str, ...] = (), enforced: bool = False):
+        """``deltas``: transformers names in the encoder; ``layer_norms``: the names of its LayerNorm modules;
+        ``enforced``: put there by the server's enforced mode (:mod:`.enforce`), not by a node."""
         self.encoder = encoder
         self.strength = float(strength)
         self.label = label
+        self.enforced = bool(enforced)
         self._gate = _Gate()
         prefix = f"{encoder}.transformer."  # keys relative to the CLIP's cond_stage_model, as ComfyUI names them
         self.wrappers: dict[str, AlignedDelta] = {}
@@ -286,7 +293,9 @@ class EmbeddingBlendHook:
                 f"SafeText's change ({len(self.expected) - len(missed)} of {len(self.expected)} changed modules took "
                 f"part in the aligned pass{', missing e.g. ' + sorted(missed)[0] if missed else ''}); refusing to "
                 "generate unprotected. Use blend mode 'weight', or report this with your ComfyUI version")
-        return core_weights.blend_outputs(output, aligned, self.strength)
+        blended = core_weights.blend_outputs(output, aligned, self.strength)
+        signals.record(self, args, output, blended)  # the moderation signal: both outputs are at hand
+        return blended
 
     def __getstate__(self) -> dict:  # deepcopy/pickle of a patched model: everything but the thread-local gate
         state = dict(self.__dict__)
@@ -354,8 +363,10 @@ def check_family(file: SafeTextFile, family: str) -> None:
 
 
 def apply_file(clip: Any, file: SafeTextFile, strength: float = 1.0, mode: str = "embedding",
-               override_fingerprint: bool = False, family: str | None = None) -> tuple[Any, list[str]]:
-    """A clone of ``clip`` with ``file`` applied; returns ``(clip, warnings)``. ``clip`` itself is unchanged."""
+               override_fingerprint: bool = False, family: str | None = None, enforced: bool = False
+               ) -> tuple[Any, list[str]]:
+    """A clone of ``clip`` with ``file`` applied; returns ``(clip, warnings)``. ``clip`` itself is unchanged.
+    ``enforced`` marks the embedding hooks as the server's enforced mode's."""
     strength = core_weights.check_strength(strength)
     mode = core_weights.check_mode(mode)
     family = family or family_of(clip)
@@ -393,7 +404,7 @@ def apply_file(clip: Any, file: SafeTextFile, strength: float = 1.0, mode: str =
             raise UnsupportedClip("this ComfyUI has no weight wrappers (ModelPatcher.add_weight_wrapper), which the "
                                   "embedding blend needs: update ComfyUI, or use blend mode 'weight'")
         layer_norms = tuple(name for name, m in sub.transformer.named_modules() if isinstance(m, torch.nn.LayerNorm))
-        hook = EmbeddingBlendHook(encoder, deltas, strength, label, layer_norms)
+        hook = EmbeddingBlendHook(encoder, deltas, strength, label, layer_norms, enforced)
         for key, wrapper in hook.wrappers.items():
             out.patcher.add_weight_wrapper(key, wrapper)
         for module, ln_hook in hook.layer_norm_hooks.items():

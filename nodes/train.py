@@ -21,7 +21,7 @@ from safetext_core.loop import AlignConfig
 from safetext_core.prompt_sets import CATEGORIES, load_prompt_sets
 from safetext_core.safetext_file import SafeTextFile
 
-from . import comfy_clip, host
+from . import comfy_clip, enforce, host
 from .base import CATEGORY, FILES, figures_text, pil_to_image, preview, split_lines, state
 
 log = logging.getLogger("safetext")
@@ -118,6 +118,7 @@ class SafeTextTrain:
     def train(self, clip, file_name, steps, learning_rate, training_seed, overwrite=False,
               unsafe_prompts="", safe_prompts="", only_my_prompts=False, batch_size=16, train_parameters="",
               unique_id=None, prompt=None, **flags):
+        enforce.check_training()  # an operator's enforced mode picks files by fingerprint: no new ones
         # "lambda" is a Python keyword, so it (and the category switches) arrive in **flags.
         config = config_from(flags.get("lambda", AlignConfig().lam), steps, learning_rate, training_seed, batch_size,
                              train_parameters)

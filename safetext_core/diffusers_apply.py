@@ -25,6 +25,13 @@ blend at a strength strictly between 0 and 1 needs the original and the aligned 
 one is replayed from a CUDA graph captured on first use for each input shape, so it costs the GPU's few
 hundred microseconds rather than a second round of kernel launches. Anything the capture cannot handle
 falls back to the plain pass.
+
+**Moderation signal.** ``handle.last_signal``: per prompt of the calling thread's last ``encode_prompt``, whether
+SafeText moved it and its cosine to the original conditioning (:mod:`safetext_core.moderation`), measured where
+the original pass runs anyway; ``signal=True`` pays that pass at strength 1 and in the weight blend too.
+
+(Over 400 lines: the handle, its wrapper under accelerate's hook and the CUDA-graph replay share the one call
+path that every encoder call takes; split apart they would each need the others' internals.)
 """
 from __future__ import annotations
 
@@ -43,6 +50,7 @@ from .weights import ShiftPlan, blend_outputs, check_mode, check_strength, map_t
 from .families import get_family
 from .fingerprint import fingerprint_state_dict
 from .models import to_model_names
+from .moderation import PromptSignal, Recorder, hidden_state
 from .safetext_file import SafeTextFile
 
 MAX_GRAPHS = 16  # captured graphs kept per handle (each holds its static inputs, outputs and memory pool)
@@ -59,7 +67,7 @@ class SafeTextHandle:
     """Live control over a SafeText file applied to a pipeline."""
 
     def __init__(self, pipe: Any, file: SafeTextFile, strength: float, mode: str, enabled: bool,
-                 override_fingerprint: bool, use_cuda_graphs: bool = True):
+                 override_fingerprint: bool, use_cuda_graphs: bool = True, signal: bool = False):
         family = get_family(file.family)
         if not family.diffusion:
             raise SafeTextFileError(f"a {file.family} SafeText file cannot be applied to a diffusion pipeline")
@@ -87,6 +95,48 @@ class SafeTextHandle:
         self._wrappers: dict[str, _Wrapper] = {}
         for encoder, module in self._modules.items():
             self._wrappers[encoder] = _Wrapper.install(self, encoder, module)
+        # The moderation signal (safetext_core.moderation): per thread, the prompt rows of the last encode_prompt.
+        self.signal = bool(signal)  # also at strength 1 / weight blend, where it costs the original pass
+        self._layers = {spec.name: spec.targets[0].layer_from_end for spec in family.encoders}
+        self._recorder: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(f"st-rec-{id(self)}",
+                                                                                         default=None)
+        self._last: contextvars.ContextVar[list | None] = contextvars.ContextVar(f"st-sig-{id(self)}", default=None)
+        self._pipe = pipe if callable(getattr(pipe, "encode_prompt", None)) else None
+        if self._pipe is not None:
+            pipe.encode_prompt = self._recording(pipe.encode_prompt)
+
+    @property
+    def last_signal(self) -> "list[PromptSignal] | None":
+        """Per prompt of this thread's last ``encode_prompt`` (the positive prompts, not the negative ones), or of
+        its last encoder call outside one: whether SafeText moved it (``.moved``) and its ``.cosine`` to the
+        original conditioning. Measured whenever the original pass runs anyway (embedding blend, 0 < s < 1), and
+        at strength 1 or in the weight blend when ``signal=True`` (one more text-encoder pass per call)."""
+        return self._last.get()
+
+    def _recording(self, encode_prompt: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(encode_prompt)
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            token = self._recorder.set(Recorder())
+            try:
+                return encode_prompt(*args, **kwargs)
+            finally:
+                recorder = self._recorder.get()
+                self._recorder.reset(token)
+                if recorder is not None and recorder.groups:
+                    self._last.set(recorder.signals(0))
+        recorded.safetext_original = encode_prompt
+        return recorded
+
+    def _record(self, encoder: str, original: Any, output: Any) -> None:
+        layer = self._layers.get(encoder, 1)
+        original, output = _consumed(original, layer), _consumed(output, layer)
+        recorder = self._recorder.get()
+        if recorder is None:  # an encoder call outside encode_prompt: its own signal
+            recorder = Recorder()
+            recorder.add(encoder, original, output)
+            self._last.set(recorder.signals(0))
+        else:
+            recorder.add(encoder, original, output)
 
     # ------------------------------------------------------------------ controls
     @property
@@ -146,6 +196,10 @@ class SafeTextHandle:
             self._modules.clear()
             self._plans.clear()
             self._graphs.clear()
+            pipe, self._pipe = self._pipe, None
+            current = pipe.__dict__.get("encode_prompt") if pipe is not None else None
+            if current is not None and hasattr(current, "safetext_original"):
+                del pipe.__dict__["encode_prompt"]
 
     def __enter__(self) -> "SafeTextHandle":
         return self
@@ -162,11 +216,16 @@ class SafeTextHandle:
         # (alone at s = 1, where the blend equals it), lerped with the original pass.
         plan = self._plan(encoder, module, strength if mode == "weight" else 1.0)
         if mode == "weight" or strength == 1.0:
-            return plan.run(args, kwargs)
+            out = plan.run(args, kwargs)
+            if self.signal:
+                self._record(encoder, original(*args, **kwargs), out)
+            return out
         output = original(*args, **kwargs)
         graphed = self._graphed(encoder, module, plan, args, kwargs)
         aligned = graphed(args, kwargs) if graphed is not None else plan.run(args, kwargs)
-        return blend_outputs(output, aligned, strength)
+        blended = blend_outputs(output, aligned, strength)
+        self._record(encoder, output, blended)
+        return blended
 
     def _plan(self, encoder: str, module: nn.Module, shift: float) -> ShiftPlan:
         key = (encoder, shift)
@@ -212,6 +271,15 @@ class SafeTextHandle:
                 graphs[key] = _GraphedPass.capture(plan.run, args, kwargs, plan)
                 self._graphs = graphs
             return self._graphs[key]
+
+
+def _consumed(output: Any, layer_from_end: int) -> Any:
+    """The hidden state the family consumes from a transformers output: ``hidden_states[-layer]`` when the caller
+    asked for hidden states (SDXL's penultimate layer), else the last hidden state."""
+    hidden = getattr(output, "hidden_states", None) if not isinstance(output, torch.Tensor) else None
+    if layer_from_end > 1 and isinstance(hidden, (tuple, list)) and len(hidden) >= layer_from_end:
+        return hidden[-layer_from_end]
+    return hidden_state(output)
 
 
 # ---------------------------------------------------------------------------------- the wrapper
@@ -372,9 +440,10 @@ class _GraphedPass:
 
 def apply_safetext(pipe: Any, file: str | os.PathLike | SafeTextFile, strength: float = 1.0,
                    mode: str = "embedding", enabled: bool = True, override_fingerprint: bool = False,
-                   use_cuda_graphs: bool = True) -> SafeTextHandle:
+                   use_cuda_graphs: bool = True, signal: bool = False) -> SafeTextHandle:
     """Apply ``file`` to ``pipe``; see the module docstring. Raises ``FingerprintMismatch`` for another
     checkpoint's file and :class:`SafeTextFileError` for a file that does not fit the encoders (checked even
-    with ``override_fingerprint``). ``use_cuda_graphs=False`` runs the embedding blend's aligned pass eagerly."""
+    with ``override_fingerprint``). ``use_cuda_graphs=False`` runs the embedding blend's aligned pass eagerly;
+    ``signal=True`` measures :attr:`SafeTextHandle.last_signal` also where it costs a pass."""
     loaded = file if isinstance(file, SafeTextFile) else SafeTextFile.load(file)
-    return SafeTextHandle(pipe, loaded, strength, mode, enabled, override_fingerprint, use_cuda_graphs)
+    return SafeTextHandle(pipe, loaded, strength, mode, enabled, override_fingerprint, use_cuda_graphs, signal)
