@@ -59,7 +59,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
-                 "pair_share", "mine_every", "preserve_share", "cos_margin"):
+                 "pair_share", "mine_every", "preserve_share", "cos_margin", "rank", "lora_alpha",
+                 "lora_learning_rate"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -67,6 +68,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         values["early_stop"] = False
     if args.train:
         values["train"] = tuple(args.train)
+    if args.lora_targets:
+        values["lora_targets"] = tuple(args.lora_targets)
     values["checkpoint_every"] = args.checkpoint_every
     return AlignConfig(**values)
 
@@ -326,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--anchor-weight", type=float, help="pull towards the harmless anchor (0: the paper's objective)")
     align.add_argument("--cos-margin", type=float, help="penalise an unsafe prompt's cosine only above this (-1: always)")
     align.add_argument("--train", nargs="+", help="regular expressions of parameter names to train (default: all)")
+    align.add_argument("--rank", type=int, help="train LoRA factors of this rank instead of the full weights "
+                       "(0: full fine-tuning; docs/lowrank.md)")
+    align.add_argument("--lora-alpha", type=float, help="LoRA alpha: the factors' product is scaled by alpha/rank "
+                       "(default: the rank)")
+    align.add_argument("--lora-targets", nargs="+", help="regular expressions of the linear layers that get factors "
+                       "(default: every layer inside the transformer blocks)")
+    align.add_argument("--lora-lr", type=float, dest="lora_learning_rate", help="learning rate of the LoRA factors")
     align.add_argument("--seed", type=int)
     align.add_argument("--eval-every", type=int)
     align.add_argument("--threshold", type=float, help="cosine below which an unsafe prompt counts as moved")

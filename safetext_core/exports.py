@@ -2,10 +2,12 @@
 
 * ``to_a1111``: AUTOMATIC1111's network key names (``lora_te_`` for SD 1.x/2.x, ``lora_te1_`` /
   ``lora_te2_`` for SDXL) with ``.diff`` / ``.diff_b`` tensors, which the built-in Lora extension
-  applies as a full-weight network (a weight blend, strength = the network multiplier).
+  applies as a full-weight network (a weight blend, strength = the network multiplier). A low-rank file's
+  factors stay factors (under the same kohya names a low-rank SafeText file already uses).
 * ``to_lowrank``: each 2-D difference compressed to rank r by SVD as LoRA ``lora_up`` / ``lora_down``
-  pairs (ComfyUI's generic ``text_encoders.*`` layout); 1-D differences are kept whole. The relative
-  error of the compression is measured and returned, and stored in the file's metadata.
+  pairs, under the keys a trained low-rank file uses (:func:`safetext_core.lowrank.factor_stem`: kohya names
+  where the family and layer have one, else ComfyUI's ``text_encoders.*``); other differences are kept whole.
+  The relative error of the compression is measured and returned, and stored in the file's metadata.
 * ``export_transformers_folder``: the aligned encoder(s) as transformers folders, named like a diffusers
   pipeline's sub-folders.
 """
@@ -22,6 +24,7 @@ import torch
 from .encoding import EncoderSet
 from .families import get_family
 from .errors import ConfigError, UnsupportedModel
+from .lowrank import factor_stem
 from .safetext_file import SafeTextFile, atomic_save, param_to_key
 from .weights import apply_deltas
 
@@ -36,7 +39,9 @@ def a1111_key(family: str, encoder: str, param: str) -> str:
 def to_a1111(file: SafeTextFile, path: str | os.PathLike) -> Path:
     if not all(spec.a1111_prefix for spec in get_family(file.family).encoders):
         raise UnsupportedModel(f"a {file.family} SafeText file has no AUTOMATIC1111 equivalent")
-    tensors = {a1111_key(file.family, e, p): t.contiguous() for e, params in file.deltas.items() for p, t in params.items()}
+    tensors = {a1111_key(file.family, e, p): t.contiguous() for e, params in file.deltas.items() for p, t in params.items()
+               if p not in file.factors.get(e, {})}
+    tensors.update(file.factor_tensors())
     meta = {k: v for k, v in file.metadata().items()}
     meta["safetext.export"] = "a1111"
     return atomic_save(tensors, Path(path), meta)
@@ -57,11 +62,13 @@ def to_lowrank(file: SafeTextFile, path: str | os.PathLike, rank: int = 64) -> t
     tensors: dict[str, torch.Tensor] = {}
     err2 = total2 = 0.0
     worst = 0.0
+    family = get_family(file.family)
     for encoder, params in file.deltas.items():
+        prefix = family.encoder(encoder).a1111_prefix if encoder in family.encoder_names else ""
         for param, delta in params.items():
             if delta.dim() == 2 and min(delta.shape) > rank:
                 up, down = low_rank(delta, rank)
-                base = param_to_key(encoder, param)[: -len(".diff")]
+                base = factor_stem(encoder, param, prefix)
                 tensors[base + ".lora_up.weight"] = up
                 tensors[base + ".lora_down.weight"] = down
                 tensors[base + ".alpha"] = torch.tensor(float(up.shape[1]))

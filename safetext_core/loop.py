@@ -52,6 +52,7 @@ from .errors import AlignmentCancelled, ConfigError
 from .evaluation import Validator, feasible, score
 from .families import EncoderSpec
 from .losses import anchor_distance, content_mask, cosine, safe_distance
+from . import lowrank
 from .models import iter_named_trainable
 from .prompt_sets import PromptSets, unsafe_words, vocabulary_words, word_salads
 from .resume import load_resume, save_resume
@@ -93,6 +94,12 @@ class AlignConfig:
     preserve_share: float = 0.5      # extra safe draws per step from word salads of the tokenizer's vocabulary
                                      # (no unsafe word), as a share of batch_size: keep every harmless word in place
     preserve_pool: int = 4000        # how many word salads to make
+    # Low-rank alignment (safetext_core/lowrank.py, docs/lowrank.md): rank > 0 trains LoRA factors on the linear
+    # layers matched by lora_targets instead of the full weights (rank 0: full fine-tuning, `train`/`freeze` apply).
+    rank: int = 0
+    lora_alpha: float = 0.0          # scale alpha / rank of the factors' product (0: alpha = rank)
+    lora_targets: tuple[str, ...] = ()  # regular expressions on linear-layer names (empty: every block's layers)
+    lora_learning_rate: float = 1e-3  # AdamW on the factors (learning_rate is for full fine-tuning)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -103,10 +110,16 @@ class AlignConfig:
                 or self.mine_pool < 1 or not 0.0 <= self.preserve_share <= 4.0 or self.preserve_pool < 1:
             raise ConfigError("pair_share and preserve_share must be in [0, 4], mine_share in [0, 1], mine_every >= 0, "
                               "mine_pool and preserve_pool >= 1")
+        if self.rank < 0 or self.lora_alpha < 0 or self.lora_learning_rate <= 0:
+            raise ConfigError("rank and lora_alpha must be >= 0 and lora_learning_rate positive")
+        if self.rank > 0 and self.train:
+            raise ConfigError("train selects parameters for full fine-tuning; with a rank, choose layers with "
+                              "lora_targets")
         if self.safe_distance not in ("relative_l2", "l2", "squared_l2"):
             raise ConfigError(f"safe_distance must be relative_l2, l2 or squared_l2, not {self.safe_distance!r}")
         self.train = tuple(self.train)
         self.freeze = tuple(self.freeze)
+        self.lora_targets = tuple(self.lora_targets)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -140,13 +153,19 @@ class AlignResult:
     stopped_early: bool
     seconds: float
     prompt_hashes: dict[str, str] = field(default_factory=dict)
+    # Low-rank runs: encoder -> HF weight name -> (up, down, alpha); ``deltas`` holds their expansion.
+    factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor, float]]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------- helpers
 
-def trainable_copy(model: nn.Module, config: AlignConfig) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
+def trainable_copy(model: nn.Module, config: AlignConfig, family: str = ""
+                   ) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
     trainee = copy.deepcopy(model).float().eval()
     trainee.requires_grad_(False)
+    if config.rank > 0:  # LoRA factors on the targeted linear layers; the weights stay frozen
+        return trainee, lowrank.attach_adapters(trainee, config.rank, config.lora_alpha or config.rank,
+                                                config.lora_targets or lowrank.DEFAULT_TARGETS, family)
     chosen = iter_named_trainable(trainee, config.train or None, config.freeze)
     for _, param in chosen:
         param.requires_grad_(True)
@@ -284,7 +303,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     if 0 < config.mine_every < config.steps:  # mining will run, and may put any safe prompt in a batch
         safe_used = set(range(len(safe_train)))
     for spec in encoders.profile.encoders:
-        trainee, params = trainable_copy(encoders.models[spec.name], config)
+        trainee, params = trainable_copy(encoders.models[spec.name], config, encoders.family)
         if not params:
             raise ConfigError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
         trainee = trainee.to(device)
@@ -311,11 +330,12 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             validator = Validator(encoders, val_sets, device, config.threshold, originals=trainees)
 
     trained = [p for ps in chosen.values() for _, p in ps]
+    lr = config.lora_learning_rate if config.rank > 0 else config.learning_rate
     try:  # fused AdamW: one pass over all weights, no temporaries (CUDA; CPU since torch 2.4)
-        optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+        optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=config.weight_decay, fused=True)
         fused = True
     except (RuntimeError, ValueError, TypeError):
-        optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=config.weight_decay)
         fused = False
     hashes = prompts.hashes()
     history: list[dict[str, float]] = []
@@ -467,7 +487,12 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     if best is None:
         best_step = step + 1
     deltas: dict[str, dict[str, torch.Tensor]] = {}
+    factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor, float]]] = {}
     for encoder, params in final.items():
+        if config.rank > 0:  # the file stores the factors; everything else uses their expansion
+            factors[encoder] = lowrank.factors_from_params(params, config.lora_alpha or config.rank)
+            deltas[encoder] = {name: lowrank.expand(*f) for name, f in factors[encoder].items()}
+            continue
         original = dict(encoders.models[encoder].named_parameters())
         deltas[encoder] = {}
         for name, value in params.items():
@@ -480,4 +505,5 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         resume.unlink()  # finished: the checkpoint has served its purpose
     return AlignResult(family=encoders.family, deltas=deltas, config=config, history=history,
                        validation=validation, best_step=best_step, steps_run=len(history),
-                       stopped_early=stopped_early, seconds=time.perf_counter() - started, prompt_hashes=hashes)
+                       stopped_early=stopped_early, seconds=time.perf_counter() - started, prompt_hashes=hashes,
+                       factors=factors)

@@ -72,7 +72,7 @@ def run_alignment(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig
                         config=json.loads(config.to_json()), prompt_hashes=result.prompt_hashes,
                         figures={"heldout": heldout, "validation": best_validation, "training": summary,
                                  "tradeoff": measured.tradeoff},
-                        base_name=base_name or encoders.source)
+                        base_name=base_name or encoders.source, factors=result.factors)
     path = file.save(output) if output is not None else None
     report = render(result.history, result.validation, cosines, heldout,
                     f"SafeText: {base_name or encoders.source or encoders.family}", config.threshold) if draw else None

@@ -4,8 +4,11 @@ One ``.safetensors`` file per aligned checkpoint (docs/architecture.md shows whe
 
 * tensors ``text_encoders.<encoder>.transformer.<param without .weight>.diff`` (``.diff_b`` for biases),
   float32 differences aligned - original, in ComfyUI's generic layout, so stock ComfyUI's LoRA loader
-  applies the file even where our nodes are absent; the low-rank export stores 2-D differences as
-  ``<same stem>.lora_up.weight`` / ``.lora_down.weight`` / ``.alpha`` instead;
+  applies the file even where our nodes are absent;
+* low-rank files (trained with a rank, or the low-rank export) store 2-D differences as LoRA factors
+  ``<stem>.lora_up.weight`` / ``.lora_down.weight`` / ``.alpha`` instead, the stem being the kohya name
+  (``lora_te_text_model_encoder_layers_N_self_attn_q_proj``...) that ComfyUI, A1111 and Forge all load where
+  the family and layer have one, else ComfyUI's ``text_encoders.*`` stem (:mod:`safetext_core.lowrank`);
 * string metadata ``safetext.*``: format version, family, per-encoder fingerprint of the original
   weights, training config, prompt-set hashes and evaluation figures.
 
@@ -48,6 +51,8 @@ import torch
 from .errors import FingerprintMismatch, SafeTextFileError
 from .families import FAMILIES
 from .fingerprint import fingerprints_match, short_id
+from .lowrank import expand, factor_stem, parse_kohya_key
+from .lowrank import parameter_counts as lowrank_counts
 from .weights import DELTA_FLOOR, DELTA_RATIO, _abs_max, check_difference
 
 FORMAT_VERSION = 1
@@ -409,15 +414,25 @@ def _inspect_tensors(report: HeaderReport, family_encoders: set[str] | None) -> 
         report.problem("holds no weight differences")
         return
     parts: dict[tuple[str, str], dict[str, TensorEntry]] = {}
+    family = report.fields.get("family")
+    kohya_prefixes = ({spec.a1111_prefix: spec.name for spec in FAMILIES[family].encoders if spec.a1111_prefix}
+                      if family in FAMILIES else {})
     for key, entry in tensors.items():
         shown = printable(key, 160)
         full, low = _KEY.match(key), _LOW_RANK.match(key)
+        kohya = parse_kohya_key(key, kohya_prefixes) if not (full or low) else None
         if full:
             encoder, stem, kind = full.groups()
             param = stem + (".bias" if kind == "diff_b" else ".weight")
-        elif low:
-            encoder, stem, kind = low.groups()
-            param = stem + ".weight"
+        elif low or kohya:
+            if low:
+                encoder, stem, kind = low.groups()
+                param = stem + ".weight"
+            else:
+                encoder, param, kind = kohya
+            if kind in parts.get((encoder, param), {}):  # the same factor under both layouts
+                report.problem(f"tensor {shown}: {param} has two {kind} factors")
+                continue
             parts.setdefault((encoder, param), {})[kind] = entry
         else:
             report.problem(f"unexpected tensor {shown}: not in the SafeText layout")
@@ -442,7 +457,7 @@ def _inspect_tensors(report: HeaderReport, family_encoders: set[str] | None) -> 
         if family_encoders is not None and encoder not in family_encoders:
             continue
         up, down, alpha = found.get("lora_up.weight"), found.get("lora_down.weight"), found.get("alpha")
-        base = printable(param_to_key(encoder, param)[: -len(".diff")], 160)
+        base = printable(up.key.rsplit(".lora_", 1)[0] if up is not None else param_to_key(encoder, param)[:-5], 160)
         if up is None or down is None:
             report.problem(f"low-rank tensors of {base} lack their lora_{'up' if up is None else 'down'} factor")
             continue
@@ -504,6 +519,9 @@ class SafeTextFile:
     base_name: str = ""
     created: str = ""
     path: Path | None = None
+    # Low-rank files: encoder -> HF weight name -> (up, down, alpha), saved as factors; ``deltas`` holds their
+    # expansion (lowrank.expand), which is what every host applies.
+    factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor, float]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -578,6 +596,12 @@ class SafeTextFile:
         }
         for encoder, fp in self.fingerprints.items():
             meta[f"safetext.fingerprint.{encoder}"] = fp
+        if self.factors:
+            ranks = sorted({int(up.shape[1]) for params in self.factors.values() for up, _, _ in params.values()})
+            stored, expanded = lowrank_counts(self.factors)
+            meta["safetext.lowrank"] = json.dumps({"source": "trained" if self.config.get("rank") else "factors",
+                                                   "rank": float(max(ranks)), "parameters": float(stored),
+                                                   "full_parameters": float(expanded)})
         return meta
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -585,12 +609,27 @@ class SafeTextFile:
         if path.suffix != ".safetensors":
             path = path.with_name(path.name + ".safetensors")
         tensors = {param_to_key(e, p): t.detach().to("cpu", torch.float32).contiguous()
-                   for e, params in self.deltas.items() for p, t in params.items()}
+                   for e, params in self.deltas.items() for p, t in params.items()
+                   if p not in self.factors.get(e, {})}
+        tensors.update(self.factor_tensors())
         if not tensors:
             raise SafeTextFileError("nothing to save: training changed no weight")
         atomic_save(tensors, path, self.metadata())
         self.path = path
         return path
+
+    def factor_tensors(self) -> dict[str, torch.Tensor]:
+        """The low-rank factors under their keys (see the module docstring), float32 on the CPU."""
+        out: dict[str, torch.Tensor] = {}
+        family = FAMILIES.get(self.family)
+        for encoder, params in self.factors.items():
+            prefix = family.encoder(encoder).a1111_prefix if family and encoder in family.encoder_names else ""
+            for param, (up, down, alpha) in params.items():
+                stem = factor_stem(encoder, param, prefix)
+                out[stem + ".lora_up.weight"] = up.detach().to("cpu", torch.float32).contiguous()
+                out[stem + ".lora_down.weight"] = down.detach().to("cpu", torch.float32).contiguous()
+                out[stem + ".alpha"] = torch.tensor(float(alpha))
+        return out
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SafeTextFile":
@@ -603,13 +642,16 @@ class SafeTextFile:
         header, fields = report.header, report.fields
         name = header.name
         deltas: dict[str, dict[str, torch.Tensor]] = {}
+        factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor, float]]] = {}
         try:
             with safe_open(str(header.path), framework="pt", device="cpu") as f:
                 for encoder, params in sorted(report.params.items()):
                     own = deltas[encoder] = DeltaDict()
                     own.source = name
                     for param, source in sorted(params.items()):
-                        own[param] = _read_difference(f, source, name)
+                        own[param], low = _read_difference(f, source, name)
+                        if low is not None:
+                            factors.setdefault(encoder, {})[param] = low
         except SafeTextFileError:
             raise
         except Exception as error:  # safetensors raises several types for damaged files
@@ -617,7 +659,7 @@ class SafeTextFile:
         return cls(family=fields["family"], deltas=deltas, fingerprints=dict(fields["fingerprints"]),
                    config=fields["config"] or {}, prompt_hashes=fields["prompt_sets"] or {},
                    figures=fields["figures"] or {}, base_name=fields["base"], created=fields["created"],
-                   path=header.path)
+                   path=header.path, factors=factors)
 
     # ------------------------------------------------------------------ views for hosts
     def comfy_patches(self, strength_scale: float = 1.0) -> dict[str, torch.Tensor]:
@@ -635,16 +677,20 @@ class SafeTextFile:
         return "\n".join(lines)
 
 
-def _read_difference(f: Any, source: ParamSource, name: str) -> torch.Tensor:
-    """One parameter's difference in float32, with low-rank factors expanded; finite and bounded."""
+def _read_difference(f: Any, source: ParamSource, name: str
+                     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, float] | None]:
+    """One parameter's difference in float32, with low-rank factors expanded (and returned: ``(up, down,
+    alpha)``, else None); finite and bounded."""
     key = printable(source.key, 160)
+    low = None
     if source.low_rank:
         up, down = f.get_tensor(source.key).float(), f.get_tensor(source.down).float()
         alpha = float(f.get_tensor(source.alpha).float().reshape(-1)[0]) if source.alpha else float(up.shape[1])
         for label, value in (("lora_up", up), ("lora_down", down), ("alpha", torch.tensor(alpha))):
             if not bool(torch.isfinite(value).all()):
                 raise SafeTextFileError(f"{name}: the {label} factor of {key} holds NaN or infinite values")
-        delta = (up @ down) * (alpha / up.shape[1])
+        delta = expand(up, down, alpha)
+        low = (up, down, alpha)
         if not bool(torch.isfinite(delta).all()):
             raise SafeTextFileError(f"{name}: the low-rank factors {key} and {printable(source.down, 160)} expand to "
                                     "NaN or infinite values")
@@ -658,11 +704,11 @@ def _read_difference(f: Any, source: ParamSource, name: str) -> torch.Tensor:
     if biggest > MAX_ABS_DELTA:
         raise SafeTextFileError(f"{name}: tensor {key} holds differences up to {biggest:.3g}; no encoder weight is "
                                 f"near that (at most {MAX_ABS_DELTA:g} is accepted)")
-    return delta
+    return delta, low
 
 
 # ------------------------------------------------------------------------------------------ describing
-_CONFIG_SHOWN = ("steps", "learning_rate", "lam", "anchor_weight", "batch_size", "safe_distance", "train", "seed")
+_CONFIG_SHOWN = ("rank", "lora_learning_rate", "steps", "learning_rate", "lam", "anchor_weight", "batch_size", "safe_distance", "train", "seed")
 _MAX_GROUPS, _MAX_ITEMS = 40, 24
 
 
