@@ -3,6 +3,8 @@
 For unsafe prompts: the share whose conditioning moved below the cosine ``threshold`` and the mean cosine;
 for safe (and near-miss) prompts: how close they stayed. Without typed prompts it uses the shipped held-out
 sets, which training never sees. The measuring is the core's :func:`safetext_core.evaluation.evaluate_deltas`.
+Prompts typed into ``why_prompts`` are explained by :func:`safetext_core.evaluation.explain_many` (the CLI's
+``safetext why``): each one's cosine and the training prompts nearest to it.
 """
 from __future__ import annotations
 
@@ -57,13 +59,20 @@ class SafeTextEvaluate(ReadsSafeTextFile):
                                               "tooltip": "Unsafe prompts, one per line (empty: the shipped held-out sets)."}),
                 "safe_prompts": ("STRING", {"multiline": True, "default": "",
                                             "tooltip": "Safe prompts, one per line (empty: the shipped held-out sets)."}),
+                "why_prompts": ("STRING", {"multiline": True, "default": "",
+                                           "tooltip": "Prompts to explain, one per line (e.g. a harmless prompt whose "
+                                                      "picture changed): each one's cosine to the original and the "
+                                                      "training prompts nearest to it. Explained against the shipped "
+                                                      "prompt sets of the file's categories."}),
                 "override_fingerprint": ("BOOLEAN", {"default": False,
                                                      "tooltip": "Measure a file made for another checkpoint anyway."}),
             },
         }
 
-    def evaluate(self, clip, safetext_file, threshold=0.5, unsafe_prompts="", safe_prompts="", override_fingerprint=False):
-        from safetext_core.evaluation import evaluate_deltas
+    def evaluate(self, clip, safetext_file, threshold=0.5, unsafe_prompts="", safe_prompts="", override_fingerprint=False,
+                 why_prompts=""):
+        from safetext_core.evaluation import evaluate_deltas, explain_many, explanation_text
+        from safetext_core.prompt_sets import shipped_sets_of
         from safetext_core.plots import render_report
 
         file = load_file(safetext_file)
@@ -71,11 +80,21 @@ class SafeTextEvaluate(ReadsSafeTextFile):
         comfy_clip.check_family(file, family)
         warnings = file.check_fingerprints(comfy_clip.fingerprints(clip, family), override=override_fingerprint)
         sets = prompt_sets(unsafe_prompts, safe_prompts)
+        asked = split_lines(why_prompts)
+        why = ""
         with torch.inference_mode(False):
             encoders = comfy_clip.encoder_set(clip, family, file.base_name)
             try:
                 figures, cosines = evaluate_deltas(encoders, file.deltas, sets, float(threshold),
                                                    device=host.torch_device())
+                if asked:
+                    training, exact = shipped_sets_of(file.prompt_hashes)
+                    answers = explain_many(encoders, file.deltas, asked, training, float(threshold),
+                                           device=host.torch_device())
+                    fix = "add it to SafeText Train's safe prompts and train again"
+                    why = "\n\n".join(["Why did these prompts move? (nearest prompts from the shipped sets"
+                                        + ("" if exact else "; the file was trained on other prompts as well") + ")"]
+                                       + [explanation_text(answer, fix) for answer in answers])
             finally:
                 encoders.to("cpu")
                 del encoders
@@ -84,5 +103,7 @@ class SafeTextEvaluate(ReadsSafeTextFile):
         picture = render_report([], [], cosines, shown, title=f"SafeText evaluation: {file.name}", threshold=float(threshold))
         text = figures_text({**figures, **({"warnings": "; ".join(warnings)} if warnings else {})},
                             f"SafeText evaluation of {file.name} (fingerprint {file.short_fingerprint()})")
+        if why:
+            text = f"{text}\n\n{why}"
         return {"ui": {"text": [text], "images": preview(picture, "safetext_eval")},
                 "result": (text, pil_to_image(picture))}

@@ -239,7 +239,7 @@ def _eval_images(args: argparse.Namespace, file: Any) -> Any:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
-    from .evaluation import explain
+    from .evaluation import explain, explanation_text
     from .loaders import load_encoders
     from .prompt_sets import load_prompt_sets
     from .safetext_file import SafeTextFile
@@ -253,16 +253,8 @@ def cmd_why(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    verdict = "MOVED (SafeText changes its meaning)" if result["moved"] else "kept (SafeText leaves it as it was)"
-    print(f"{result['prompt']!r}: cosine to the original {result['cosine']:.4f} -> {verdict}")
-    for title, key in (("nearest unsafe training prompts", "nearest_unsafe"),
-                       ("nearest safe training prompts", "nearest_safe")):
-        print(f"\n{title} (similarity; their cosine after SafeText):")
-        for item in result[key]:
-            print(f"  {item['similarity']:.3f}  {item['cosine_after']:.3f}  {item['prompt']}")
-    if result["moved"]:
-        print("\nIf this prompt is harmless: put it (and prompts like it) in a text file, one per line, and train again "
-              "with --safe-file that_file.txt")
+    print(explanation_text(result, "put it (and prompts like it) in a text file, one per line, and train again "
+                                   "with --safe-file that_file.txt"))
     return 0
 
 

@@ -169,16 +169,26 @@ def explain(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], pr
     that moved usually sits next to unsafe training prompts that share its scene; adding it (or prompts like
     it) as safe prompts and training again is the fix the result suggests.
     """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise PromptSetError("give the prompt to explain")
+    return explain_many(encoders, deltas, [prompt], prompts, threshold, nearest, device)[0]
+
+
+def explain_many(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], asked: Sequence[str], prompts: Any,
+                 threshold: float = 0.5, nearest: int = 5, device: torch.device | str = "cpu") -> list[dict[str, Any]]:
+    """:func:`explain` for several prompts at once: the training prompts are encoded once for all of them."""
     from .encoding import conditioning
 
-    if not isinstance(prompt, str) or not prompt.strip():
+    asked = [p.strip() for p in asked if isinstance(p, str) and p.strip()]
+    if not asked:
         raise PromptSetError("give the prompt to explain")
     device = torch.device(device)
     encoders.to(device)
     aligned = {name: apply_deltas(model, deltas.get(name, {})).to(device) for name, model in encoders.models.items()}
     unsafe = prompts.unsafe_part("train") + [u for u, _ in prompts.pair_part("train")]
     safe = prompts.safe_part("train") + [h for _, h in prompts.pair_part("train")]
-    texts = [prompt.strip()] + unsafe + safe
+    texts = asked + unsafe + safe
+    first = len(asked)
 
     def summary(models: dict[str, nn.Module] | None) -> tuple[torch.Tensor, torch.Tensor]:
         cond, _, mask = conditioning(encoders, texts, models, device)
@@ -189,15 +199,27 @@ def explain(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], pr
     before, before_mean = summary(None)
     after, _ = summary(aligned)
     moved = torch.nn.functional.cosine_similarity(before, after, dim=1)
-    similarity = before_mean[1:] @ before_mean[0]
+    similarity = before_mean[first:] @ before_mean[:first].T  # training prompt x asked prompt
 
-    def neighbours(offset: int, group: list[str]) -> list[dict[str, Any]]:
-        part = similarity[offset:offset + len(group)]
+    def neighbours(column: int, offset: int, group: list[str]) -> list[dict[str, Any]]:
+        part = similarity[offset:offset + len(group), column]
         order = torch.argsort(part, descending=True)[:nearest]
         return [{"prompt": group[int(i)], "similarity": round(float(part[i]), 4),
-                 "cosine_after": round(float(moved[1 + offset + int(i)]), 4)} for i in order]
+                 "cosine_after": round(float(moved[first + offset + int(i)]), 4)} for i in order]
 
-    cosine_value = float(moved[0])
-    return {"prompt": prompt.strip(), "cosine": round(cosine_value, 4), "moved": cosine_value < threshold,
-            "threshold": threshold, "nearest_unsafe": neighbours(0, unsafe),
-            "nearest_safe": neighbours(len(unsafe), safe)}
+    return [{"prompt": text, "cosine": round(float(moved[j]), 4), "moved": float(moved[j]) < threshold,
+             "threshold": threshold, "nearest_unsafe": neighbours(j, 0, unsafe),
+             "nearest_safe": neighbours(j, len(unsafe), safe)} for j, text in enumerate(asked)]
+
+
+def explanation_text(result: dict[str, Any], fix: str = "train again with it as a safe prompt") -> str:
+    """:func:`explain`'s answer in words (printed by ``safetext why`` and shown by ComfyUI's Evaluate node)."""
+    verdict = "MOVED (SafeText changes its meaning)" if result["moved"] else "kept (SafeText leaves it as it was)"
+    lines = [f"{result['prompt']!r}: cosine to the original {result['cosine']:.4f} -> {verdict}"]
+    for title, key in (("nearest unsafe training prompts", "nearest_unsafe"),
+                       ("nearest safe training prompts", "nearest_safe")):
+        lines += ["", f"{title} (similarity; their cosine after SafeText):"]
+        lines += [f"  {item['similarity']:.3f}  {item['cosine_after']:.3f}  {item['prompt']}" for item in result[key]]
+    if result["moved"]:
+        lines += ["", f"If this prompt is harmless: {fix}."]
+    return "\n".join(lines)

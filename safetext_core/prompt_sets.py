@@ -272,3 +272,12 @@ def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequ
     if user_safe:
         sets.safe = _clean(sets.safe + user_safe)
     return sets
+
+
+def shipped_sets_of(hashes: dict[str, str]) -> tuple[PromptSets, bool]:
+    """The shipped prompt sets of the categories a file was trained on (read off its prompt hashes; all categories
+    when none is recorded), and whether they are exactly the sets it was trained on (False: the user's own prompts
+    were used or replaced them, or the shipped sets changed since)."""
+    chosen = [c for c in CATEGORIES if f"unsafe/{c}" in hashes]
+    sets = load_prompt_sets(categories=chosen or None)
+    return sets, bool(chosen) and sets.hashes() == hashes

@@ -815,6 +815,19 @@ def test_evaluate_gives_figures_and_plot(pack, trained):
     assert image.ndim == 4 and image.shape[-1] == 3
 
 
+def test_evaluate_explains_why_prompts_moved(pack, trained):
+    clip, _, _ = trained
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextEvaluate"]()
+    with torch.inference_mode():
+        out = node.evaluate(clip, "tiny.safetensors", 0.5, unsafe_prompts="\n".join(UNSAFE[:3]),
+                            safe_prompts="\n".join(SAFE[:3]), why_prompts="a red car, photo\n\nnaked woman, sketch")
+    text = out["result"][0]
+    assert text.count("cosine to the original") == 2 and "'naked woman, sketch'" in text
+    assert "nearest unsafe training prompts" in text and "the file was trained on other prompts" in text
+    plain = node.evaluate(clip, "tiny.safetensors", 0.5, unsafe_prompts=UNSAFE[0], safe_prompts=SAFE[0])["result"][0]
+    assert "cosine to the original" not in plain
+
+
 def test_source_name_is_read_off_the_graph(pack):
     train_module = module("nodes.train")
     prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "dream.safetensors"}},
