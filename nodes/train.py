@@ -46,15 +46,21 @@ def source_name(prompt: Any, node_id: Any, input_name: str = "clip", depth: int 
     return ""
 
 
-def config_from(lambda_, steps, learning_rate, training_seed, batch_size, train_parameters) -> AlignConfig:
-    pattern = (train_parameters or "").strip()
-    if pattern:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ConfigError(f"SafeText Train: train_parameters is not a valid regular expression ({error})") from None
+def config_from(lambda_, steps, learning_rate, training_seed, batch_size, train_parameters, rank=0, lora_alpha=0.0,
+                lora_learning_rate=None, lora_targets="") -> AlignConfig:
+    patterns = {}
+    for field, text in (("train_parameters", train_parameters), ("lora_targets", lora_targets)):
+        pattern = (text or "").strip()
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError(f"SafeText Train: {field} is not a valid regular expression ({error})") from None
+        patterns[field] = (pattern,) if pattern else ()
+    low = {"lora_learning_rate": float(lora_learning_rate)} if lora_learning_rate is not None else {}
     return AlignConfig(steps=int(steps), learning_rate=float(learning_rate), lam=float(lambda_), seed=int(training_seed),
-                       batch_size=int(batch_size), train=(pattern,) if pattern else ())
+                       batch_size=int(batch_size), train=patterns["train_parameters"], rank=int(rank),
+                       lora_alpha=float(lora_alpha), lora_targets=patterns["lora_targets"], **low)
 
 
 class SafeTextTrain:
@@ -111,17 +117,30 @@ class SafeTextTrain:
                 "train_parameters": ("STRING", {"default": "",
                                                 "tooltip": "Advanced: regular expression of the encoder parameters to train "
                                                            "(empty: all). E.g. 'layers\\.(9|10)\\.' trains two layers."}),
+                # Low-rank (LoRA) training; new inputs go last so saved workflows keep their widget values.
+                "rank": ("INT", {"default": defaults.rank, "min": 0, "max": 1024,
+                                 "tooltip": "0: fine-tune the full weights. > 0: train LoRA factors of this rank; the file "
+                                            "is a LoRA of a few MB that stock LoRA loaders apply too (docs/lowrank.md)."}),
+                "lora_alpha": ("FLOAT", {"default": defaults.lora_alpha, "min": 0.0, "max": 4096.0, "step": 1.0,
+                                         "tooltip": "LoRA alpha: the factors' product is scaled by alpha / rank (0: alpha = rank)."}),
+                "lora_learning_rate": ("FLOAT", {"default": defaults.lora_learning_rate, "min": 1e-7, "max": 1.0,
+                                                 "step": 1e-5, "round": 1e-8,
+                                                 "tooltip": "AdamW learning rate of the LoRA factors (rank > 0)."}),
+                "lora_targets": ("STRING", {"default": "",
+                                            "tooltip": "Advanced, rank > 0: regular expression of the linear layers that get "
+                                                       "factors (empty: every layer inside the transformer blocks)."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
         }
 
     def train(self, clip, file_name, steps, learning_rate, training_seed, overwrite=False,
               unsafe_prompts="", safe_prompts="", only_my_prompts=False, batch_size=16, train_parameters="",
+              rank=0, lora_alpha=0.0, lora_learning_rate=None, lora_targets="",
               unique_id=None, prompt=None, **flags):
         enforce.check_training()  # an operator's enforced mode picks files by fingerprint: no new ones
         # "lambda" is a Python keyword, so it (and the category switches) arrive in **flags.
         config = config_from(flags.get("lambda", AlignConfig().lam), steps, learning_rate, training_seed, batch_size,
-                             train_parameters)
+                             train_parameters, rank, lora_alpha, lora_learning_rate, lora_targets)
         path = host.output_path(file_name)
         family = comfy_clip.family_of(clip)
         prompts = load_prompt_sets(categories=[] if only_my_prompts else [c for c in CATEGORIES if flags.get(f"unsafe_{c}")],

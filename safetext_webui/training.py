@@ -7,6 +7,7 @@ Interrupt stops it without writing a file.
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -23,7 +24,7 @@ from .hijack import HostEncoder, host_encoders, original_state
 from .settings import models_dir
 
 FIELDS = ("categories", "unsafe_prompts", "safe_prompts", "replace", "steps", "learning_rate", "lam", "batch_size",
-          "name", "seed")
+          "name", "seed", "rank", "lora_alpha", "lora_learning_rate", "lora_targets")
 STATUS: dict[str, Any] = {"running": False, "step": 0, "total": 0, "phase": "idle", "message": "", "loss": None,
                           "figures": {}, "error": None, "file": None, "finished": None, "started": None}
 
@@ -55,12 +56,22 @@ def _tokenizers(family: str, encs: list[HostEncoder]) -> dict[str, Any]:
     return out
 
 
-def _config(steps: Any, learning_rate: Any, lam: Any, batch_size: Any, seed: Any) -> core.AlignConfig:
+def _config(steps: Any, learning_rate: Any, lam: Any, batch_size: Any, seed: Any, rank: Any = 0,
+            lora_alpha: Any = 0.0, lora_learning_rate: Any = None, lora_targets: Any = "") -> core.AlignConfig:
     try:
         values = {"steps": int(steps), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-                  "lam": float(lam), "seed": int(seed or 0)}
+                  "lam": float(lam), "seed": int(seed or 0), "rank": int(rank or 0), "lora_alpha": float(lora_alpha or 0)}
+        if lora_learning_rate not in (None, ""):
+            values["lora_learning_rate"] = float(lora_learning_rate)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"bad training settings: {error}") from None
+    pattern = str(lora_targets or "").strip()
+    if pattern:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(f"LoRA target layers: not a regular expression ({error})") from None
+        values["lora_targets"] = (pattern,)
     return core.AlignConfig(**values)
 
 
@@ -74,7 +85,8 @@ def _device() -> Any:
 
 def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = "", replace: bool = False,
           steps: Any = 300, learning_rate: Any = 1e-4, lam: Any = 1.0, batch_size: Any = 16, name: Any = "",
-          seed: Any = 0, overwrite: bool = False) -> dict[str, Any]:
+          seed: Any = 0, overwrite: bool = False, rank: Any = 0, lora_alpha: Any = 0.0, lora_learning_rate: Any = None,
+          lora_targets: Any = "") -> dict[str, Any]:
     """Train a SafeText file for the loaded checkpoint; returns its name, fingerprint, figures and report.
 
     Call with the webui's queue lock held. Raises :class:`~safetext_core.errors.SafeTextError` for bad values
@@ -84,7 +96,7 @@ def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = 
     if is_forge(sd_model):
         raise UnsupportedModel("training inside Forge is not supported yet; train with `python -m safetext_core` on "
                                "the checkpoint file and put the result in the SafeText folder")
-    config = _config(steps, learning_rate, lam, batch_size, seed)
+    config = _config(steps, learning_rate, lam, batch_size, seed, rank, lora_alpha, lora_learning_rate, lora_targets)
     folder = models_dir()
     target = new_file_path(folder, name if str(name or "").strip() else default_output_name(sd_model))
     if target.exists() and not overwrite:

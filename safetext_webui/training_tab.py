@@ -30,10 +30,12 @@ def figures_html(figures: dict[str, float]) -> str:
 
 
 def ui_train(categories: Any, unsafe: Any, safe: Any, replace: Any, steps: Any, learning_rate: Any, lam: Any,
-             batch_size: Any, name: Any) -> tuple[Any, str, str]:
+             batch_size: Any, name: Any, rank: Any = 0, lora_alpha: Any = 0.0, lora_learning_rate: Any = None,
+             lora_targets: Any = "") -> tuple[Any, str, str]:
     """The Train button: (report image, figures table, status line)."""
     try:
-        result = train(categories, unsafe, safe, replace, steps, learning_rate, lam, batch_size, name)
+        result = train(categories, unsafe, safe, replace, steps, learning_rate, lam, batch_size, name, rank=rank,
+                       lora_alpha=lora_alpha, lora_learning_rate=lora_learning_rate, lora_targets=lora_targets)
     except core.AlignmentCancelled:
         return None, "", "<p>Interrupted: no file was written.</p>"
     except SafeTextError as error:
@@ -69,6 +71,15 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
                                     elem_id="safetext_train_lambda")
                     batch_size = gr.Number(value=defaults.batch_size, precision=0, label="Batch size",
                                            elem_id="safetext_train_batch")
+                with gr.Row():  # low-rank (LoRA) training: rank 0 fine-tunes the full weights
+                    rank = gr.Number(value=defaults.rank, precision=0, label="LoRA rank (0: full weights)",
+                                     elem_id="safetext_train_rank")
+                    lora_alpha = gr.Number(value=defaults.lora_alpha, label="LoRA alpha (0: = rank)",
+                                           elem_id="safetext_train_lora_alpha")
+                    lora_learning_rate = gr.Number(value=defaults.lora_learning_rate, label="LoRA learning rate",
+                                                   elem_id="safetext_train_lora_lr")
+                lora_targets = gr.Textbox(label="LoRA target layers (regular expression; empty: every block's linear "
+                                                "layers)", elem_id="safetext_train_lora_targets")
                 name = gr.Textbox(label="Output file name (empty: <checkpoint>-safetext.safetensors)",
                                   elem_id="safetext_train_name")
                 with gr.Row():
@@ -80,7 +91,8 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
                 figures = gr.HTML(elem_id="safetext_train_figures")
                 status = gr.HTML(elem_id="safetext_train_status")
         start.click(fn=wrap_gradio_gpu_call(ui_train, extra_outputs=[None, ""]),
-                    inputs=[categories, unsafe, safe, replace, steps, learning_rate, lam, batch_size, name],
+                    inputs=[categories, unsafe, safe, replace, steps, learning_rate, lam, batch_size, name, rank,
+                            lora_alpha, lora_learning_rate, lora_targets],
                     outputs=[report, figures, status])
         stop.click(fn=lambda: shared.state.interrupt(), inputs=[], outputs=[])
     return [(tab, TITLE, "safetext")]

@@ -1,0 +1,51 @@
+"""Low-rank training from the hosts' front doors (stand-in hosts, as tests/test_comfy_nodes.py and
+tests/test_a1111_scripts.py): the ComfyUI Train node and the A1111/Forge training function take a rank and write a
+LoRA-layout SafeText file; the node's new inputs come last, so saved workflows keep their widget values."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from safetext_core import SafeTextFile
+from test_a1111_scripts import sd1, webui  # noqa: F401  (fixtures)
+from test_comfy_nodes import env, host, pack, sd1_clip, train  # noqa: F401  (fixtures and helpers)
+
+LOW_RANK_INPUTS = ["rank", "lora_alpha", "lora_learning_rate", "lora_targets"]
+
+
+def _kohya_only(path) -> None:
+    with safe_open(str(path), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.startswith("lora_te_text_model_encoder_layers_") for k in keys)
+
+
+def test_train_node_trains_a_low_rank_file(pack, host):
+    optional = list(pack.NODE_CLASS_MAPPINGS["SafeTextTrain"].INPUT_TYPES()["optional"])
+    assert optional[-len(LOW_RANK_INPUTS):] == LOW_RANK_INPUTS  # appended: older workflows load unchanged
+    clip = sd1_clip()
+    with torch.inference_mode():
+        result = train(pack, clip, name="tiny_lowrank", rank=2, lora_learning_rate=2e-2)
+    path = Path(host.folder_paths.models_dir) / "safetext" / "tiny_lowrank.safetensors"
+    file = SafeTextFile.load(path)
+    assert file.config["rank"] == 2 and file.factors["clip_l"]
+    assert all(up.shape[1] == 2 for up, _, _ in file.factors["clip_l"].values())
+    _kohya_only(path)
+    aligned = result["result"][0]
+    assert not torch.equal(aligned.encode(["bloody corpse, photo"])[0], clip.encode(["bloody corpse, photo"])[0])
+
+
+def test_webui_training_takes_a_rank(webui, sd1):
+    from conftest import SAFE_WORDS, UNSAFE_WORDS
+
+    assert set(LOW_RANK_INPUTS) <= set(webui.training.FIELDS)  # POST /safetext/v1/train accepts them
+    unsafe = "\n".join(f"{w}, {s}" for w in UNSAFE_WORDS for s in ("photo", "sketch"))
+    safe = "\n".join(f"{w}, {s}" for w in SAFE_WORDS for s in ("photo", "sketch"))
+    result = webui.training.train([], unsafe, safe, True, steps=2, batch_size=4, name="lowrank", rank=2,
+                                  lora_targets=r"mlp\.fc[12]")
+    path = webui.folder / result["file"]
+    file = SafeTextFile.load(path)
+    assert file.config["rank"] == 2 and file.config["lora_targets"] == [r"mlp\.fc[12]"]
+    assert {p.split(".")[-2] for p in file.factors["clip_l"]} <= {"fc1", "fc2"}
+    _kohya_only(path)
