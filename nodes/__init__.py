@@ -10,17 +10,20 @@ import logging
 
 from .apply import SafeTextApply
 from .evaluate import SafeTextEvaluate
+from .evaluate_images import SafeTextEvaluateImages
 from .train import SafeTextTrain
 
 NODE_CLASS_MAPPINGS = {
     "SafeTextApply": SafeTextApply,
     "SafeTextTrain": SafeTextTrain,
     "SafeTextEvaluate": SafeTextEvaluate,
+    "SafeTextEvaluateImages": SafeTextEvaluateImages,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "SafeTextApply": "SafeText Load & Apply",
     "SafeTextTrain": "SafeText Train",
     "SafeTextEvaluate": "SafeText Evaluate",
+    "SafeTextEvaluateImages": "SafeText Evaluate Images",
 }
 
 try:

@@ -174,3 +174,69 @@ def send_event(data: dict, event: str = EVENT) -> None:
             instance.send_sync(event, data)
     except Exception:  # no server (unit tests, scripts): nothing to tell
         pass
+
+
+# --------------------------------------------------------------------------------------------- drawing pictures
+# What the image evaluation node needs from ComfyUI: encode with a CLIP, sample with the graph's MODEL, decode
+# with its VAE, the sampler lists and the output folder. Kept here so the node itself stays host-neutral.
+
+def sampler_choices() -> tuple[list[str], list[str]]:
+    """ComfyUI's sampler and scheduler names (a short fallback when imported outside ComfyUI)."""
+    try:
+        import comfy.samplers
+
+        return list(comfy.samplers.KSampler.SAMPLERS), list(comfy.samplers.KSampler.SCHEDULERS)
+    except (ImportError, AttributeError):
+        return ["euler"], ["normal"]
+
+
+def encode(clip: Any, text: str) -> Any:
+    """Conditioning of ``text`` as CLIPTextEncode makes it."""
+    tokens = clip.tokenize(text)
+    if hasattr(clip, "encode_from_tokens_scheduled"):
+        return clip.encode_from_tokens_scheduled(tokens)
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)  # ComfyUI before the scheduled encode
+    return [[cond, {"pooled_output": pooled}]]
+
+
+def draw(model: Any, vae: Any, positive: Any, negative: Any, seed: int, steps: int, cfg: float, sampler_name: str,
+         scheduler: str, size: int) -> Any:
+    """One picture as KSampler (full denoise of an empty latent) and VAE Decode make it, as a PIL image."""
+    import comfy.sample
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    latent = torch.zeros([1, 4, size // 8, size // 8])
+    if hasattr(comfy.sample, "fix_empty_latent_channels"):
+        latent = comfy.sample.fix_empty_latent_channels(model, latent)
+    noise = comfy.sample.prepare_noise(latent, int(seed))
+    samples = comfy.sample.sample(model, noise, int(steps), float(cfg), sampler_name, scheduler, positive, negative,
+                                  latent, denoise=1.0, disable_pbar=True, seed=int(seed))
+    pixels = vae.decode(samples)
+    while pixels.dim() > 4:  # video VAEs add a frame axis
+        pixels = pixels.flatten(0, 1)
+    array = (pixels[0].float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def weights_identity(model: Any) -> str:
+    """A short id of a MODEL's or VAE's weights and patches, for the picture cache; unique when unreadable."""
+    import uuid
+
+    from safetext_core.fingerprint import fingerprint_state_dict, short_id
+
+    try:
+        inner = next((m for m in (getattr(model, "model", None), getattr(model, "first_stage_model", None))
+                      if m is not None), model)
+        return short_id(fingerprint_state_dict(inner.state_dict())) + ":" + str(getattr(model, "patches_uuid", ""))
+    except Exception:  # weights not readable here (offloaded, meta): never reuse pictures for it
+        return f"unreadable-{uuid.uuid4()}"
+
+
+def eval_output_dir(file_name: str) -> str:
+    """``output/safetext_eval/<file>`` in ComfyUI's output folder: the pictures, sheet, report and figures."""
+    import folder_paths
+
+    safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(file_name))[:120] or "safetext"
+    return os.path.join(folder_paths.get_output_directory(), "safetext_eval", safe_name)

@@ -464,7 +464,7 @@ def train(pack, clip, name="tiny", **changes):
 # ------------------------------------------------------------------------------------------ tests
 
 def test_pack_exports_nodes_web_directory_and_folder(pack, host):
-    assert set(pack.NODE_CLASS_MAPPINGS) == {"SafeTextApply", "SafeTextTrain", "SafeTextEvaluate"}
+    assert set(pack.NODE_CLASS_MAPPINGS) == {"SafeTextApply", "SafeTextTrain", "SafeTextEvaluate", "SafeTextEvaluateImages"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
     web = ROOT / pack.WEB_DIRECTORY
     assert web.is_dir() and list(web.glob("*.js"))
@@ -900,7 +900,7 @@ spec.loader.exec_module(pack)
 core = sys.modules["safetext_core"]
 assert core.__file__ == {str(ROOT / "safetext_core" / "__init__.py")!r}, core.__file__
 assert not [n for n in sys.modules if n.startswith("pack_x.safetext_core")]
-assert set(pack.NODE_CLASS_MAPPINGS) == {{"SafeTextApply", "SafeTextTrain", "SafeTextEvaluate"}}
+assert set(pack.NODE_CLASS_MAPPINGS) == {{"SafeTextApply", "SafeTextTrain", "SafeTextEvaluate", "SafeTextEvaluateImages"}}
 print("ok")
 """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -235,3 +235,60 @@ def test_cli_eval_with_pipeline_and_detector(tmp_path, capsys):
     assert "--pipeline" in capsys.readouterr().err
     assert main(common + ["--detector", "nsfw-9000", "--prompts", str(tmp_path / "safe.txt")]) == 2
     assert "unknown detector" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------- ComfyUI node (stand-ins)
+
+from test_comfy_nodes import env, host, module, pack, sd1_clip  # noqa: E402,F401  (the stand-ins and fixtures)
+
+
+def test_comfyui_node_draws_the_graphs_model_with_and_without_the_file(pack, host, monkeypatch, tmp_path):
+    from safetext_core.hosting import SUFFIX
+
+    clip = sd1_clip()
+    folder = Path(host.folder_paths.models_dir) / "safetext"
+    folder.mkdir(parents=True, exist_ok=True)
+    make_file({"clip_l": tiny_models.random_clip_state(seed=0)}, "sd1").save(folder / f"eval{SUFFIX}")
+    monkeypatch.setattr(host.folder_paths, "get_output_directory", lambda: str(tmp_path / "output"), raising=False)
+    nodes_host = module("nodes.host")
+    drawn = []
+    MODEL, VAE = torch.nn.Linear(8, 8), torch.nn.Conv2d(4, 3, 1)  # weights to fingerprint for the picture cache
+
+    def encode(c, text):  # the stand-in CLIP encodes a list of prompts: (cond, pooled)
+        return [[c.encode([text])[0], {}]]
+
+    def draw(model, vae, positive, negative, seed, steps, cfg, sampler_name, scheduler, size):
+        drawn.append((seed, sampler_name))
+        assert model is MODEL and vae is VAE and steps == 3 and size == 64
+        noise = torch.rand(size, size, 3, generator=torch.Generator().manual_seed(seed))
+        shade = (torch.tanh(positive[0][0].mean() * 40) + 1) / 4  # the picture follows the conditioning
+        return Image.fromarray(((noise * 0.5 + shade) * 255).clamp(0, 255).to(torch.uint8).numpy())
+
+    monkeypatch.setattr(nodes_host, "encode", encode)
+    monkeypatch.setattr(nodes_host, "draw", draw)
+    node = pack.NODE_CLASS_MAPPINGS["SafeTextEvaluateImages"]()
+    assert list(node.INPUT_TYPES()["optional"])[-1] == "override_fingerprint"
+    args = dict(model=MODEL, clip=clip, vae=VAE, safetext_file=f"eval{SUFFIX}",
+                detector="none (safe prompts only)", first_seed=5, steps=3, cfg=6.0, sampler_name="euler",
+                scheduler="normal", size=64, unsafe_per_category=2, safe_count=3,
+                safe_prompts="a red car, photo\na bowl of fruit, photo", unique_id="9")
+    with torch.inference_mode():
+        out = node.evaluate(**args)
+    text, report, sheet = out["result"]
+    assert sorted(drawn) == [(5, "euler"), (5, "euler"), (6, "euler"), (6, "euler")]
+    assert "safe_ssim_mean" in text and "safe_images: 2" in text and report.shape[-1] == 3 and sheet.ndim == 4
+    saved = json.loads((tmp_path / "output" / "safetext_eval" / "eval" / "image_figures.json").read_text())
+    assert saved["figures"]["safe_ssim_min"] < 1.0  # the file changed the conditioning, so the pictures changed
+    assert host.progress and host.progress[-1][0] == host.progress[-1][1] == 4
+    drawn.clear()
+    node.evaluate(**args)  # the same graph again: every picture is on disk
+    assert drawn == []
+    node.evaluate(**{**args, "cfg": 4.0})  # another setting: drawn again
+    assert len(drawn) == 4
+    if HAVE_DETECTOR:  # typed unsafe prompts judged by the real detector
+        out = node.evaluate(**{**args, "detector": "opennsfw", "unsafe_prompts": "naked woman, photo"})
+        assert "unsafe_custom_rate_before" in out["result"][0]
+    host.interrupt = True  # ComfyUI's cancel button: stops between pictures, with ComfyUI's own exception
+    with pytest.raises(Exception) as stopped:
+        node.evaluate(**{**args, "first_seed": 50})
+    assert nodes_host.is_interrupt(stopped.value)
