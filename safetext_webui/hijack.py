@@ -11,6 +11,8 @@
   While on, it runs the original pass first (so the Lora extension applies its weights under the live
   parameters), then the same call with ``W + s * delta`` swapped into the parameter slots by
   :class:`safetext_core.weights.ShiftPlan` (restored even on error; nothing is edited in place), then blends.
+* **Moderation signal.** Each wrapper call hands both outputs to :meth:`Active.record`; :func:`record_signals`
+  groups them per prompt text, :func:`job_signals` gives them per prompt of the batch (the infotext's).
 * **Fail closed.** When SafeText was asked for and cannot be applied, :func:`fail_closed` makes the job's
   prompt encoding raise instead of generating without it (the webui only prints errors raised by scripts).
 """
@@ -25,6 +27,7 @@ import torch
 from safetext_core.errors import SafeTextError, SafeTextFileError, SafeTextNotApplied, UnsupportedModel
 from safetext_core.fingerprint import fingerprint_state_dict
 from safetext_core.models import hf_to_openclip_names, normalise_hf_clip_keys, openclip_to_hf
+from safetext_core.moderation import PromptSignal, SignalSum
 from safetext_core.safetext_file import SafeTextFile
 from safetext_core.weights import ShiftPlan, blend_outputs
 
@@ -169,6 +172,16 @@ class Active:
     deltas: dict[str, dict[str, torch.Tensor]]  # encoder -> host parameter name -> difference
     modules: dict[str, torch.nn.Module]
     plans: dict[str, ShiftPlan] = field(default_factory=dict)  # rebuilt when a weight changes (a LoRA applied)
+    scope: SignalSum | None = None  # the moderation signal of the get_learned_conditioning call running now
+    signals: dict[str, PromptSignal] = field(default_factory=dict)  # prompt text -> signal, this job
+
+    def record(self, base: Any, out: Any) -> None:
+        """Both outputs of one encoder call, for the moderation signal (rows are the prompts being encoded)."""
+        if self.scope is not None:
+            try:
+                self.scope.add(base, out)
+            except ValueError:  # a call with other rows inside the same scope: not the prompts of this scope
+                pass
 
     @property
     def shift(self) -> float:
@@ -194,6 +207,7 @@ class Active:
 class _State:
     active: Active | None = None
     failed_model: Any = None  # weak reference to the model whose get_learned_conditioning refuses
+    signal_model: Any = None  # weak reference to the model whose get_learned_conditioning records the signal
 
 
 _STATE = _State()
@@ -209,7 +223,9 @@ def _make_wrapper(encoder: str, original: Callable[..., Any]) -> Callable[..., A
         base = original(tokens, *args, **kwargs)
         with active.plan(encoder).swapped():
             aligned = original(tokens, *args, **kwargs)
-        return active.blend(base, aligned)
+        out = active.blend(base, aligned)
+        active.record(base, out)  # the moderation signal: the original and the passed-on output are at hand
+        return out
 
     encode_with_transformers.safetext_wrapper = True
     return encode_with_transformers
@@ -252,9 +268,55 @@ def fail_closed(sd_model: Any, message: str) -> None:
     _STATE.failed_model = weakref.ref(sd_model)
 
 
+def record_signals(sd_model: Any) -> None:
+    """Collect the moderation signal per prompt text while SafeText is in force for this job: the model's
+    ``get_learned_conditioning(texts)`` gets a wrapper (on the instance, removed by :func:`deactivate`) that
+    opens a :class:`SignalSum` for its rows; every encoder call inside (chunks of long prompts, SDXL's two
+    encoders) adds to it."""
+    current = sd_model.__dict__.get("get_learned_conditioning") if sd_model is not None else None
+    original = getattr(sd_model, "get_learned_conditioning", None)
+    if current is not None or original is None:  # fail_closed's refusal or ours already; or nothing to wrap
+        return
+
+    def get_learned_conditioning(texts: Any, *args: Any, **kwargs: Any) -> Any:
+        active = _STATE.active
+        if active is None:
+            return original(texts, *args, **kwargs)
+        active.scope = scope = SignalSum()
+        try:
+            return original(texts, *args, **kwargs)
+        finally:
+            active.scope = None
+            prompts = [str(t) for t in texts] if isinstance(texts, (list, tuple)) else []
+            for row, signal in enumerate(scope.signals()):
+                if row < len(prompts):
+                    active.signals[prompts[row]] = signal
+
+    get_learned_conditioning.safetext_signal = True
+    sd_model.get_learned_conditioning = get_learned_conditioning
+    _STATE.signal_model = weakref.ref(sd_model)
+
+
+def job_signals(prompts: list[str], negative_prompts: list[str] | None = None) -> list[PromptSignal | None]:
+    """Per prompt of the batch, the signal of its text; a prompt whose text was not encoded as such (prompt
+    editing ``[a:b:5]``, ``AND``) gets the lowest cosine of the texts that are not negative prompts."""
+    active = _STATE.active
+    if active is None or not active.signals:
+        return []
+    negatives = set(negative_prompts or [])
+    others = [s for text, s in active.signals.items() if text not in negatives]
+    fallback = min(others, key=lambda s: s.cosine) if others else None
+    return [active.signals.get(prompt, fallback) for prompt in prompts]
+
+
 def deactivate() -> None:
     """No file in force, and the model's own prompt encoding back (after :func:`fail_closed`)."""
     _STATE.active = None
+    ref, _STATE.signal_model = _STATE.signal_model, None
+    model = ref() if ref is not None else None
+    current = model.__dict__.get("get_learned_conditioning") if model is not None else None
+    if current is not None and getattr(current, "safetext_signal", False):
+        del model.__dict__["get_learned_conditioning"]
     ref, _STATE.failed_model = _STATE.failed_model, None
     model = ref() if ref is not None else None
     current = model.__dict__.get("get_learned_conditioning") if model is not None else None

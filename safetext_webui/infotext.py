@@ -1,7 +1,9 @@
 """SafeText's fields in an image's generation parameters, written after a job and read back when pasted.
 
 Written: ``SafeText: <file name>, SafeText fingerprint: <id>, SafeText strength: <s>`` plus ``SafeText mode:
-weight`` and ``SafeText lock: True`` when they apply. Read back (paste, "Send to txt2img", PNG info): the
+weight`` and ``SafeText lock: True`` when they apply, and the moderation signal per image (``SafeText cosine:
+0.123, SafeText moved: True``: how far SafeText moved that image's prompt, see
+:mod:`safetext_core.moderation`); the API's ``info`` carries both lists in ``extra_generation_params``. Read back (paste, "Send to txt2img", PNG info): the
 panel's four values, through the ``infotext_pasted`` callback and the Script's ``infotext_fields``.
 """
 from __future__ import annotations
@@ -23,6 +25,8 @@ MODE = "SafeText mode"
 LOCK = "SafeText lock"
 ENABLED = "SafeText enabled"  # written by the paste callback only, for the panel's checkbox
 FILE = "SafeText file"
+COSINE = "SafeText cosine"
+MOVED = "SafeText moved"
 PASTE_FIELDS = [NAME, STRENGTH, MODE]
 
 
@@ -37,6 +41,23 @@ def fields(settings: Settings, file: SafeTextFile | None) -> dict[str, Any]:
     if settings.locked:
         out[LOCK] = True
     return out
+
+
+def add_signals(p: Any, signals: list[Any], batch_number: int) -> None:
+    """Put one batch's signals (per image, :class:`~safetext_core.moderation.PromptSignal` or None) into the job's
+    generation parameters. The webui reads a list value at the image's index, in the infotext and in the API's
+    ``info``, so each field is a list over every image of the job."""
+    batch = max(1, int(getattr(p, "batch_size", len(signals)) or len(signals)))
+    total = max(1, int(getattr(p, "n_iter", 1) or 1)) * batch
+    params = p.extra_generation_params
+    for key in (COSINE, MOVED):
+        if not isinstance(params.get(key), list) or len(params[key]) != total:
+            params[key] = [None] * total
+    for i, signal in enumerate(signals):
+        index = batch_number * batch + i
+        if signal is not None and index < total:
+            params[COSINE][index] = signal.cosine
+            params[MOVED][index] = signal.moved
 
 
 def pasted_values(params: dict[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,7 @@ def apply(p: Any, sd_model: Any, chosen: Settings) -> Settings:
         chosen = replace(chosen, mode=forge.MODE)
     else:
         hijack.activate(sd_model, chosen, file)
+    hijack.record_signals(sd_model)
     clear_cond_cache(p)
     p.extra_generation_params.update(infotext.fields(chosen, file))
     return chosen
@@ -145,6 +146,13 @@ class SafeTextScript(scripts.Script):
         print(message, file=sys.stderr)
         clear_cond_cache(p)
         hijack.fail_closed(sd_model, message)
+
+    def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
+        """After sampling, before the batch's images get their infotext: the moderation signal per image."""
+        prompts = list(getattr(p, "prompts", None) or [])
+        signals = hijack.job_signals(prompts, list(getattr(p, "negative_prompts", None) or []))
+        if signals:
+            infotext.add_signals(p, signals, int(kwargs.get("batch_number", 0) or 0))
 
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
         reset()
