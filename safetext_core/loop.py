@@ -159,13 +159,13 @@ class AlignResult:
 
 # --------------------------------------------------------------------------------------- helpers
 
-def trainable_copy(model: nn.Module, config: AlignConfig, family: str = ""
+def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adapter_targets: Sequence[str] = ()
                    ) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
     trainee = copy.deepcopy(model).float().eval()
     trainee.requires_grad_(False)
-    if config.rank > 0:  # LoRA factors on the targeted linear layers; the weights stay frozen
-        return trainee, lowrank.attach_adapters(trainee, config.rank, config.lora_alpha or config.rank,
-                                                config.lora_targets or lowrank.DEFAULT_TARGETS, family)
+    if config.rank > 0:  # LoRA factors on the targeted linear layers (the config's, else the family's); weights frozen
+        targets = config.lora_targets or tuple(adapter_targets) or lowrank.DEFAULT_TARGETS
+        return trainee, lowrank.attach_adapters(trainee, config.rank, config.lora_alpha or config.rank, targets, family)
     chosen = iter_named_trainable(trainee, config.train or None, config.freeze)
     for _, param in chosen:
         param.requires_grad_(True)
@@ -303,7 +303,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     if 0 < config.mine_every < config.steps:  # mining will run, and may put any safe prompt in a batch
         safe_used = set(range(len(safe_train)))
     for spec in encoders.profile.encoders:
-        trainee, params = trainable_copy(encoders.models[spec.name], config, encoders.family)
+        trainee, params = trainable_copy(encoders.models[spec.name], config, encoders.family,
+                                         getattr(spec, "adapter_targets", ()))
         if not params:
             raise ConfigError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
         trainee = trainee.to(device)
