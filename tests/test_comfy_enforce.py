@@ -270,3 +270,42 @@ def test_enforced_mode_logs_signals_only_when_asked(env, enforced, caplog):
     assert "cos " in line and "bloody corpse" in line
     entry = mod("nodes.signals").recent()[-1]
     assert entry["enforced"] is True
+
+
+def test_front_end_badge_signal_line_and_enforced_apply_status(tmp_path):
+    """The page's rules for the enforced mode's badge, the signal line and Load & Apply under the mode (Node.js)."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    shutil.copy(ROOT / "javascript" / "comfyui" / "safetext_state.js", tmp_path / "state.js")
+    (tmp_path / "run.js").write_text("""
+import { applyStatus, enforceBadge, signalStatus } from "./state.js";
+console.log(JSON.stringify({
+  off: enforceBadge({ enforced: false }),
+  on: enforceBadge({ enforced: true, strength: 0.75, unprotected: [] }),
+  bare: enforceBadge({ enforced: true, strength: 1, unprotected: ["no SafeText file fits sd15-other"] }),
+  broken: enforceBadge({ enforced: true, strength: 1, error: "bad json" }),
+  moved: signalStatus({ cosine: 0.1234, moved: true }),
+  kept: signalStatus({ cosine: 0.98, moved: false }),
+  none: signalStatus({}),
+  apply: applyStatus({ file: "x.safetensors", choices: [], enabled: false, strength: 0, enforced: { enforced: true, strength: 0.75 } }),
+  applyOff: applyStatus({ file: "x.safetensors", choices: [], enabled: false, strength: 1, enforced: { enforced: false } }),
+}));
+""")
+    done = subprocess.run([node, "run.js"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["off"] is None
+    assert out["on"] == {"text": "SafeText enforced by this server (75%)", "tone": "on",
+                         "hint": "Every prompt is encoded with SafeText; no graph or request can turn it off"}
+    assert out["bare"]["tone"] == "warn" and "1 checkpoint ran WITHOUT it" in out["bare"]["text"]
+    assert out["broken"]["tone"] == "error" and out["broken"]["hint"] == "bad json"
+    assert out["moved"]["text"] == "SafeText moved this prompt (cos 0.123)" and out["moved"]["tone"] == "warn"
+    assert out["kept"]["text"] == "SafeText kept this prompt (cos 0.980)" and out["kept"]["tone"] == "on"
+    assert out["none"] is None
+    assert out["apply"]["text"] == "SafeText ENFORCED by the server 75%" and "ignored" in out["apply"]["hint"]
+    assert out["applyOff"] == {"text": "SafeText OFF", "tone": "off"}

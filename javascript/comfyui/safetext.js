@@ -7,11 +7,14 @@
 // may not call), and it is not saved with the workflow (serialize: false), so saved workflows load unchanged.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { TONES, applyStatus, evaluateStatus, mergeTrainEvent, trainStatus } from "./safetext_state.js";
+import { TONES, applyStatus, enforceBadge, evaluateStatus, mergeTrainEvent, signalStatus, trainStatus }
+  from "./safetext_state.js";
 
 const EVENT = "safetext.progress";
 const STATUS = "safetext_status"; // widget name and type (a type no renderer has its own component for)
 const NODE_TYPES = new Set(["SafeTextApply", "SafeTextTrain", "SafeTextEvaluate"]);
+const SIGNAL = "safetext_signal"; // the moderation signal's line on a text-encode node (never saved either)
+let ENFORCE = null; // the server's enforced mode (GET /safetext/v1/enforce)
 
 function typeOf(node) {
   return node?.comfyClass || node?.constructor?.comfyClass || node?.type;
@@ -32,6 +35,7 @@ function statusOf(node) {
       return applyStatus({
         file: value(node, "safetext_file"), choices: choices(node, "safetext_file"), enabled: value(node, "enabled"),
         strength: value(node, "strength"), mode: value(node, "blend_mode"), override: value(node, "override_fingerprint"),
+        enforced: ENFORCE,
       });
     case "SafeTextEvaluate":
       return evaluateStatus({ file: value(node, "safetext_file"), choices: choices(node, "safetext_file") });
@@ -106,6 +110,56 @@ function allNodes() {
   return (graph?._nodes ?? graph?.nodes ?? []).filter((node) => NODE_TYPES.has(typeOf(node)));
 }
 
+function paint(element, status) {
+  element.textContent = status.text;
+  element.title = status.hint ?? status.text;
+  element.style.background = TONES[status.tone] ?? TONES.off;
+}
+
+// The enforced mode's badge: fixed in the page's corner while the mode is on.
+function showEnforce(state) {
+  ENFORCE = state;
+  const badge = enforceBadge(state);
+  if (typeof document === "undefined" || !document.body) return;
+  let element = document.getElementById("safetext-enforce-badge");
+  if (!badge) {
+    element?.remove?.();
+    return;
+  }
+  if (!element) {
+    element = document.createElement("div");
+    element.id = "safetext-enforce-badge";
+    element.style.cssText = "position:fixed;left:12px;bottom:12px;z-index:10000;padding:4px 10px;border-radius:8px;" +
+      "color:#fff;font:bold 12px/18px sans-serif;pointer-events:auto;opacity:0.92;";
+    document.body.appendChild(element);
+  }
+  paint(element, badge);
+  allNodes().forEach(refresh);
+}
+
+// The signal on the node that encoded the prompt (a CLIP Text Encode), and a toast when a prompt was moved.
+function showSignal(detail) {
+  const status = signalStatus(detail);
+  const node = nodeById(detail?.node);
+  if (!status || !node) return;
+  if (!node.safetextSignalElement && typeof node.addDOMWidget === "function") {
+    const element = document.createElement("div");
+    element.className = "safetext-signal";
+    element.style.cssText = "box-sizing:border-box;width:100%;min-height:20px;padding:2px 8px;border-radius:8px;" +
+      "color:#fff;font:bold 11px/16px sans-serif;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;";
+    const widget = node.addDOMWidget(SIGNAL, SIGNAL, element, {
+      serialize: false, hideOnZoom: false, margin: 4, getMinHeight: () => 28, getMaxHeight: () => 28, getHeight: () => 28,
+    });
+    widget.serialize = false;
+    widget.serializeValue = () => undefined;
+    node.safetextSignalElement = element;
+    fitSize(node);
+  }
+  if (node.safetextSignalElement) paint(node.safetextSignalElement, status);
+  if (detail.moved) app.extensionManager?.toast?.add?.({ severity: "warn", summary: "SafeText", detail: status.text, life: 6000 });
+  node.setDirtyCanvas?.(true, false);
+}
+
 function onTrainEvent(node, detail) {
   node.safetextEvent = mergeTrainEvent(node.safetextEvent, detail);
   refresh(node);
@@ -133,6 +187,16 @@ app.registerExtension({
         onTrainEvent(node, { phase: "error", message: String(detail.exception_message ?? "").split("\n")[0].slice(0, 160) });
       }
     });
+    api.addEventListener("safetext.signal", ({ detail }) => showSignal(detail));
+    api.addEventListener("safetext.enforce", ({ detail }) => showEnforce(detail));
+    if (typeof api.fetchApi === "function") {
+      try {
+        const response = await api.fetchApi("/safetext/v1/enforce");
+        if (response.ok) showEnforce(await response.json());
+      } catch (error) {
+        console.warn("SafeText: could not read the enforced mode's state", error);
+      }
+    }
     // Widget values can change without a callback (a file list refreshed with R, a workflow pasted in): a cheap
     // check once a second keeps every status line right; refresh() touches the page only when the text changes.
     setInterval(() => allNodes().forEach(refresh), 1000);

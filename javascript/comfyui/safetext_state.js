@@ -22,8 +22,13 @@ function fileProblem(file, choices) {
   return null;
 }
 
-// Load & Apply: { file, choices, enabled, strength, mode, override } -> { text, tone[, hint] }
-export function applyStatus({ file, choices, enabled, strength, mode, override }) {
+// Load & Apply: { file, choices, enabled, strength, mode, override, enforced } -> { text, tone[, hint] }
+// enforced: the server's enforced mode (GET /safetext/v1/enforce), which overrides every widget of this node.
+export function applyStatus({ file, choices, enabled, strength, mode, override, enforced }) {
+  if (enforced?.enforced) {
+    return { text: `SafeText ENFORCED by the server ${Math.round(100 * Number(enforced.strength ?? 1))}%`, tone: "on",
+             hint: "The server applies SafeText to every text encoder; this node's settings are ignored" };
+  }
   const s = Number(strength ?? 0);
   if (enabled === false || s === 0) return { text: "SafeText OFF", tone: "off" };
   const problem = fileProblem(file, choices);
@@ -75,4 +80,29 @@ function figuresText(figures) {
 export function mergeTrainEvent(previous, detail) {
   if (detail?.phase === "start") return { ...detail };
   return { ...(previous || {}), ...detail };
+}
+
+// Enforced mode: the server's state (GET /safetext/v1/enforce, event safetext.enforce) -> the page's badge, or
+// null when the mode is off.
+export function enforceBadge(state) {
+  if (!state?.enforced) return null;
+  if (state.error) {
+    return { text: "SafeText enforced: the server's settings are broken, every prompt is refused", tone: "error",
+             hint: String(state.error) };
+  }
+  const text = `SafeText enforced by this server (${Math.round(100 * Number(state.strength ?? 1))}%)`;
+  const bare = Array.isArray(state.unprotected) ? state.unprotected : [];
+  if (bare.length) {
+    return { text: `${text}; ${bare.length} checkpoint${bare.length > 1 ? "s" : ""} ran WITHOUT it`, tone: "warn",
+             hint: bare.join("\n") };
+  }
+  return { text, tone: "on", hint: "Every prompt is encoded with SafeText; no graph or request can turn it off" };
+}
+
+// Moderation signal (event safetext.signal) -> the line on the node that encoded the prompt.
+export function signalStatus(detail) {
+  if (typeof detail?.cosine !== "number") return null;
+  const text = `SafeText ${detail.moved ? "moved" : "kept"} this prompt (cos ${detail.cosine.toFixed(3)})`;
+  return { text, tone: detail.moved ? "warn" : "on",
+           hint: detail.moved ? "SafeText changed what this prompt means to the model (cosine below 0.5)" : text };
 }
