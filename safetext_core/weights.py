@@ -160,7 +160,9 @@ class ShiftPlan:
     """
 
     def __init__(self, module: nn.Module, deltas: Mapping[str, torch.Tensor], shift: float):
-        params = dict(module.named_parameters())
+        # Every name of a shared parameter: a wrapper that re-exposes its inner module's weight (Forge's
+        # textual-inversion embedding) is reached only by the inner name its forward reads.
+        params = dict(module.named_parameters(remove_duplicate=False))
         owners = dict(module.named_modules())
         source = _source(deltas)
         self.root = module

@@ -6,7 +6,7 @@ Loaded by ``scripts/safetext.py`` (through ``safetext_core/bootstrap.py``), insi
 * :mod:`.settings` — options in Settings, the SafeText folder, the operator lock
 * :mod:`.files` — the chosen file, whether it fits the loaded checkpoint, the panel's file list
 * :mod:`.hijack` — A1111: text-encoder discovery, the ``encode_with_transformers`` wrappers, fail-closed
-* :mod:`.forge` — Forge: weight patches on a clone of the CLIP object, fingerprints from the original weights
+* :mod:`.forge` — Forge and Forge Neo: the same wrapper on their text engines, fingerprints from original weights
 * :mod:`.infotext` — generation parameters written and pasted back
 * :mod:`.script` — the always-visible panel (``scripts.Script``) and the callbacks it registers
 * :mod:`.api` — request checks for ``/sdapi/v1/txt2img|img2img`` and the ``/safetext/v1`` routes

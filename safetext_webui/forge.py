@@ -1,34 +1,47 @@
-"""Forge: a SafeText file as weight patches on a clone of the ComfyUI-style CLIP object, for one job.
+"""Forge and Forge Neo: SafeText on the text-processing engines, fingerprints from the original weights.
 
-Forge holds the text encoders in ``sd_model.forge_objects.clip`` (keys ``clip_l.transformer.text_model.*``).
-:func:`activate` clones it, adds the file's differences as patches (``add_patches(filename=, patches=,
-strength_patch=)``, the patches from :func:`safetext_core.hosting.comfy_patches`), swaps the clone in for the
-job, and :func:`restore` swaps the original back. This is always a weight blend (``W + s * delta``).
+Read against Forge (``lllyasviel/stable-diffusion-webui-forge`` dfdcbab) and Forge Neo
+(``Haoming02/sd-webui-forge-classic``, branch ``neo``). Both hold the text encoders in
+``sd_model.forge_objects.clip.cond_stage_model`` (``clip_l`` / ``clip_h`` / ``clip_g``, each a module with a
+transformers ``transformer``), and encode prompts through text-processing engines
+(``sd_model.text_processing_engine``, SDXL ``..._l`` / ``..._g``; Forge's ``ClassicTextProcessingEngine``, Neo's
+``ClipEngine``) whose ``encode_with_transformers(tokens)`` runs one encoder, as A1111's embedders do.
 
-Forge applies patches lazily and in place: when a CLIP is loaded for encoding, its ``lora_loader`` (shared by
-every clone) restores the weights it patched last from ``lora_loader.backup`` and patches them again. Until
-the next load the text encoder keeps the *previous* job's weights, SafeText's included, so fingerprints are
-read from those backups (:func:`original_state`), never from the live weights.
+**Applying.** :func:`activate` puts the A1111 adapter's wrapper (:func:`.hijack.wrap`) on each engine: the
+original pass, then the pass with ``W + s * delta`` (weight blend) or ``W + delta`` (embedding blend, then
+``lerp``) swapped into the encoder's parameter slots (:class:`safetext_core.weights.ShiftPlan`, restored even
+on error, nothing edited in place). So both blend modes run as asked on both hosts, the infotext names the mode
+that ran, and nothing depends on the hosts' patchers, which differ: Forge's ``add_patches(*, filename,
+patches, strength_patch)`` vs Neo's port of ComfyUI's ``add_patches(patches, strength_patch)``. Both patchers
+also drop a patch of the CLIP-L token embedding without a word: the engines wrap it in a textual-inversion
+module whose ``weight`` is the inner embedding's parameter, which the patchers replace on the wrapper while the
+forward reads the inner one. SafeText's differences go to the inner name (:func:`engine_deltas`).
+
+**Original weights.** A LoRA the user applies is written into the text encoder by the host's patcher (Forge:
+in place, lazily, originals in ``lora_loader.backup``; Neo: ComfyUI-style, originals in ``patcher.backup`` as
+``(weight, inplace_update)`` records). Fingerprints read those backups (:func:`original_state`), so a file made
+for the checkpoint fits whatever LoRA was applied last.
 """
 from __future__ import annotations
 
-import os
 import weakref
 from typing import Any
 
 import torch
 
-from safetext_core.families import FAMILIES
+from safetext_core.errors import SafeTextFileError, UnsupportedModel
+from safetext_core.families import FAMILIES, family_by_encoders
 from safetext_core.fingerprint import fingerprint_state_dict
-from safetext_core.hosting import comfy_patches
 from safetext_core.models import normalise_hf_clip_keys
 from safetext_core.safetext_file import SafeTextFile
 
+from . import hijack
+from .args import Settings
+
 ENCODERS = tuple(dict.fromkeys(spec.name for family in FAMILIES.values() if family.diffusion
                                for spec in family.encoders))
-MODE = "weight"  # what Forge's patches compute, whatever blend mode was asked for
+ENGINE_ATTRIBUTES = ("text_processing_engine", "text_processing_engine_l", "text_processing_engine_g")
 
-_restore: list[tuple[Any, Any]] = []  # (forge_objects, the clip that was there before the job)
 _FINGERPRINTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, str]]" = weakref.WeakKeyDictionary()
 
 
@@ -36,14 +49,53 @@ def is_forge(sd_model: Any) -> bool:
     return hasattr(sd_model, "forge_objects")
 
 
+def _backup_tensor(value: Any) -> torch.Tensor | None:
+    """A patcher backup entry as a tensor: Forge keeps tensors, ComfyUI-style patchers ``(weight, inplace)``."""
+    if isinstance(value, torch.Tensor):
+        return value
+    weight = getattr(value, "weight", None)
+    return weight if isinstance(weight, torch.Tensor) else None
+
+
 def original_state(clip: Any) -> dict[str, torch.Tensor]:
-    """``clip``'s text-encoder weights with Forge's LoRA backups in place of the weights patched now."""
+    """``clip``'s text-encoder weights with the patchers' backups in place of the weights patched now."""
     state = clip.cond_stage_model.state_dict()
-    loader = getattr(clip.cond_stage_model, "lora_loader", None) or getattr(getattr(clip, "patcher", None),
-                                                                              "lora_loader", None)
-    backup = getattr(loader, "backup", None) or {}
-    state.update({key: value for key, value in backup.items() if key in state})
+    patcher = getattr(clip, "patcher", None)
+    sources = (getattr(getattr(clip.cond_stage_model, "lora_loader", None), "backup", None),
+               getattr(getattr(patcher, "lora_loader", None), "backup", None),
+               getattr(patcher, "backup", None))
+    for backup in sources:
+        if not isinstance(backup, dict):
+            continue
+        for key, value in backup.items():
+            tensor = _backup_tensor(value)
+            if key in state and tensor is not None:
+                state[key] = tensor
     return state
+
+
+def encoder_states(clip: Any) -> dict[str, dict[str, torch.Tensor]]:
+    """``{encoder: its original weights in transformers naming}`` (``text_model.…``) for a Forge CLIP."""
+    state = original_state(clip)
+    out = {}
+    for encoder in ENCODERS:
+        prefix = f"{encoder}.transformer."
+        # the textual-inversion wrapper's inner name for the token embedding is the same tensor again
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and ".wrapped." not in k}
+        if sub:
+            out[encoder] = normalise_hf_clip_keys(sub)
+    return out
+
+
+def training_states(sd_model: Any) -> tuple[str, dict[str, dict[str, torch.Tensor]]]:
+    """The loaded checkpoint's family and original encoder weights (float32 copies on the CPU) for training."""
+    states = {name: {k: v.detach().to("cpu", torch.float32) for k, v in state.items()}
+              for name, state in encoder_states(original_clip(sd_model)).items()}
+    family = family_by_encoders(states)
+    if family is None:
+        raise UnsupportedModel("SafeText trains for SD 1.x, SD 2.x and SDXL checkpoints; this Forge model has text "
+                               f"encoders {sorted(states) or 'it does not recognise'}")
+    return family, states
 
 
 def clip_fingerprints(clip: Any) -> dict[str, str]:
@@ -55,13 +107,7 @@ def clip_fingerprints(clip: Any) -> dict[str, str]:
         cached = None
     if cached is not None:
         return dict(cached)
-    state = original_state(clip)
-    out = {}
-    for encoder in ENCODERS:
-        prefix = f"{encoder}.transformer."
-        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if sub:
-            out[encoder] = fingerprint_state_dict(normalise_hf_clip_keys(sub))
+    out = {encoder: fingerprint_state_dict(state) for encoder, state in encoder_states(clip).items()}
     try:
         _FINGERPRINTS[module] = dict(out)
     except TypeError:
@@ -79,49 +125,56 @@ def loaded_fingerprints(sd_model: Any) -> dict[str, str]:
     return clip_fingerprints(original_clip(sd_model))
 
 
-def _forge_patches(file: SafeTextFile, own: set[str]) -> dict[str, tuple]:
-    """The file's patches under the clip's own keys (some Forge builds hold CLIP-L without ``text_model.``)."""
+def engines(sd_model: Any) -> dict[str, Any]:
+    """``{encoder: engine}``: the text-processing engines that encode prompts with CLIP-L / -H / -G."""
     out = {}
-    for key, patch in comfy_patches(file).items():
-        short = key.replace(".text_model.", ".", 1)
-        out[short if key not in own and short in own else key] = patch
+    for attribute in ENGINE_ATTRIBUTES:
+        engine = getattr(sd_model, attribute, None)
+        name = getattr(engine, "embedding_key", None)
+        if (name in ENCODERS and callable(getattr(engine, "encode_with_transformers", None))
+                and isinstance(getattr(engine, "text_encoder", None), torch.nn.Module)):
+            out[name] = engine
     return out
 
 
-def patch_name(file: SafeTextFile) -> str:
-    """The name the patches go under. Forge patches again only when the list of (name, strength) changes, so the
-    name changes whenever the file on disk does (a file replaced under the same name is applied anew)."""
-    try:
-        stat = os.stat(file.path)
-    except (OSError, TypeError):
-        return f"{file.name}@{id(file)}"
-    return f"{file.name}@{stat.st_mtime_ns}:{stat.st_size}"
+def engine_deltas(module: torch.nn.Module, encoder: str, deltas: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The file's canonical differences (``text_model.…``) under ``module``'s parameter names, as its forward
+    reads them: ``transformer.text_model.…`` (``transformer.…`` in builds without ``text_model``), and the inner
+    parameter of a wrapper that re-exposes it (the textual-inversion embedding's ``wrapped.weight``)."""
+    params = dict(module.named_parameters(remove_duplicate=False))
+    modules = dict(module.named_modules())
+    out = {}
+    for key, value in deltas.items():
+        names = [f"transformer.{key}", f"transformer.{key.replace('text_model.', '', 1)}"]
+        host = next((name for name in names if name in params), None)
+        if host is None:
+            raise SafeTextFileError(f"the file changes {key}, which the loaded {encoder} encoder does not have")
+        owner_name, _, attribute = host.rpartition(".")
+        inner = getattr(modules.get(owner_name), "wrapped", None)
+        if isinstance(inner, torch.nn.Module) and isinstance(inner._parameters.get(attribute), torch.Tensor):
+            host = f"{owner_name}.wrapped.{attribute}"  # what the wrapper's forward reads, whatever its own slot holds
+        if tuple(params[host].shape) != tuple(value.shape):
+            raise SafeTextFileError(f"the file's {key} has shape {tuple(value.shape)}, the loaded {encoder} "
+                                    f"encoder's {tuple(params[host].shape)}: the file is for another model")
+        out[host] = value
+    return out
 
 
-def activate(p: Any, file: SafeTextFile, strength: float) -> None:
-    """Swap in a clone of the job's CLIP with ``file``'s differences at ``strength``, until :func:`restore`."""
-    objects = p.sd_model.forge_objects
-    clip = objects.clip
-    patched = clip.clone()
-    patches = _forge_patches(file, set(patched.cond_stage_model.state_dict()))
-    target = getattr(patched, "patcher", patched)
-    try:
-        target.add_patches(filename=patch_name(file), patches=patches, strength_patch=strength)
-    except TypeError:  # ComfyUI's positional signature (older Forge builds)
-        target.add_patches(patches, strength)
-    _restore.append((objects, clip))
-    objects.clip = patched
-
-
-def is_active() -> bool:
-    return bool(_restore)
-
-
-def restore() -> None:
-    """Put back every CLIP object a job swapped out."""
-    while _restore:
-        objects, clip = _restore.pop()
-        objects.clip = clip
+def activate(p: Any, file: SafeTextFile, settings: Settings) -> None:
+    """Make ``file`` (already checked against the loaded fingerprints) act on the job's prompt encoding, in the
+    mode ``settings`` asks for, until :func:`.hijack.deactivate`."""
+    found = engines(p.sd_model)
+    missing = [name for name in file.deltas if name not in found]
+    if not found or missing:
+        raise UnsupportedModel(
+            f"SafeText cannot reach the {', '.join(missing or list(file.deltas))} text encoder(s) of this "
+            "Forge model (no text-processing engine for them); nothing was generated")
+    deltas, modules = {}, {}
+    for name, engine in found.items():
+        hijack.wrap(engine, name)
+        modules[name] = engine.text_encoder
+        deltas[name] = engine_deltas(engine.text_encoder, name, file.deltas.get(name, {}))
+    hijack.activate_modules(settings, file, deltas, modules)
 
 
 def load_checkpoint() -> None:

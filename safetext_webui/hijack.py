@@ -15,6 +15,10 @@
   groups them per prompt text, :func:`job_signals` gives them per prompt of the batch (the infotext's).
 * **Fail closed.** When SafeText was asked for and cannot be applied, :func:`fail_closed` makes the job's
   prompt encoding raise instead of generating without it (the webui only prints errors raised by scripts).
+  When a file changes more than the token embedding, every prompt's output must change: an aligned pass that
+  equals the original one (the host read its weights from elsewhere) raises ``SafeTextNotApplied``.
+* **Forge** (:mod:`.forge`) puts the same wrapper on its text-processing engines, through :func:`wrap` and
+  :func:`activate_modules`.
 """
 from __future__ import annotations
 
@@ -193,6 +197,10 @@ class Active:
             plan = self.plans[encoder] = ShiftPlan(self.modules[encoder], self.deltas[encoder], self.shift)
         return plan
 
+    def moves_every_prompt(self, encoder: str) -> bool:
+        """True when the file changes more than the token embedding: then every prompt's output must change."""
+        return any(".embeddings." not in name for name in self.deltas.get(encoder, {}))
+
     def blend(self, base: Any, aligned: Any) -> Any:
         strength = self.settings.strength
         if self.settings.mode == "weight" or strength == 1.0:
@@ -223,6 +231,13 @@ def _make_wrapper(encoder: str, original: Callable[..., Any]) -> Callable[..., A
         base = original(tokens, *args, **kwargs)
         with active.plan(encoder).swapped():
             aligned = original(tokens, *args, **kwargs)
+        if active.moves_every_prompt(encoder) and _same(base, aligned):
+            # The host computed the aligned pass without the shifted weights (it reads them from somewhere
+            # else): generating now would be unprotected while the infotext says SafeText was on.
+            raise SafeTextNotApplied(
+                f"SafeText's change to the {encoder} text encoder did not reach the host's prompt encoding (the "
+                "aligned pass gave exactly the original output); nothing was generated. Turn SafeText off to "
+                "generate without it, or report this host version")
         out = active.blend(base, aligned)
         active.record(base, out)  # the moderation signal: the original and the passed-on output are at hand
         return out
@@ -231,13 +246,26 @@ def _make_wrapper(encoder: str, original: Callable[..., Any]) -> Callable[..., A
     return encode_with_transformers
 
 
+def _same(base: Any, aligned: Any) -> bool:
+    if isinstance(base, torch.Tensor) and isinstance(aligned, torch.Tensor):
+        return base.shape == aligned.shape and torch.equal(base, aligned)
+    if isinstance(base, (tuple, list)) and isinstance(aligned, (tuple, list)) and len(base) == len(aligned):
+        return all(_same(a, b) for a, b in zip(base, aligned))
+    return False
+
+
+def wrap(owner: Any, encoder: str) -> None:
+    """Wrap ``owner.encode_with_transformers`` (on the instance, once) for ``encoder``; idle until activated."""
+    current = owner.__dict__.get("encode_with_transformers")
+    if current is None or not getattr(current, "safetext_wrapper", False):
+        owner.encode_with_transformers = _make_wrapper(encoder, owner.encode_with_transformers)
+
+
 def install_wrappers(sd_model: Any) -> tuple[str, list[HostEncoder]]:
     """Wrap each text encoder's ``encode_with_transformers`` once (on the instance); idle until :func:`activate`."""
     family, encs = host_encoders(sd_model)
     for enc in encs:
-        current = enc.module.__dict__.get("encode_with_transformers")
-        if current is None or not getattr(current, "safetext_wrapper", False):
-            enc.module.encode_with_transformers = _make_wrapper(enc.name, enc.module.encode_with_transformers)
+        wrap(enc.module, enc.name)
     return family, encs
 
 
@@ -248,7 +276,14 @@ def activate(sd_model: Any, settings: Settings, file: SafeTextFile) -> None:
         raise SafeTextFileError(f"SafeText file {settings.file!r} is for {file.family}, the loaded checkpoint is "
                                 f"{family}")
     deltas = {enc.name: host_deltas(enc, file.deltas.get(enc.name, {})) for enc in encs}
-    _STATE.active = Active(settings, file, deltas, {enc.name: enc.module for enc in encs})
+    activate_modules(settings, file, deltas, {enc.name: enc.module for enc in encs})
+
+
+def activate_modules(settings: Settings, file: SafeTextFile, deltas: dict[str, dict[str, torch.Tensor]],
+                     modules: dict[str, torch.nn.Module]) -> None:
+    """Put ``file`` in force for wrappers made by :func:`wrap`: ``deltas`` per encoder under the parameter names
+    of ``modules[encoder]`` (also used by the Forge adapter)."""
+    _STATE.active = Active(settings, file, deltas, modules)
 
 
 def is_active() -> bool:

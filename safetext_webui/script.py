@@ -9,7 +9,6 @@ fails closed (:func:`.hijack.fail_closed`) instead of generating without it.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from typing import Any, Callable
 
 import gradio as gr
@@ -39,7 +38,6 @@ def clear_cond_cache(p: Any) -> None:
 def reset() -> None:
     """Whatever SafeText did for a job, undone."""
     hijack.deactivate()
-    forge.restore()
 
 
 def other_checkpoint(p: Any, sd_model: Any) -> str | None:
@@ -62,8 +60,7 @@ def apply(p: Any, sd_model: Any, chosen: Settings) -> Settings:
         raise SafeTextError("no checkpoint is loaded")
     file = files.checked_file(chosen, files.loaded_fingerprints(sd_model))
     if forge.is_forge(sd_model):
-        forge.activate(p, file, chosen.strength)
-        chosen = replace(chosen, mode=forge.MODE)
+        forge.activate(p, file, chosen)
     else:
         hijack.activate(sd_model, chosen, file)
     hijack.record_signals(sd_model)
@@ -167,7 +164,7 @@ def on_model_loaded(sd_model: Any) -> None:
     SafeText job (another extension swapping checkpoints mid-job), the rest of the job fails closed."""
     hijack.forget_fingerprints()
     forge.forget_fingerprints()
-    if hijack.is_active() or forge.is_active():
+    if hijack.is_active():
         reset()
         hijack.fail_closed(sd_model, "SafeText: the checkpoint changed during the job; SafeText was applied to the "
                                      "previous one")

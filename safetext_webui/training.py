@@ -3,7 +3,8 @@
 The encoder weights are copied from the loaded model (the Lora extension's backups in place of patched
 weights, see :mod:`.hijack`), so the model is never touched. Callers hold the webui's queue lock, so training
 and generation never run at once; progress goes to ``shared.state`` and :data:`STATUS`, and the webui's
-Interrupt stops it without writing a file.
+Interrupt stops it without writing a file. On Forge and Forge Neo the weights come from their CLIP object with
+the patchers' backups in place of patched weights (:func:`.forge.training_states`).
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ import torch
 from modules import shared
 
 import safetext_core as core
-from safetext_core.errors import ConfigError, UnsupportedModel
+from safetext_core.errors import ConfigError
 from safetext_core.hosting import SUFFIX, new_file_path
 from safetext_core.tokenizer import load_clip_tokenizer
 
-from .forge import is_forge
+from . import forge
 from .hijack import HostEncoder, host_encoders, original_state
 from .settings import models_dir
 
@@ -93,19 +94,20 @@ def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = 
     (:class:`~safetext_core.errors.AlignmentCancelled` when interrupted; no file is written then).
     """
     sd_model = shared.sd_model
-    if is_forge(sd_model):
-        raise UnsupportedModel("training inside Forge is not supported yet; train with `python -m safetext_core` on "
-                               "the checkpoint file and put the result in the SafeText folder")
     config = _config(steps, learning_rate, lam, batch_size, seed, rank, lora_alpha, lora_learning_rate, lora_targets)
     folder = models_dir()
     target = new_file_path(folder, name if str(name or "").strip() else default_output_name(sd_model))
     if target.exists() and not overwrite:
         raise ConfigError(f"{target.name} already exists in {folder}; choose another name")
-    family, encs = host_encoders(sd_model)
-    states = {enc.name: {k: v.detach().to("cpu", torch.float32) for k, v in original_state(enc).items()}
-              for enc in encs}
-    encoders = core.encoders_from_state_dicts(family, states, _tokenizers(family, encs),
-                                              source=checkpoint_title(sd_model))
+    if forge.is_forge(sd_model):  # the tokenizers are CLIP's own, built offline by the core
+        family, states = forge.training_states(sd_model)
+        tokenizers = None
+    else:
+        family, encs = host_encoders(sd_model)
+        states = {enc.name: {k: v.detach().to("cpu", torch.float32) for k, v in original_state(enc).items()}
+                  for enc in encs}
+        tokenizers = _tokenizers(family, encs)
+    encoders = core.encoders_from_state_dicts(family, states, tokenizers, source=checkpoint_title(sd_model))
     del states
     prompts = core.load_prompt_sets([c for c in (categories or []) if c], unsafe_prompts=lines(unsafe_prompts),
                                     safe_prompts=lines(safe_prompts), replace=bool(replace))
