@@ -7,7 +7,8 @@ import torch
 import tiny_models
 from safetext_core import AlignConfig, AlignmentCancelled, PromptSetError, load_encoders, load_prompt_sets, run_alignment
 from safetext_core.evaluation import evaluate_deltas, explain
-from safetext_core.loop import _step_batches
+from safetext_core import loop
+from safetext_core.loop import _length_groups, _step_batches
 from safetext_core.prompt_sets import CATEGORIES, DATA_DIR, independent_sets, load_pair_file
 
 
@@ -64,13 +65,15 @@ def _with_pairs(prompt_sets):
     return prompt_sets
 
 
-def test_training_with_pairs_and_mining_resumes_bit_for_bit(tmp_path, prompt_sets):
-    """Mining changes the batches from the weights: a resumed run must mine and sample exactly as a straight one."""
+@pytest.mark.parametrize("mine_sample", [0, 12])
+def test_training_with_pairs_and_mining_resumes_bit_for_bit(tmp_path, prompt_sets, mine_sample):
+    """Mining changes the batches from the weights: a resumed run must mine and sample exactly as a straight one
+    (also when each mining ranks a random sample of the safe prompts)."""
     prompt_sets = _with_pairs(prompt_sets)
     tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
     encoders = load_encoders(tmp_path / "m.safetensors")
     config = AlignConfig(steps=9, batch_size=4, learning_rate=1e-3, eval_every=0, checkpoint_every=2, mine_every=2,
-                         mine_pool=8, pair_share=0.5)
+                         mine_pool=8, pair_share=0.5, mine_sample=mine_sample)
     resume = tmp_path / "out.resume"
     calls = {"n": 0}
 
@@ -146,3 +149,92 @@ def test_real_minilm_keeps_a_harmless_scene_that_unsafe_training_prompts_share()
     figures, _ = evaluate_deltas(encoders, outcome.file.deltas, {"kept": harmless, "unsafe_check": unsafe})
     assert figures["unsafe_check_share_moved"] == 1.0, figures
     assert figures["kept_cos_min"] > 0.9, figures
+
+
+def test_length_groups_split_a_batch_by_length_and_keep_every_prompt():
+    lengths = [10] * 16 + [44] * 4 + [20] * 8
+    batch = list(range(28))
+    groups = _length_groups(batch, lengths)
+    assert sorted(i for g in groups for i in g) == batch and len(groups) == 3
+    assert [{lengths[i] for i in g} for g in groups] == [{10}, {20}, {44}]
+    padded = sum(len(g) * max(lengths[i] for i in g) for g in groups)
+    assert padded == 16 * 10 + 8 * 20 + 4 * 44 < 28 * 44
+    assert _length_groups([3, 1, 2], [77] * 4) == [[3, 1, 2]]  # CLIP: one pass, in the drawn order
+    assert _length_groups([0, 1], [10, 11]) == [[0, 1]]  # a second pass would save less than it costs
+    assert _length_groups([], []) == []
+
+
+def test_steps_in_length_groups_train_as_one_pass_would(monkeypatch, prompt_sets):
+    """The real MiniLM (masked, so groups pad differently): per-prompt terms summed per group and divided by the
+    half's size give the loss and the gradient of one padded pass over the whole half."""
+    prompt_sets = _with_pairs(prompt_sets)
+    prompt_sets.safe.append("a very long and detailed description of a quiet harbour town at dawn with fishing boats, "
+                            "gulls, nets drying on the quay and a bakery opening its shutters, watercolor")
+    encoders = load_encoders(None)
+    config = AlignConfig(steps=1, batch_size=6, eval_every=0, mine_every=0, preserve_pool=30, seed=1)
+    real_groups, real_clip = loop._length_groups, torch.nn.utils.clip_grad_norm_
+
+    class Shifted(loop.OriginalOutputs):
+        """Originals moved by a fixed amount: at the first step the trainee is the original, and the gradient of
+        the smoothed L2 distance at a difference of float noise is noise; this makes it a real, fixed one."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            generator = torch.Generator().manual_seed(0)
+            self.outputs = [o + 0.05 * torch.randn(o.shape, generator=generator) for o in self.outputs]
+
+    monkeypatch.setattr(loop, "OriginalOutputs", Shifted)
+
+    def run(groups):
+        gradients = []
+
+        def clip(params, *args, **kwargs):  # the first step's gradient, just before clipping
+            params = list(params)
+            gradients.append(torch.cat([p.grad.flatten() for p in params if p.grad is not None]).clone())
+            return real_clip(params, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "_length_groups", groups)
+        monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+        return loop.align(encoders, prompt_sets, config).history[0], gradients[0]
+
+    splits = []
+    grouped, g_grouped = run(lambda batch, lengths, **k: splits.append(len(real_groups(batch, lengths))) or
+                             real_groups(batch, lengths))
+    single, g_single = run(lambda batch, lengths, **k: [list(batch)])
+    assert max(splits) > 1  # the grouped run did split a half
+    for key in ("loss", "L_u", "cos_u", "anchor"):
+        assert grouped[key] == pytest.approx(single[key], rel=1e-5, abs=1e-7), key
+    assert torch.allclose(g_grouped, g_single, rtol=1e-3, atol=1e-5 * float(g_single.abs().max()))
+    assert float(torch.nn.functional.cosine_similarity(g_grouped, g_single, dim=0)) > 0.99999
+
+
+def test_validator_keeps_each_prompts_own_figures_when_batching_by_length():
+    from safetext_core.encoding import consumed_outputs, tokenize
+    from safetext_core.evaluation import Validator
+    from safetext_core.losses import cosine
+
+    encoders = load_encoders(None)
+    prompts = ["a cat", "a dog asleep on a red sofa in the afternoon sun, photo", "tea", "a lighthouse in fog",
+               "an old fisherman mending a net on a wooden pier at dusk, oil painting, warm light"] * 15
+    prompts = [f"{p} {i}" for i, p in enumerate(prompts)]
+    changed = {"text": copy_with_noise(encoders.models["text"])}
+    cos, _ = Validator(encoders, {"safe": prompts}, torch.device("cpu"), 0.5).measure(changed)
+    spec, tok = encoders.spec("text"), encoders.tokenizers["text"]
+    with torch.no_grad():
+        for i in (0, 1, 2, 37, 74):
+            batch = tokenize(tok, [prompts[i]], spec)
+            old = consumed_outputs(encoders.models["text"], batch, spec)[0][0]
+            new = consumed_outputs(changed["text"], batch, spec)[0][0]
+            assert float(cos["safe"][i]) == pytest.approx(float(cosine(new, old, batch["mask"])[0]), abs=1e-5)
+
+
+def copy_with_noise(model):
+    import copy
+
+    changed = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in changed.named_parameters():
+            if "encoder.layer.2" in name and name.endswith("weight") and param.dim() == 2:
+                param.add_(0.05 * torch.randn(param.shape, generator=generator))
+    return changed
