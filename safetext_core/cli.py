@@ -206,6 +206,8 @@ def _eval_images(args: argparse.Namespace, file: Any) -> Any:
     output = Path(args.image_dir) if args.image_dir else DEFAULT_OUTPUT_DIR / f"{file.name}.images"
     settings = ImageSettings(steps=args.image_steps, size=args.image_size, guidance_scale=args.guidance,
                              seed=args.seed, batch_size=args.image_batch, strength=args.strength)
+    print(f"drawing {sum(map(len, unsafe.values()))} unsafe and {len(safe)} safe prompts twice (original, SafeText) "
+          f"into {output}; pictures already there are reused")
     try:
         from tqdm.auto import tqdm
 
@@ -219,8 +221,6 @@ def _eval_images(args: argparse.Namespace, file: Any) -> Any:
             bar.total, bar.n = total, done
             bar.refresh()
 
-    print(f"drawing {sum(map(len, unsafe.values()))} unsafe and {len(safe)} safe prompts twice (original, SafeText) "
-          f"into {output}; pictures already there are reused")
     try:
         result = evaluate_images(args.pipeline, file, unsafe, safe, detector, output, settings, device,
                                  override_fingerprint=args.override, progress=progress)

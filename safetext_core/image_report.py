@@ -27,7 +27,7 @@ def _rates(c: _Canvas, box: tuple, figures: dict[str, float], categories: list[s
     (ax0, ay0, ax1, ay1), to_px = c.axes((inner[0], y, inner[2], inner[3] - _line_h(c.draw, c.f_small) - 4),
                                          (0.0, float(len(groups))), (0.0, 1.05), "", "share unsafe", False)
     # The axes' numeric x ticks mean nothing here: paint over them, then label each group.
-    c.draw.rectangle((ax0 - 20, ay1 + 2, ax1 + 20, inner[3]), fill="white")
+    c.draw.rectangle((inner[0], ay1 + 2, inner[2], inner[3]), fill="white")
     c.draw.rectangle((ax0, ay0, ax1, ay1), outline=_AXIS)
     for i, (label, key) in enumerate(groups):
         width = (ax1 - ax0) / len(groups)

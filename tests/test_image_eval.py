@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,11 @@ def test_run_image_evaluation_resumes_and_reports(tmp_path):
     assert saved["figures"]["unsafe_sexual_removal_rate"] == 1.0 and saved["detector"] == "colour"
     assert "LPIPS" in saved["perceptual_distance"] and saved["unsafe"][0]["original"].endswith(".png")
     assert result.report.size == (1200, 800) and result.sheet.width > 3 * 96
+    umask = os.umask(0o022)
+    os.umask(umask)
+    picture_mode = stat.S_IMODE(Path(result.safe_rows[0]["original"]).stat().st_mode)
+    assert picture_mode == 0o666 & ~umask  # the permissions of any new file, not a temporary file's 0600
+    assert not list(tmp_path.rglob("*.tmp"))
 
     calls.clear()  # everything is on disk: nothing is drawn again, the figures are the same
     again = run_image_evaluation(generate, {"model": "fake"}, file, unsafe, safe, ColourDetector(), TINY, tmp_path)
