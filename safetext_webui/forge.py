@@ -24,6 +24,7 @@ for the checkpoint fits whatever LoRA was applied last.
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
@@ -177,20 +178,22 @@ def activate(p: Any, file: SafeTextFile, settings: Settings) -> None:
     hijack.activate_modules(settings, file, deltas, modules)
 
 
-def load_checkpoint() -> None:
-    """Forge: load the selected checkpoint now, in the queue with generation (Forge otherwise loads it per job)."""
+def load_checkpoint(queue_held: bool = False) -> None:
+    """Forge: load the selected checkpoint now, in the queue with generation (Forge otherwise loads it per job).
+    ``queue_held``: the caller already holds the webui's queue lock (training does)."""
     try:
         from modules import sd_models
         from modules.call_queue import queue_lock
     except ImportError:
         return
     reload = getattr(sd_models, "forge_model_reload", None)
-    if reload is not None:
-        with queue_lock:
-            try:
-                reload()
-            except ValueError:  # Forge's "You do not have any model!"
-                pass
+    if reload is None:
+        return
+    with contextlib.nullcontext() if queue_held else queue_lock:
+        try:
+            reload()
+        except ValueError:  # Forge's "You do not have any model!"
+            pass
 
 
 def forget_fingerprints() -> None:

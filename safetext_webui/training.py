@@ -20,7 +20,7 @@ from safetext_core.errors import ConfigError
 from safetext_core.hosting import SUFFIX, new_file_path
 from safetext_core.tokenizer import load_clip_tokenizer
 
-from . import forge
+from . import files, forge
 from .hijack import HostEncoder, host_encoders, original_state
 from .settings import models_dir
 
@@ -94,6 +94,9 @@ def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = 
     (:class:`~safetext_core.errors.AlignmentCancelled` when interrupted; no file is written then).
     """
     sd_model = shared.sd_model
+    if not forge.is_forge(sd_model) and files.loaded_model() is None:  # Forge's placeholder before its first job
+        forge.load_checkpoint(queue_held=True)
+        sd_model = files.loaded_model() or sd_model
     config = _config(steps, learning_rate, lam, batch_size, seed, rank, lora_alpha, lora_learning_rate, lora_targets)
     folder = models_dir()
     target = new_file_path(folder, name if str(name or "").strip() else default_output_name(sd_model))

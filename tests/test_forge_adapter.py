@@ -415,3 +415,27 @@ def test_file_for_another_checkpoint_fails_closed(webui, forge):
     script.process_batch(p, True, "other.safetensors", 1.0, "weight")
     with pytest.raises(SafeTextError, match="another checkpoint"):
         forge.model.get_learned_conditioning([PROMPT])
+
+
+def test_training_before_its_first_job_loads_the_checkpoint(webui, forge, monkeypatch):
+    """The tab used before any generation: Forge still holds its placeholder; training loads the checkpoint (the
+    caller already holds the queue lock, so loading must not take it again) instead of refusing the placeholder."""
+    from conftest import SAFE_WORDS, UNSAFE_WORDS
+
+    placeholder = SimpleNamespace(cond_stage_model=None, chunk_length=75)
+    model_data = SimpleNamespace(sd_model=placeholder)
+
+    def forge_model_reload():
+        model_data.sd_model = forge.model
+        return forge.model, True
+
+    sd_models = types.ModuleType("modules.sd_models")
+    sd_models.model_data, sd_models.forge_model_reload = model_data, forge_model_reload
+    monkeypatch.setitem(sys.modules, "modules.sd_models", sd_models)
+    monkeypatch.setattr(sys.modules["modules"], "sd_models", sd_models, raising=False)
+    webui.shared.sd_model = placeholder
+    unsafe = "\n".join(f"{w}, photo" for w in UNSAFE_WORDS)
+    safe = "\n".join(f"{w}, photo" for w in SAFE_WORDS)
+    with sys.modules["modules.call_queue"].queue_lock:  # as the tab and the API route call it
+        result = webui.training.train([], unsafe, safe, True, steps=1, batch_size=2, name="first")
+    assert result["family"] == "sd1" and model_data.sd_model is forge.model

@@ -204,6 +204,11 @@ def test_enabled_differs_and_writes_infotext(webui, baseline):
     # Half strength lies between the two.
     half = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[True, SAFETEXT_FILE, 0.5])["images"][0])
     assert not (half == on).all() and not (half == baseline["image"]).all()
+    # Both blend modes run as asked (Forge once blended weights whatever was asked), and the infotext says which.
+    weight = webui.txt2img(PROMPT, seed=11, safetext=[True, SAFETEXT_FILE, 0.5, "weight"])
+    assert not (decode_image(weight["images"][0]) == half).all()
+    assert "SafeText mode: weight" in weight["info"]["infotexts"][0]
+    assert "SafeText mode" not in result["info"]["infotexts"][0]  # the default, embedding
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -227,7 +232,6 @@ def test_api_cannot_switch_the_operator_lock_on_or_off(webui, baseline):
     assert (off == baseline["image"]).all()  # no lock in force
 
 
-@pytest.mark.skipif(IS_FORGE, reason="training inside Forge is not supported yet")
 def test_training_writes_a_file_that_fits(webui):
     unsafe = [f"{w}, {s}" for w in ("naked woman", "bloody corpse", "man injecting heroin", "decapitated body")
               for s in ("photo", "sketch", "4k")]

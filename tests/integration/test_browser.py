@@ -484,24 +484,11 @@ def _check_training(webui_page: dict, train: dict, name: str) -> None:
     assert train["report"] and train["report"]["width"] > 100, train["report"]
 
 
-FORGE_NOT_YET = "training inside Forge is not supported yet"
-FORGE_TRAIN_BEFORE_LOAD = (
-    "safetext_webui/training.py train(): Forge loads its checkpoint only for the first generation; until then "
-    "shared.sd_model is Forge's placeholder, is_forge() is False for it, and the tab answers 'SafeText supports SD 1.x, "
-    "SD 2.x and SDXL checkpoints; the loaded model's text encoder (NoneType) is not one it knows' (hijack.py) for an "
-    "SD 1.5 checkpoint, instead of loading it (or giving Forge's own message)")
-
-
 def test_webui_training_tab_trains_and_shows_its_figures(webui_page, request):
     """Opened before any generation, as a user may: train 2 steps from the tab, see the report and the figures."""
     tab = step_of(webui_page, "training_tab")
     assert tab["present"], tab["tabs"]
-    train = step_of(webui_page, "train")
-    if webui_page["host"] == "forge":
-        if "(NoneType) is not one it knows" in train["status"]:
-            request.node.add_marker(pytest.mark.xfail(strict=True, reason=FORGE_TRAIN_BEFORE_LOAD))
-        elif FORGE_NOT_YET in train["status"]:
-            pytest.skip(f"documented limitation (docs/a1111.md), the tab says: {train['status'].splitlines()[0]}")
+    train = step_of(webui_page, "train")  # on Forge too: its placeholder model is replaced by the checkpoint first
     _check_training(webui_page, train, WEBUI_TRAINED)
     print(f"{webui_page['host']} page: 2-step training from the tab took {train['run_seconds']:.0f} s")
 
@@ -511,8 +498,6 @@ def test_webui_training_tab_trains_after_a_generation(webui_page):
     if "train_after_generate" not in webui_page["steps"]:
         pytest.skip("training already worked before the first generation")
     train = step_of(webui_page, "train_after_generate")
-    if webui_page["host"] == "forge" and FORGE_NOT_YET in train["status"]:
-        pytest.skip(f"documented limitation (docs/a1111.md), the tab says: {train['status'].splitlines()[0]}")
     _check_training(webui_page, train, WEBUI_TRAINED + "-2")
 
 
