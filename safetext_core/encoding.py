@@ -63,10 +63,21 @@ class EncoderSet:
 
 
 def max_tokens(tokenizer: Any, spec: EncoderSpec) -> int:
+    """The longest prompt, in tokens, the encoder is trained on (the template's tokens included)."""
     if spec.kind == "clip":
         return 77
+    if spec.max_length:
+        return spec.max_length
     limit = getattr(tokenizer, "model_max_length", 512) or 512
     return min(int(limit), 512)
+
+
+def format_prompt(prompt: str, spec: EncoderSpec) -> str:
+    """``prompt`` as the host hands it to the tokenizer (Lumina 2: after its system prompt)."""
+    if spec.template == "{}":
+        return prompt
+    before, _, after = spec.template.partition("{}")
+    return before + prompt + after
 
 
 def check_prompts(prompts: Sequence[str], tokenizer: Any, spec: EncoderSpec, source: str = "prompts",
@@ -82,52 +93,109 @@ def check_prompts(prompts: Sequence[str], tokenizer: Any, spec: EncoderSpec, sou
             problems.append(f"#{index + 1} {prompt[:60]!r}: prompt-weighting syntax {syntax!r} is not used in training "
                             "(write plain text, or pass strip_weighting / --strip-weighting)")
             continue
-        count = len(tokenizer(prompt, truncation=False)["input_ids"])
+        count = len(tokenizer(format_prompt(prompt, spec), truncation=False)["input_ids"])
         if count > limit:
+            what = (f"({limit - 2} words-pieces plus start/end)" if spec.kind == "clip" else
+                    "(with the template the host puts around it)" if spec.template != "{}" else "")
             problems.append(f"#{index + 1} {prompt[:60]!r}...: {count} tokens, over the encoder's {limit} "
-                            f"({limit - 2} words-pieces plus start/end); shorten or split it")
+                            f"{what}; shorten or split it".replace("  ", " "))
     if problems:
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise PromptError(f"{len(problems)} unusable prompt(s) in {source}:\n  {shown}{more}")
 
 
+_PREFIX_IDS: dict[tuple[int, str], list[int]] = {}
+
+
+def _lead_tokens(tokenizer: Any, spec: EncoderSpec, ids: torch.Tensor) -> int:
+    """How many leading positions every row of ``ids`` shares with the template's text before the prompt
+    (BOS included). Under causal attention their outputs are the same for every prompt."""
+    if not spec.causal:
+        return 0
+    if spec.kind == "clip" and spec.template == "{}":
+        return 1  # the start token
+    key = (id(tokenizer), spec.template)
+    prefix = _PREFIX_IDS.get(key)
+    if prefix is None:
+        prefix = _PREFIX_IDS[key] = list(tokenizer(spec.template.partition("{}")[0].rstrip())["input_ids"])
+    lead = 0
+    rows = ids.tolist()
+    while lead < min(len(prefix), ids.shape[1]) and all(row[lead] == prefix[lead] for row in rows):
+        lead += 1
+    return lead
+
+
 def tokenize(tokenizer: Any, prompts: Sequence[str], spec: EncoderSpec, device: torch.device | str = "cpu"
              ) -> dict[str, torch.Tensor]:
+    """Token ids as the host builds them, and ``mask``: the positions the consumer sees (1) or not (0).
+
+    CLIP: 77 positions, all counted. Transformers encoders: the host's template, padding to ``spec.pad_to``
+    at least; with ``spec.attention_mask`` the real tokens count (and the model gets the mask), without it
+    every position does (Flux's and SD3's T5 attend to and pass on their padding). An encoder whose only
+    consumed output is its pooled vector gets a one-position mask. ``mask.lead_tokens`` says how many leading
+    positions every prompt shares (see :func:`safetext_core.losses.content_mask`).
+    """
     if spec.kind == "clip":
         batch = tokenizer(list(prompts), padding="max_length", max_length=77, truncation=True, return_tensors="pt")
         ids = batch["input_ids"].to(device)
-        return {"input_ids": ids, "mask": torch.ones_like(ids, dtype=torch.float32)}
-    batch = tokenizer(list(prompts), padding=True, truncation=True, max_length=max_tokens(tokenizer, spec),
-                      return_tensors="pt")
+        count = 1 if spec.pooled_only else ids.shape[1]
+        mask = torch.ones((ids.shape[0], count), dtype=torch.float32, device=device)
+        mask.lead_tokens = 0 if spec.pooled_only else _lead_tokens(tokenizer, spec, ids)
+        return {"input_ids": ids, "mask": mask}
+    texts = [format_prompt(p, spec) for p in prompts]
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens(tokenizer, spec), return_tensors="pt")
+    batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    if "attention_mask" not in batch:
+        batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+    short = spec.pad_to - batch["input_ids"].shape[1]
+    if short > 0:  # the host pads to a fixed minimum with the pad token
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        batch = {k: torch.nn.functional.pad(v, (0, short), value=pad_id if k == "input_ids" else 0)
+                 for k, v in batch.items()}
     batch = {k: v.to(device) for k, v in batch.items()}
-    batch["mask"] = batch["attention_mask"].to(torch.float32)
+    if spec.attention_mask:
+        batch["mask"] = batch["attention_mask"].to(torch.float32)
+    else:
+        batch["mask"] = torch.ones_like(batch["input_ids"], dtype=torch.float32)
+    batch["mask"].lead_tokens = _lead_tokens(tokenizer, spec, batch["input_ids"])
     return batch
 
 
 def consumed_outputs(model: nn.Module, batch: dict[str, torch.Tensor], spec: EncoderSpec
                      ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-    """Hidden states the consumer sees, one per target of ``spec``, and the pooled vector if consumed."""
+    """Hidden states the consumer sees, one per target of ``spec``, and the pooled vector if consumed.
+
+    A target ``layer_from_end == 0`` is the pooled vector as a sequence of one position. For transformers
+    encoders the last target (1) is ``last_hidden_state`` (after T5's / Gemma's final norm, as hosts take
+    it); deeper ones are the raw outputs of their layer (ComfyUI's ``intermediate_output``).
+    """
     if spec.kind == "clip":
         out = model(input_ids=batch["input_ids"], output_hidden_states=True)
         hidden = out.hidden_states
         final_norm = model.text_model.final_layer_norm
     else:
-        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        names = ("input_ids", "attention_mask", "token_type_ids") if spec.attention_mask else ("input_ids",)
+        inputs = {k: v for k, v in batch.items() if k in names}
         out = model(**inputs, output_hidden_states=True)
         hidden = out.hidden_states
         final_norm = None
+    pooled = None
+    if spec.kind == "clip" and (spec.pooled_weight > 0 or spec.pooled_only):
+        pooled = out.text_embeds if spec.pooled_projected else out.pooler_output
     outputs = []
     for target in spec.targets:
-        if target.layer_from_end == 1 and spec.kind == "clip" and target.final_norm:
+        if target.layer_from_end == 0:
+            outputs.append(pooled.unsqueeze(1))
+            continue
+        if target.layer_from_end == 1 and (target.final_norm or spec.kind != "clip"):
             outputs.append(out.last_hidden_state)
             continue
         state = hidden[-target.layer_from_end]
         if target.final_norm and final_norm is not None:
             state = final_norm(state)
         outputs.append(state)
-    pooled = getattr(out, "text_embeds", None) if spec.pooled_weight > 0 else None
-    return outputs, pooled
+    return outputs, (pooled if spec.pooled_weight > 0 else None)
 
 
 def conditioning(encoders: EncoderSet, prompts: Sequence[str], models: dict[str, nn.Module] | None = None,

@@ -2,8 +2,23 @@
 
 SafeText aligns exactly what the consumer consumes. For CLIP that is a hidden state of a chosen
 layer (optionally after the final layer norm) over all 77 positions, plus, for SDXL's OpenCLIP
-bigG, the pooled and projected vector. Every family also lists the neighbouring layer that users
+bigG, the pooled and projected vector. Every SD family also lists the neighbouring layer that users
 select with "clip skip", with a smaller weight, so a checkpoint used that way is safe too.
+
+The T5 and LLM families (Flux.1, SD 3/3.5, Chroma, Lumina 2) were read from ComfyUI 0.3.64
+(``comfy/text_encoders/{flux,sd3_clip,pixart_t5,lumina2,llama}.py``, ``comfy/sd1_clip.py``,
+``comfy_extras/nodes_lumina2.py``); docs/encoders.md gives the line-by-line reading and where diffusers'
+pipelines differ. What each field means for them:
+
+* ``pad_to`` / ``attention_mask``: ComfyUI pads Flux's T5 prompts to at least 256 tokens and SD3's to 77
+  with the pad token and runs T5 *without* an attention mask, so the diffusion model consumes every one of
+  those positions, padding included (they depend on the prompt: T5 attends both ways). Chroma's T5 and
+  Lumina 2's Gemma-2 see exactly the prompt's tokens (no padding for one prompt, a mask in a batch).
+* ``causal``: under causal attention the leading tokens every prompt shares (BOS, a system prompt) give
+  the same outputs for every prompt; they count where outputs must stay put and are left out of the
+  unsafe terms, where they would only dilute the cosine.
+* ``template``: the prompt formatting the host applies (Lumina 2's system prompt).
+* ``adapter_targets``: the linear layers a low-rank adapter trains (regular expressions on module names).
 """
 from __future__ import annotations
 
@@ -14,7 +29,10 @@ from .errors import CheckpointError, UnsupportedModel
 
 @dataclass(frozen=True)
 class Target:
-    """One consumed output: hidden state ``-layer_from_end`` (1 = last), optional final layer norm."""
+    """One consumed output: hidden state ``-layer_from_end`` (1 = last), optional final layer norm.
+
+    ``layer_from_end == 0`` is the pooled vector alone (the encoder's only consumed output, e.g. Flux's
+    CLIP-L), handled as a sequence of one position."""
 
     layer_from_end: int
     final_norm: bool
@@ -22,6 +40,8 @@ class Target:
 
     @property
     def label(self) -> str:
+        if self.layer_from_end == 0:
+            return "pooled"
         return f"h-{self.layer_from_end}{'+ln' if self.final_norm else ''}"
 
 
@@ -29,19 +49,32 @@ class Target:
 class EncoderSpec:
     """One text encoder of a family."""
 
-    name: str  # file key: clip_l, clip_g, clip_h, t5xxl, text
-    kind: str  # "clip" or "hf" (any transformers encoder, masked)
+    name: str  # file key: clip_l, clip_g, clip_h, t5xxl, gemma2_2b, text
+    kind: str  # "clip" or "hf" (a transformers encoder: ``arch`` says which)
     targets: tuple[Target, ...]
-    pooled_weight: float = 0.0  # > 0: the projected pooled vector is consumed (SDXL bigG)
+    pooled_weight: float = 0.0  # > 0: the pooled vector is consumed besides the targets (SDXL / SD3 bigG)
     hidden_act: str = "quick_gelu"
     pad_token: str = "<|endoftext|>"
     layer_norm_eps: float = 1e-5
     diffusers: tuple[str, str] = ("text_encoder", "tokenizer")  # a diffusers pipeline's sub-folders for it
     a1111_prefix: str = ""  # AUTOMATIC1111's LoRA key prefix for it ("lora_te_", "lora_te1_", ...); "": none
+    arch: str = ""  # kind "hf": "t5" (T5 v1.1 encoder), "gemma2" (Gemma-2 decoder), "" (any AutoModel: generic)
+    pooled_projected: bool = True  # the pooled vector through text_projection (bigG) or the bare EOS state (CLIP-L)
+    pad_to: int = 0  # the host pads every prompt to at least this many tokens (0: a batch pads to its longest)
+    attention_mask: bool = True  # kind "hf": the host masks padding; False: padding is attended and consumed
+    causal: bool = False  # causal attention (CLIP, LLMs): shared leading tokens give the same outputs for all
+    template: str = "{}"  # the prompt formatting the host applies; "{}" is the user's prompt
+    max_length: int = 0  # longest prompt in tokens (0: the kind's default: 77 for CLIP, else the tokenizer's, <= 512)
+    adapter_targets: tuple[str, ...] = ()  # linear layers a low-rank adapter trains (regular expressions)
 
     @property
     def uses_mask(self) -> bool:
-        return self.kind != "clip"
+        """Only real tokens count (and the model gets an attention mask); else every position counts."""
+        return self.kind != "clip" and self.attention_mask
+
+    @property
+    def pooled_only(self) -> bool:
+        return all(target.layer_from_end == 0 for target in self.targets)
 
 
 @dataclass(frozen=True)
@@ -62,19 +95,66 @@ class Family:
         raise KeyError(f"family {self.name} has no encoder {name!r}; it has {[e.name for e in self.encoders]}")
 
 
+# Linear layers a low-rank adapter trains, per architecture (module names as the encoder's own modules name them).
+_CLIP_LINEARS = (r"layers\.\d+\.self_attn\.(q|k|v|out)_proj$", r"layers\.\d+\.mlp\.fc[12]$")
+_T5_LINEARS = (r"block\.\d+\.layer\.0\.SelfAttention\.[qkvo]$", r"block\.\d+\.layer\.1\.DenseReluDense\.(wi_0|wi_1|wo)$")
+_LLM_LINEARS = (r"layers\.\d+\.self_attn\.[qkvo]_proj$", r"layers\.\d+\.mlp\.(gate|up|down)_proj$")
+
+# ComfyUI's CLIPTextEncodeLumina2 "superior" system prompt, also diffusers' Lumina2Pipeline default.
+LUMINA2_SYSTEM_PROMPT = ("You are an assistant designed to generate superior images with the superior degree of "
+                         "image-text alignment based on textual prompts or user prompts.")
+
 FAMILIES: dict[str, Family] = {
     "sd1": Family("sd1", "Stable Diffusion 1.x", (
         # Default: last layer after the final norm; clip skip 2: penultimate, normed (A1111 and ComfyUI both norm it).
-        EncoderSpec("clip_l", "clip", (Target(1, True, 1.0), Target(2, True, 0.5)), a1111_prefix="lora_te_"),
+        EncoderSpec("clip_l", "clip", (Target(1, True, 1.0), Target(2, True, 0.5)), a1111_prefix="lora_te_",
+                    causal=True, adapter_targets=_CLIP_LINEARS),
     )),
     "sd2": Family("sd2", "Stable Diffusion 2.x", (
         EncoderSpec("clip_h", "clip", (Target(2, True, 1.0), Target(1, True, 0.5)), hidden_act="gelu", pad_token="!",
-                    a1111_prefix="lora_te_"),
+                    a1111_prefix="lora_te_", causal=True, adapter_targets=_CLIP_LINEARS),
     )),
     "sdxl": Family("sdxl", "Stable Diffusion XL", (
-        EncoderSpec("clip_l", "clip", (Target(2, False, 1.0),), a1111_prefix="lora_te1_"),
+        EncoderSpec("clip_l", "clip", (Target(2, False, 1.0),), a1111_prefix="lora_te1_", causal=True,
+                    adapter_targets=_CLIP_LINEARS),
         EncoderSpec("clip_g", "clip", (Target(2, False, 1.0),), pooled_weight=1.0, hidden_act="gelu", pad_token="!",
-                    diffusers=("text_encoder_2", "tokenizer_2"), a1111_prefix="lora_te2_"),
+                    diffusers=("text_encoder_2", "tokenizer_2"), a1111_prefix="lora_te2_", causal=True,
+                    adapter_targets=_CLIP_LINEARS),
+    )),
+    # Flux.1 dev / schnell / Krea / Kontext: the transformer cross-attends to T5's last hidden state (after the
+    # final norm) over >= 256 positions, padding included (no mask); CLIP-L gives only its pooled vector, the
+    # bare final-normed EOS state (return_projected_pooled=False), to the modulation.
+    "flux": Family("flux", "Flux.1", (
+        EncoderSpec("clip_l", "clip", (Target(0, True, 1.0),), pooled_projected=False, causal=True,
+                    adapter_targets=_CLIP_LINEARS),
+        EncoderSpec("t5xxl", "hf", (Target(1, True, 1.0),), arch="t5", pad_token="<pad>", pad_to=256,
+                    attention_mask=False, max_length=512, diffusers=("text_encoder_2", "tokenizer_2"),
+                    adapter_targets=_T5_LINEARS),
+    )),
+    # SD 3 / 3.5: CLIP-L and bigG penultimate (no final norm) joined along features, padded to 4096, then T5's
+    # last hidden state (77 positions, padding included, no mask) joined along the sequence; pooled = CLIP-L's
+    # bare EOS state (ComfyUI: return_projected_pooled=False) + bigG's projected one.
+    "sd3": Family("sd3", "Stable Diffusion 3 / 3.5", (
+        EncoderSpec("clip_l", "clip", (Target(2, False, 1.0),), pooled_weight=1.0, pooled_projected=False,
+                    causal=True, adapter_targets=_CLIP_LINEARS),
+        EncoderSpec("clip_g", "clip", (Target(2, False, 1.0),), pooled_weight=1.0, hidden_act="gelu", pad_token="!",
+                    causal=True, diffusers=("text_encoder_2", "tokenizer_2"), adapter_targets=_CLIP_LINEARS),
+        EncoderSpec("t5xxl", "hf", (Target(1, True, 1.0),), arch="t5", pad_token="<pad>", pad_to=77,
+                    attention_mask=False, max_length=512, diffusers=("text_encoder_3", "tokenizer_3"),
+                    adapter_targets=_T5_LINEARS),
+    )),
+    # Chroma: T5's last hidden state over the prompt's own tokens and its end token (ComfyUI's PixArt tokenizer:
+    # no padding for one prompt).
+    "chroma": Family("chroma", "Chroma", (
+        EncoderSpec("t5xxl", "hf", (Target(1, True, 1.0),), arch="t5", pad_token="<pad>", max_length=512,
+                    adapter_targets=_T5_LINEARS),
+    )),
+    # Lumina Image 2.0: Gemma-2-2B hidden layer -2 (no final norm) over the real tokens, BOS first, no end token,
+    # after ComfyUI's CLIPTextEncodeLumina2 (and diffusers' Lumina2Pipeline) put the system prompt in front.
+    "lumina2": Family("lumina2", "Lumina Image 2.0", (
+        EncoderSpec("gemma2_2b", "hf", (Target(2, False, 1.0),), arch="gemma2", pad_token="<pad>", causal=True,
+                    template=LUMINA2_SYSTEM_PROMPT + " <Prompt Start> {}", max_length=256,
+                    adapter_targets=_LLM_LINEARS),
     )),
     "generic": Family("generic", "Any transformers text encoder (last hidden state, real tokens)", (
         EncoderSpec("text", "hf", (Target(1, False, 1.0),)),
@@ -107,10 +187,21 @@ def detect_family_from_keys(keys) -> str:
         return "sd2"
     if any(k.startswith("cond_stage_model.transformer.") for k in keys):
         return "sd1"
+    if any(k.startswith("model.diffusion_model.joint_blocks.") for k in keys):  # SD 3's MMDiT
+        return "sd3"
+    # ComfyUI's layout (SD3/3.5 and Flux single files carry it too): which encoders are there decides.
+    heads = {k.split(".", 2)[1] for k in keys if k.startswith("text_encoders.")} | {k.split(".", 1)[0] for k in keys}
+    if "t5xxl" in heads:
+        if "clip_g" in heads:
+            return "sd3"
+        return "flux" if "clip_l" in heads else "chroma"
+    if "gemma2_2b" in heads:
+        return "lumina2"
     if any(k.startswith("text_encoders.clip_g.") or k.startswith("clip_g.") for k in keys):
         return "sdxl"
     if any(k.startswith("text_encoders.clip_h.") for k in keys):
         return "sd2"
     if any(k.startswith("text_encoders.clip_l.") or k.startswith("clip_l.") for k in keys):
         return "sd1"
-    raise CheckpointError("could not recognise the checkpoint: no SD 1.x, SD 2.x or SDXL text-encoder tensors found")
+    raise CheckpointError("could not recognise the checkpoint: no text-encoder tensors of a known family (SD 1.x, "
+                          "SD 2.x, SDXL, SD 3, Flux.1, Chroma, Lumina 2) found")

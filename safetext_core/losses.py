@@ -13,9 +13,17 @@ from .families import EncoderSpec
 
 
 def content_mask(mask: torch.Tensor, spec: EncoderSpec) -> torch.Tensor:
-    if spec.kind == "clip":
+    """``mask`` without the leading positions every prompt shares (CLIP's start token; an LLM's BOS and system
+    prompt): under causal attention their outputs are identical for every prompt, so in the unsafe terms and
+    the figures they only dilute the cosine. ``tokenize`` puts their count on the mask as ``lead_tokens``."""
+    lead = getattr(mask, "lead_tokens", None)
+    if lead is None:  # a mask not made by tokenize (e.g. cut or moved): CLIP's start token is the one we know
+        if spec.template != "{}" and spec.causal:
+            raise ValueError(f"the {spec.name} mask lost its lead_tokens count; pass the mask tokenize made")
+        lead = 1 if spec.kind == "clip" and not spec.pooled_only else int(spec.causal)
+    if lead:
         mask = mask.clone()
-        mask[:, 0] = 0.0  # the start token's output is identical for every prompt
+        mask[:, :lead] = 0.0
     return mask
 
 

@@ -28,7 +28,32 @@ SINGLE_FILE_PREFIXES: dict[str, dict[str, tuple[str, str]]] = {
         "clip_l": ("conditioner.embedders.0.transformer.", "hf"),
         "clip_g": ("conditioner.embedders.1.model.", "openclip"),
     },
+    # ComfyUI's layout, which SD 3 / 3.5 and Flux.1 single files (and ComfyUI's own checkpoint saves) use.
+    "sd3": {"clip_l": ("text_encoders.clip_l.transformer.", "hf"), "clip_g": ("text_encoders.clip_g.transformer.", "hf"),
+            "t5xxl": ("text_encoders.t5xxl.transformer.", "raw")},
+    "flux": {"clip_l": ("text_encoders.clip_l.transformer.", "hf"), "t5xxl": ("text_encoders.t5xxl.transformer.", "raw")},
+    "chroma": {"t5xxl": ("text_encoders.t5xxl.transformer.", "raw")},
+    "lumina2": {"gemma2_2b": ("text_encoders.gemma2_2b.transformer.", "raw")},
 }
+
+
+def detect_text_encoder(keys: Iterable[str]) -> str | None:
+    """Which encoder a separate text-encoder file holds (ComfyUI's ``models/text_encoders``), by the tensors
+    ComfyUI's own ``detect_te_model`` looks at (0.3.64): ``clip_g``, ``clip_h``, ``clip_l``, ``t5xxl``,
+    ``gemma2_2b``; ``None`` for anything else."""
+    keys = set(keys)
+    if "text_model.encoder.layers.30.mlp.fc1.weight" in keys:
+        return "clip_g"
+    if "text_model.encoder.layers.22.mlp.fc1.weight" in keys:
+        return "clip_h"
+    if "text_model.encoder.layers.0.mlp.fc1.weight" in keys or "encoder.layers.0.mlp.fc1.weight" in keys:
+        return "clip_l"
+    if "encoder.block.0.layer.1.DenseReluDense.wi_1.weight" in keys:
+        return "t5xxl"
+    if "model.layers.0.post_feedforward_layernorm.weight" in keys and \
+            "model.layers.0.self_attn.q_norm.weight" not in keys:
+        return "gemma2_2b"
+    return None
 
 
 
@@ -216,7 +241,7 @@ def build_clip_text_model(state: dict[str, torch.Tensor], family: str, encoder: 
     spec = get_family(family).encoder(encoder)
     state = normalise_hf_clip_keys(state)
     config = clip_config_from_state(state, spec)
-    with_projection = spec.pooled_weight > 0
+    with_projection = (spec.pooled_weight > 0 or spec.pooled_only) and spec.pooled_projected
     if with_projection and "text_projection.weight" not in state:
         raise CheckpointError(f"the {encoder} encoder needs its text_projection for the pooled vector, but it is missing")
     model = ClipTextEncoder(config, with_projection)
@@ -231,11 +256,134 @@ def build_clip_text_model(state: dict[str, torch.Tensor], family: str, encoder: 
     return model.to(dtype).eval().requires_grad_(False)
 
 
+class PrefixedEncoder(nn.Module):
+    """A transformers base model held under ``model``, so its parameters are named ``model.*`` as ComfyUI and the
+    original checkpoints name them (``model.layers.0.self_attn.q_proj.weight``), on every transformers version."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                output_hidden_states: bool = True, **_: Any) -> Any:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+
+
+def _layer_count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
+    found = [int(m.group(1)) for k in state if (m := re.match(pattern, k))]
+    if not found:
+        raise CheckpointError(f"no layers found (no tensor matches {pattern!r})")
+    return 1 + max(found)
+
+
+def t5_config_from_state(state: Mapping[str, torch.Tensor]) -> Any:
+    """A transformers ``T5Config`` (v1.1, gated GELU) that fits the tensors: T5-XXL, or any size a test builds."""
+    from transformers import T5Config
+
+    try:
+        shared = state["shared.weight"]
+        q = state["encoder.block.0.layer.0.SelfAttention.q.weight"]
+        bias = state["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+        wo = state["encoder.block.0.layer.1.DenseReluDense.wo.weight"]
+    except KeyError as missing:
+        raise CheckpointError(f"the t5xxl text encoder is incomplete: tensor {missing} is missing") from None
+    if "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" not in state:
+        raise CheckpointError("this T5 has no gated feed-forward (wi_0/wi_1): it is T5 v1.0, not the T5 v1.1 "
+                              "encoder Flux, SD 3 and Chroma use")
+    heads = bias.shape[1]
+    return T5Config(vocab_size=shared.shape[0], d_model=shared.shape[1], d_kv=q.shape[0] // heads, d_ff=wo.shape[1],
+                    num_layers=_layer_count(state, r"encoder\.block\.(\d+)\."), num_heads=heads,
+                    relative_attention_num_buckets=bias.shape[0], relative_attention_max_distance=128,
+                    feed_forward_proj="gated-gelu", dropout_rate=0.0, layer_norm_epsilon=1e-6,
+                    is_encoder_decoder=False, use_cache=False, tie_word_embeddings=False)
+
+
+def gemma2_config_from_state(state: Mapping[str, torch.Tensor]) -> Any:
+    """A transformers ``Gemma2Config`` that computes what ComfyUI's Gemma-2 (``comfy/text_encoders/llama.py``)
+    computes: no attention-logit soft-capping and no sliding window (ComfyUI implements neither; the window is set to
+    the longest position, 8192), query scale
+    1/sqrt(head_dim). The head size is the largest of 256, 128, 64, 32, 16 that divides both the query and the
+    key width (Gemma-2-2B: 256, so 8 query and 4 key/value heads)."""
+    from transformers import Gemma2Config
+
+    try:
+        embed = state["model.embed_tokens.weight"]
+        q = state["model.layers.0.self_attn.q_proj.weight"]
+        k = state["model.layers.0.self_attn.k_proj.weight"]
+        gate = state["model.layers.0.mlp.gate_proj.weight"]
+    except KeyError as missing:
+        raise CheckpointError(f"the gemma2_2b text encoder is incomplete: tensor {missing} is missing") from None
+    head_dim = next((d for d in (256, 128, 64, 32, 16) if q.shape[0] % d == 0 and k.shape[0] % d == 0), None)
+    if head_dim is None:
+        raise CheckpointError(f"cannot work out Gemma-2's head size from q {tuple(q.shape)} and k {tuple(k.shape)}")
+    return Gemma2Config(vocab_size=embed.shape[0], hidden_size=embed.shape[1], intermediate_size=gate.shape[0],
+                        num_hidden_layers=_layer_count(state, r"model\.layers\.(\d+)\."),
+                        num_attention_heads=q.shape[0] // head_dim, num_key_value_heads=k.shape[0] // head_dim,
+                        head_dim=head_dim, max_position_embeddings=8192, rms_norm_eps=1e-6, rope_theta=10000.0,
+                        hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=head_dim,
+                        attn_logit_softcapping=None, final_logit_softcapping=None, sliding_window=8192,
+                        attention_dropout=0.0, pad_token_id=0, bos_token_id=2, eos_token_id=1, use_cache=False)
+
+
+def build_hf_text_model(state: Mapping[str, torch.Tensor], spec: EncoderSpec, dtype: torch.dtype = torch.float32
+                        ) -> nn.Module:
+    """The T5 or Gemma-2 encoder of ``spec`` from tensors named as ComfyUI, the original checkpoints and a
+    diffusers folder name them (``shared.weight``, ``encoder.block.*``; ``model.layers.*``): eval mode, gradients
+    off, parameter names equal to those tensor names (so SafeText files use ComfyUI's keys)."""
+    if "scaled_fp8" in state or any(k.endswith(".scale_weight") for k in state):
+        raise CheckpointError(f"the {spec.name} text encoder is stored as scaled fp8 (weights times per-tensor "
+                              "scales), which SafeText does not read yet; use the fp16 or plain fp8 file")
+    state = {k: v for k, v in state.items() if k != "spiece_model" and not k.endswith("position_ids")}
+    if spec.arch == "t5":
+        from transformers import T5EncoderModel
+
+        state = {k: v for k, v in state.items() if not k.startswith("decoder.") and k != "lm_head.weight"}
+        model = T5EncoderModel(t5_config_from_state(state))
+        state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])
+    elif spec.arch == "gemma2":
+        from transformers import Gemma2Model
+
+        if "model.embed_tokens.weight" not in state and "embed_tokens.weight" in state:  # a bare Gemma2Model's names
+            state = {"model." + k: v for k, v in state.items()}
+        state = {k: v for k, v in state.items() if k != "lm_head.weight"}
+        model = PrefixedEncoder(Gemma2Model(gemma2_config_from_state(state)))
+    else:
+        raise CheckpointError(f"no builder for the {spec.name} encoder (architecture {spec.arch!r})")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise CheckpointError(f"the {spec.name} text encoder is incomplete: {len(missing)} tensors missing, "
+                              f"e.g. {missing[:3]}")
+    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if bad:
+        raise CheckpointError(f"the {spec.name} text encoder has unexpected shapes for {bad[:3]}")
+    floats = [k for k in own if not state[k].is_floating_point()]
+    if floats:
+        raise CheckpointError(f"the {spec.name} text encoder holds non-float tensors ({floats[0]}: "
+                              f"{state[floats[0]].dtype}); quantised (int8/GGUF) encoders are not read yet")
+    model.load_state_dict({k: state[k].to(torch.float32) for k in own}, strict=True)
+    model.config.use_cache = False
+    return model.to(dtype).eval().requires_grad_(False)
+
+
+def build_text_model(state: Mapping[str, torch.Tensor], family: str, encoder: str,
+                     dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The encoder ``encoder`` of ``family`` from its tensors, whatever its kind."""
+    spec = get_family(family).encoder(encoder)
+    if spec.kind == "clip":
+        return build_clip_text_model(dict(state), family, encoder, dtype)
+    return build_hf_text_model(state, spec, dtype)
+
+
 def read_single_file_text_encoders(path: str | os.PathLike, family: str | None = None
                                    ) -> tuple[str, dict[str, dict[str, torch.Tensor]]]:
     """Read only the text-encoder tensors of a single-file checkpoint (the UNet is never loaded).
 
-    Returns ``(family, {encoder name: HF-named state dict})``. Loads through safetensors only.
+    Returns ``(family, {encoder name: HF-named state dict})``. Loads through safetensors only, one tensor at a
+    time (``safe_open``), so nothing else in the file is ever read. A separate text-encoder file (one encoder,
+    no prefix) returns its encoder with family ``""`` unless ``family`` is given: the caller decides from the
+    set of files (see :func:`safetext_core.loaders.load_encoders`).
     """
     import safetensors
 
@@ -252,13 +400,23 @@ def read_single_file_text_encoders(path: str | os.PathLike, family: str | None =
         raise CheckpointError(f"{path.name} is not a readable .safetensors file ({error})") from None
     with handle as f:
         keys = list(f.keys())
+        bare = detect_text_encoder(keys)
+        if bare is not None and not any(k.startswith(("text_encoders.", "model.diffusion_model.")) for k in keys):
+            # A separate text-encoder file (ComfyUI's models/text_encoders): one encoder, its own names.
+            raw = {k: f.get_tensor(k) for k in keys}
+            state = normalise_hf_clip_keys(raw) if bare.startswith("clip_") else raw
+            if "text_projection" in state and "text_projection.weight" not in state:  # old CLIPSave files
+                state["text_projection.weight"] = state.pop("text_projection").t().contiguous()
+            return family or "", {bare: state}
         family = family or detect_family_from_keys(keys)
         result: dict[str, dict[str, torch.Tensor]] = {}
         for encoder, (prefix, naming) in SINGLE_FILE_PREFIXES.get(family, {}).items():
             raw = {k[len(prefix):]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
             if not raw:
-                raise CheckpointError(f"{path.name}: no {encoder} tensors under {prefix!r} (is it really {family}?)")
-            result[encoder] = openclip_to_hf(raw) if naming == "openclip" else normalise_hf_clip_keys(raw)
+                raise CheckpointError(f"{path.name}: no {encoder} tensors under {prefix!r} (is it really {family}? "
+                                      "Checkpoints without their text encoders need the separate encoder files)")
+            result[encoder] = (openclip_to_hf(raw) if naming == "openclip" else raw if naming == "raw"
+                               else normalise_hf_clip_keys(raw))
     return family, result
 
 

@@ -153,10 +153,11 @@ _WORD = re.compile(r"[a-z]+")
 
 
 def vocabulary_words(tokenizer: Any) -> list[str]:
-    """Whole English words of a tokenizer's vocabulary (CLIP BPE ``word</w>``, WordPiece ``word``), sorted."""
+    """Whole English words of a tokenizer's vocabulary (CLIP BPE ``word</w>``, WordPiece ``word``, SentencePiece
+    ``\u2581word`` as T5 and Gemma write a word that starts after a space, byte-level BPE ``\u0120word``), sorted."""
     words = set()
     for token in tokenizer.get_vocab():
-        word = token[:-4] if token.endswith("</w>") else token
+        word = token[:-4] if token.endswith("</w>") else token[1:] if token[:1] in ("\u2581", "\u0120") else token
         if len(word) >= 3 and word.isascii() and word.isalpha() and word.islower():
             words.add(word)
     return sorted(words)

@@ -1,0 +1,64 @@
+"""Run under ComfyUI's own Python: encode token ids with ComfyUI's real text-encoder classes and save the output.
+
+``python comfy_reference.py COMFYUI_PATH WORK_DIR`` reads ``WORK_DIR/job.json`` (cases: encoder kind, weights
+file, tokenizer folder, prompts, config) and writes ``WORK_DIR/<case>.safetensors`` with what ComfyUI hands the
+diffusion model for each prompt (``encode_token_weights`` of the encoder class the family uses, tokenised by
+ComfyUI's ``SDTokenizer`` with the arguments of that family's tokenizer). tests/test_encoders.py compares it with
+SafeText's ``consumed_outputs``. Nothing from ComfyUI is copied into this repository; it is imported where it is.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    comfy_path, work = Path(sys.argv[1]), Path(sys.argv[2])
+    sys.path.insert(0, str(comfy_path))
+    sys.argv = sys.argv[:1] + ["--cpu"]  # ComfyUI reads its own command line on import, when told to
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import PreTrainedTokenizerFast
+
+    from comfy import sd1_clip
+    import comfy.text_encoders.lumina2
+    import comfy.text_encoders.sd3_clip
+
+    job = json.loads((work / "job.json").read_text())
+    for case in job["cases"]:
+        state = load_file(case["weights"])
+        if case["kind"] == "t5":
+            # Flux: flux.T5XXLTokenizer(min_length=256) + sd3_clip.T5XXLModel (no attention mask); Chroma: PixArt's
+            # tokenizer (min_length=1) and the same model class.
+            tokenizer = sd1_clip.SDTokenizer(case["tokenizer"], pad_with_end=False, embedding_size=case["width"],
+                                             embedding_key="t5xxl", tokenizer_class=PreTrainedTokenizerFast,
+                                             has_start_token=False, pad_to_max_length=False, max_length=99999999,
+                                             min_length=case["min_length"])
+            model = comfy.text_encoders.sd3_clip.T5XXLModel(
+                dtype=torch.float32, model_options={"t5xxl_model_config": case["config"]})
+        else:
+            # Lumina 2: Gemma2BTokenizer's arguments (its SentencePiece class swapped for the test's tokenizer).
+            tokenizer = sd1_clip.SDTokenizer(case["tokenizer"], pad_with_end=False, embedding_size=case["width"],
+                                             embedding_key="gemma2_2b", tokenizer_class=PreTrainedTokenizerFast,
+                                             has_end_token=False, pad_to_max_length=False, max_length=99999999,
+                                             min_length=1)
+            model = comfy.text_encoders.lumina2.Gemma2_2BModel(
+                dtype=torch.float32, model_options={"model_name": "gemma2_2b", "gemma2_2b_model_config": case["config"]})
+        missing, unexpected = model.load_sd(state)
+        assert not missing, missing
+        out = {}
+        with torch.no_grad():
+            for index, prompt in enumerate(case["prompts"]):
+                tokens = tokenizer.tokenize_with_weights(prompt)
+                cond = model.encode_token_weights(tokens)[0]
+                out[f"cond.{index}"] = cond.float().contiguous()
+                out[f"ids.{index}"] = torch.tensor([t for t, _ in tokens[0]])
+        save_file(out, str(work / f"{case['name']}.safetensors"))
+
+
+if __name__ == "__main__":
+    main()

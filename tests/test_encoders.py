@@ -1,0 +1,379 @@
+"""The T5 and LLM families (Flux.1, SD 3, Chroma, Lumina 2) on tiny models of the real architectures.
+
+transformers ``T5EncoderModel`` / ``Gemma2Model`` and ``CLIPTextModel`` with random weights; tokenizers trained in
+memory (tests/tiny_encoders.py says how). Loading from ComfyUI's files and diffusers folders, what the host feeds
+the diffusion model, training, the file in ComfyUI's key layout, loading it back and both blend modes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import tiny_encoders
+import tiny_models
+from safetext_core import AlignConfig, CheckpointError, SafeTextFile, apply_deltas, load_encoders, run_alignment
+from safetext_core.encoding import consumed_outputs, tokenize
+from safetext_core.errors import TokenizerUnavailable
+from safetext_core.families import LUMINA2_SYSTEM_PROMPT, get_family
+from safetext_core.losses import content_mask
+from safetext_core.weights import blend_outputs
+
+
+@pytest.fixture(scope="module")
+def t5_tok():
+    return tiny_encoders.t5_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def gemma_tok():
+    return tiny_encoders.gemma_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def t5_tok_dir(tmp_path_factory, t5_tok):
+    return tiny_encoders.save_tokenizer(t5_tok, tmp_path_factory.mktemp("t5tok"))
+
+
+@pytest.fixture(scope="module")
+def gemma_tok_dir(tmp_path_factory, gemma_tok):
+    return tiny_encoders.save_tokenizer(gemma_tok, tmp_path_factory.mktemp("gemmatok"))
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+class Recording:
+    """safetensors.safe_open that records every tensor read (to prove the rest of a file is never read)."""
+
+    fetched: list[str] = []
+
+    def __init__(self, *args, **kwargs):
+        import safetensors
+
+        self.inner = Recording.real(*args, **kwargs)
+
+    def __enter__(self):
+        self.handle = self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.inner.__exit__(*exc)
+
+    def keys(self):
+        return self.handle.keys()
+
+    def get_tensor(self, key):
+        Recording.fetched.append(key)
+        return self.handle.get_tensor(key)
+
+
+@pytest.fixture
+def recording(monkeypatch):
+    import safetensors
+
+    Recording.real = safetensors.safe_open
+    Recording.fetched = []
+    monkeypatch.setattr(safetensors, "safe_open", Recording)
+    return Recording.fetched
+
+
+def _same(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    own = model.state_dict()
+    return all(torch.equal(own[k], v.float()) for k, v in state.items() if k in own)
+
+
+# ----------------------------------------------------------------------------------- loading
+
+def test_flux_and_sd3_single_files_read_only_their_text_encoders(tmp_path, t5_tok_dir, recording):
+    clip_l, clip_g = tiny_models.random_clip_state(), tiny_models.random_clip_state(64, 3, "gelu", True, seed=1)
+    t5 = tiny_encoders.t5_state()
+    unet = {"model.diffusion_model.double_blocks.0.img_attn.qkv.weight": torch.randn(96, 32),
+            "vae.decoder.conv_in.weight": torch.randn(8, 4, 3, 3)}
+    flux = {**unet, **{f"text_encoders.clip_l.transformer.{k}": v for k, v in clip_l.items()},
+            **{f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5.items()}}
+    encoders = load_encoders(_write(tmp_path / "flux1.safetensors", flux), tokenizer_dir=t5_tok_dir)
+    assert encoders.family == "flux" and set(encoders.models) == {"clip_l", "t5xxl"}
+    assert _same(encoders.models["t5xxl"], t5) and _same(encoders.models["clip_l"], clip_l)
+    assert recording and all(k.startswith("text_encoders.") for k in recording)  # the rest is never read
+
+    sd3 = {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": torch.randn(96, 32),
+           **{f"text_encoders.clip_l.transformer.{k}": v for k, v in clip_l.items()},
+           **{f"text_encoders.clip_g.transformer.{k}": v for k, v in clip_g.items()},
+           **{f"text_encoders.t5xxl.transformer.{k}": v.half() for k, v in t5.items()}}
+    encoders = load_encoders(_write(tmp_path / "sd35.safetensors", sd3), tokenizer_dir=t5_tok_dir)
+    assert encoders.family == "sd3" and set(encoders.models) == {"clip_l", "clip_g", "t5xxl"}
+    assert _same(encoders.models["t5xxl"], {k: v.half() for k, v in t5.items()})  # fp16 file, fp32 copy
+    # SD 3's CLIP-L pooled vector is the bare EOS state: its projection is not needed, bigG's is kept.
+    assert not hasattr(encoders.models["clip_l"], "text_projection") and hasattr(encoders.models["clip_g"],
+                                                                                "text_projection")
+
+
+def test_comfyui_separate_text_encoder_files(tmp_path, t5_tok_dir, gemma_tok_dir):
+    clip_l = tiny_models.random_clip_state()
+    t5 = _write(tmp_path / "t5xxl_fp16.safetensors", {k: v.half() for k, v in tiny_encoders.t5_state().items()})
+    clip = _write(tmp_path / "clip_l.safetensors", clip_l)
+    gemma_state = tiny_encoders.gemma2_state()
+    gemma = _write(tmp_path / "gemma_2_2b.safetensors",
+                   {**gemma_state, "spiece_model": torch.zeros(16, dtype=torch.uint8)})  # ComfyUI keeps it there
+
+    assert load_encoders([clip, t5], tokenizer_dir=t5_tok_dir).family == "flux"  # DualCLIPLoader type flux
+    assert load_encoders(t5, tokenizer_dir=t5_tok_dir).family == "chroma"
+    lumina = load_encoders(gemma, tokenizer_dir=gemma_tok_dir)
+    assert lumina.family == "lumina2" and _same(lumina.models["gemma2_2b"], gemma_state)
+    assert next(iter(dict(lumina.models["gemma2_2b"].named_parameters()))).startswith("model.")  # ComfyUI's names
+    with pytest.raises(TokenizerUnavailable, match="t5xxl"):
+        load_encoders(t5)  # a T5 file carries no tokenizer: say what is needed
+    with pytest.raises(CheckpointError, match="two of the files"):
+        load_encoders([t5, t5], tokenizer_dir=t5_tok_dir)
+    incomplete = _write(tmp_path / "broken_t5.safetensors",
+                        {k: v for k, v in tiny_encoders.t5_state().items() if "block.1." not in k or "wo" not in k})
+    with pytest.raises(CheckpointError, match="incomplete"):
+        load_encoders(incomplete, tokenizer_dir=t5_tok_dir)
+    scaled = _write(tmp_path / "t5_scaled.safetensors", {**tiny_encoders.t5_state(), "scaled_fp8": torch.zeros(0)})
+    with pytest.raises(CheckpointError, match="scaled fp8"):
+        load_encoders(scaled, tokenizer_dir=t5_tok_dir)
+
+
+def _diffusers_folder(root: Path, cls: str, parts: dict[str, tuple[dict[str, torch.Tensor], object]]) -> Path:
+    root.mkdir()
+    (root / "model_index.json").write_text(json.dumps({"_class_name": cls}))
+    for sub, (state, tokenizer) in parts.items():
+        (root / sub).mkdir()
+        _write(root / sub / "model.safetensors", state)
+        tok_sub = sub.replace("text_encoder", "tokenizer")
+        (root / tok_sub).mkdir()
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(root / tok_sub))
+    return root
+
+
+def test_diffusers_folders_of_the_new_families(tmp_path, t5_tok, gemma_tok):
+    t5, clip_l = tiny_encoders.t5_state(), tiny_models.random_clip_state()
+    flux = _diffusers_folder(tmp_path / "flux", "FluxPipeline",
+                             {"text_encoder": (clip_l, None), "text_encoder_2": (t5, t5_tok)})
+    encoders = load_encoders(flux)
+    assert encoders.family == "flux" and _same(encoders.models["t5xxl"], t5)
+    assert encoders.tokenizers["t5xxl"]("a cat")["input_ids"] == t5_tok("a cat")["input_ids"]
+    gemma = {k[len("model."):]: v for k, v in tiny_encoders.gemma2_state().items()}  # Gemma2Model.save_pretrained
+    lumina = load_encoders(_diffusers_folder(tmp_path / "lumina", "Lumina2Pipeline",
+                                             {"text_encoder": (gemma, gemma_tok)}))
+    assert lumina.family == "lumina2"
+    assert _same(lumina.models["gemma2_2b"], {"model." + k: v for k, v in gemma.items()})
+    chroma = load_encoders(_diffusers_folder(tmp_path / "chroma", "ChromaPipeline", {"text_encoder": (t5, t5_tok)}))
+    assert chroma.family == "chroma"
+
+
+# ----------------------------------------------------------------------------------- what the host feeds
+
+def _t5(family: str, t5_tok):
+    from safetext_core.models import build_text_model
+
+    return build_text_model(tiny_encoders.t5_state(), family, "t5xxl"), get_family(family).encoder("t5xxl")
+
+
+def test_flux_t5_consumes_256_positions_padding_included_without_mask(t5_tok):
+    model, spec = _t5("flux", t5_tok)
+    batch = tokenize(t5_tok, ["a cat", "a naked woman on a beach at night"], spec)
+    ids = batch["input_ids"]
+    real = t5_tok("a cat")["input_ids"]  # the prompt, then </s>: ComfyUI's T5 tokenizer has no start token
+    assert ids.shape == (2, 256) and ids[0, :len(real)].tolist() == real and set(ids[0, len(real):].tolist()) == {0}
+    assert batch["mask"].sum().item() == 2 * 256 and content_mask(batch["mask"], spec).sum().item() == 2 * 256
+    outs, pooled = consumed_outputs(model, batch, spec)
+    with torch.no_grad():
+        bare = model(input_ids=ids).last_hidden_state  # no attention mask: the padding is attended
+        masked = model(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+    assert torch.equal(outs[0], bare) and pooled is None
+    assert not torch.allclose(outs[0][0, :len(real)], masked[0, :len(real)])  # so masking would be another output
+
+
+def test_chroma_and_lumina_see_exactly_the_prompt_alone(t5_tok, gemma_tok):
+    from safetext_core.models import build_text_model
+
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    cases = [(*_t5("chroma", t5_tok), t5_tok),
+             (build_text_model(tiny_encoders.gemma2_state(), "lumina2", "gemma2_2b"),
+              get_family("lumina2").encoder("gemma2_2b"), gemma_tok)]
+    for model, spec, tok in cases:
+        batch = tokenize(tok, prompts, spec)
+        outs, _ = consumed_outputs(model, batch, spec)
+        for row, prompt in enumerate(prompts):
+            alone = tokenize(tok, [prompt], spec)
+            assert alone["mask"].all()  # one prompt: no padding, as ComfyUI encodes it
+            n = alone["input_ids"].shape[1]
+            assert torch.equal(batch["input_ids"][row, :n], alone["input_ids"][0])
+            assert batch["mask"][row].sum() == n
+            single, _ = consumed_outputs(model, alone, spec)
+            assert torch.allclose(outs[0][row, :n], single[0][0], atol=1e-5)
+
+
+def test_lumina_system_prompt_and_layer(gemma_tok):
+    from safetext_core.models import build_text_model
+
+    spec = get_family("lumina2").encoder("gemma2_2b")
+    model = build_text_model(tiny_encoders.gemma2_state(), "lumina2", "gemma2_2b")
+    batch = tokenize(gemma_tok, ["a cat", "a bloody corpse"], spec)
+    text = LUMINA2_SYSTEM_PROMPT + " <Prompt Start> a cat"
+    assert batch["input_ids"][0, :batch["mask"][0].sum().long()].tolist() == gemma_tok(text)["input_ids"]
+    lead = batch["mask"].lead_tokens
+    prefix = gemma_tok(LUMINA2_SYSTEM_PROMPT + " <Prompt Start>")["input_ids"]
+    assert lead == len(prefix) and batch["input_ids"][0, 0].item() == 2  # BOS + system prompt
+    outs, _ = consumed_outputs(model, batch, spec)
+    # Causal: the system prompt's outputs are the same for every prompt, so they are left out of the unsafe terms.
+    assert torch.allclose(outs[0][0, :lead], outs[0][1, :lead], atol=1e-5)
+    assert not torch.allclose(outs[0][0, lead:lead + 2], outs[0][1, lead:lead + 2])
+    assert content_mask(batch["mask"], spec)[:, :lead].sum() == 0
+    # Layer -2 is the second-to-last block's output, no final norm (ComfyUI: intermediate_output=-2).
+    inner = model.model
+    with torch.no_grad():
+        full = inner(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        inner.norm.weight.add_(1.0)  # the final norm must not touch layer -2
+        again, _ = consumed_outputs(model, batch, spec)
+        inner.norm.weight.sub_(1.0)
+    assert torch.equal(outs[0], full.hidden_states[-2]) and torch.equal(again[0], outs[0])
+
+
+# ----------------------------------------------------------------------------------- train, file, apply
+
+FAST = AlignConfig(steps=40, batch_size=8, learning_rate=5e-3, anchor_weight=0.1, eval_every=0, preserve_pool=200,
+                   mine_every=0)
+
+
+def _encoders(family: str, tmp_path: Path, t5_tok_dir: Path, gemma_tok_dir: Path):
+    if family == "lumina2":
+        path = _write(tmp_path / "gemma.safetensors", tiny_encoders.gemma2_state(seed=3))
+        return load_encoders(path, tokenizer_dir=gemma_tok_dir)
+    tensors = {f"text_encoders.t5xxl.transformer.{k}": v for k, v in tiny_encoders.t5_state(seed=3).items()}
+    if family in ("flux", "sd3"):
+        tensors.update({f"text_encoders.clip_l.transformer.{k}": v
+                        for k, v in tiny_models.random_clip_state(seed=4).items()})
+    if family == "sd3":
+        tensors.update({f"text_encoders.clip_g.transformer.{k}": v
+                        for k, v in tiny_models.random_clip_state(64, 3, "gelu", True, seed=5).items()})
+    return load_encoders(_write(tmp_path / f"{family}.safetensors", tensors), family=family, tokenizer_dir=t5_tok_dir)
+
+
+def _outputs(encoders, models, prompts):
+    out = {}
+    for spec in encoders.profile.encoders:
+        batch = tokenize(encoders.tokenizers[spec.name], prompts, spec)
+        with torch.no_grad():
+            out[spec.name] = consumed_outputs(models[spec.name], batch, spec)
+    return out
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3", "chroma", "lumina2"])
+def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, prompt_sets):
+    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir)
+    before = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in encoders.models.items()}
+    outcome = run_alignment(encoders, prompt_sets, FAST, output=tmp_path / "out.safetext.safetensors", draw=False,
+                            independent=False)
+    for name, model in encoders.models.items():  # the originals are never modified
+        assert all(torch.equal(v, before[name][k]) for k, v in model.state_dict().items())
+    figures = outcome.heldout
+    assert figures["unsafe_share_moved"] > 0.5 and figures["safe_cos_mean"] > figures["unsafe_cos_mean"] + 0.3
+
+    path = outcome.path
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+    main = "gemma2_2b" if family == "lumina2" else "t5xxl"
+    expected = ("text_encoders.gemma2_2b.transformer.model.layers.0.self_attn.q_proj.diff" if family == "lumina2" else
+                "text_encoders.t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.diff")
+    assert expected in keys and all(k.startswith("text_encoders.") for k in keys)
+    loaded = SafeTextFile.load(path)
+    assert loaded.family == family and main in loaded.deltas
+    loaded.check_fingerprints(encoders.fingerprints())
+    loaded.validate_against({n: m.state_dict() for n, m in encoders.models.items()})
+
+    prompts = ["a naked woman on a beach, photo", "a red car, photo", "a bowl of fruit"]
+    original = _outputs(encoders, encoders.models, prompts)
+    aligned_models = {n: apply_deltas(m, loaded.deltas.get(n, {}), 1.0) for n, m in encoders.models.items()}
+    aligned = _outputs(encoders, aligned_models, prompts)
+    half_weights = _outputs(encoders, {n: apply_deltas(m, loaded.deltas.get(n, {}), 0.5)
+                                       for n, m in encoders.models.items()}, prompts)
+    off = _outputs(encoders, {n: apply_deltas(m, loaded.deltas.get(n, {}), 0.0) for n, m in encoders.models.items()},
+                   prompts)
+    for name in original:
+        (o, op), (a, ap), (w, _), (z, zp) = original[name], aligned[name], half_weights[name], off[name]
+        assert all(torch.equal(x, y) for x, y in zip(o, z))  # off: bit for bit the original
+        blended = blend_outputs(o, a, 0.5)  # the embedding blend, as hosts compute it
+        assert all(torch.equal(b, torch.lerp(x, y, 0.5)) for b, x, y in zip(blended, o, a))
+        assert all(torch.equal(x, y) for x, y in zip(blend_outputs(o, a, 0.0), o))
+        assert all(torch.equal(x, y) for x, y in zip(blend_outputs(o, a, 1.0), a))
+        if loaded.deltas.get(name):  # the weight blend at 0.5 is another (inexact) point between them
+            assert not all(torch.equal(x, y) for x, y in zip(w, o))
+    moved = aligned[main][0][0][0] - original[main][0][0][0]
+    assert moved.abs().max() > 1e-3  # the unsafe prompt's conditioning changed
+
+
+# ----------------------------------------------------------------------------------- against ComfyUI itself
+
+def _comfy_python() -> tuple[Path, str] | None:
+    import os
+
+    path = os.environ.get("COMFYUI_PATH")
+    if not path:
+        return None
+    python = os.environ.get("COMFYUI_PYTHON") or str(Path(path).parent / "venv" / "bin" / "python")
+    return Path(path), python if Path(python).is_file() else "python"
+
+
+@pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to compare with")
+def test_consumed_outputs_equal_comfyui_encoders(tmp_path, t5_tok, gemma_tok, t5_tok_dir, gemma_tok_dir):
+    """ComfyUI's own T5XXLModel (Flux's and Chroma's tokenizer arguments) and Gemma2_2BModel, on the same weights
+    and token ids, give what ``consumed_outputs`` gives: the layer, the padding, the mask, the template."""
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    from safetext_core.encoding import format_prompt
+    from safetext_core.models import build_text_model
+
+    comfy_path, python = _comfy_python()
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting, close up"]
+    t5 = tiny_encoders.t5_state()
+    gemma = tiny_encoders.gemma2_state(head_dim=256)  # ComfyUI's Gemma-2 config fixes the head size at 256
+    _write(tmp_path / "t5.safetensors", t5)
+    _write(tmp_path / "gemma.safetensors", gemma)
+    t5_config = {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 2, "vocab_size": tiny_encoders.VOCAB}
+    gemma_config = {"vocab_size": tiny_encoders.VOCAB, "hidden_size": 64, "intermediate_size": 128,
+                    "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1}
+    lumina_spec = get_family("lumina2").encoder("gemma2_2b")
+    cases = [
+        {"name": "flux", "kind": "t5", "weights": str(tmp_path / "t5.safetensors"), "tokenizer": str(t5_tok_dir),
+         "width": 32, "min_length": 256, "config": t5_config, "prompts": prompts},
+        {"name": "chroma", "kind": "t5", "weights": str(tmp_path / "t5.safetensors"), "tokenizer": str(t5_tok_dir),
+         "width": 32, "min_length": 1, "config": t5_config, "prompts": prompts},
+        {"name": "lumina2", "kind": "gemma2", "weights": str(tmp_path / "gemma.safetensors"),
+         "tokenizer": str(gemma_tok_dir), "width": 64, "config": gemma_config,
+         "prompts": [format_prompt(p, lumina_spec) for p in prompts]},  # what CLIPTextEncodeLumina2 encodes
+    ]
+    (tmp_path / "job.json").write_text(json.dumps({"cases": cases}))
+    run = subprocess.run([python, str(Path(__file__).with_name("comfy_reference.py")), str(comfy_path), str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    for case, family, encoder, state, tok in (("flux", "flux", "t5xxl", t5, t5_tok), ("chroma", "chroma", "t5xxl", t5, t5_tok),
+                                              ("lumina2", "lumina2", "gemma2_2b", gemma, gemma_tok)):
+        reference = load_file(str(tmp_path / f"{case}.safetensors"))
+        spec = get_family(family).encoder(encoder)
+        model = build_text_model(state, family, encoder)
+        for index, prompt in enumerate(prompts):
+            batch = tokenize(tok, [prompt], spec)
+            assert batch["input_ids"][0].tolist() == reference[f"ids.{index}"].tolist(), (case, prompt)
+            ours = consumed_outputs(model, batch, spec)[0][0]
+            theirs = reference[f"cond.{index}"]
+            assert ours.shape == theirs.shape, (case, ours.shape, theirs.shape)
+            assert torch.allclose(ours, theirs, atol=2e-4, rtol=1e-4), (case, (ours - theirs).abs().max())
+        # And batched with other prompts, the real tokens are what ComfyUI gives each prompt alone.
+        batch = tokenize(tok, prompts, spec)
+        together = consumed_outputs(model, batch, spec)[0][0]
+        for index in range(len(prompts)):
+            theirs = reference[f"cond.{index}"][0]
+            assert torch.allclose(together[index, :theirs.shape[0]], theirs, atol=2e-4, rtol=1e-4), case
