@@ -309,3 +309,28 @@ console.log(JSON.stringify({
     assert out["none"] is None
     assert out["apply"]["text"] == "SafeText ENFORCED by the server 75%" and "ignored" in out["apply"]["hint"]
     assert out["applyOff"] == {"text": "SafeText OFF", "tone": "off"}
+
+
+def test_sdxl_gives_one_signal_for_both_encoders(env):
+    """CLIP-L and bigG of one prompt: one signal, the cosine of their concatenated conditioning."""
+    fake, pack, _ = env
+    from test_comfy_nodes import sdxl_clip
+
+    def comfy_sdxl():
+        clip = sdxl_clip()
+        out = ComfyCLIP(no_init=True)
+        out.cond_stage_model, out.patcher, out.tokenizer, out.layer_idx = clip.cond_stage_model, clip.patcher, \
+            clip.tokenizer, None
+        return out
+
+    with torch.inference_mode():
+        pack.NODE_CLASS_MAPPINGS["SafeTextTrain"]().train(comfy_sdxl(), "tiny_xl", unique_id="8", prompt=None,
+                                                           **dict(TRAIN_ARGS, steps=1))
+    clip = comfy_sdxl()
+    original = clip.encode(PROMPTS[:1])[0]
+    fake.events.clear()
+    got = apply_node(pack, clip, safetext_file="tiny_xl.safetensors")["result"][0].encode(PROMPTS[:1])[0]
+    sent = [d for e, d in fake.events if e == "safetext.signal"]
+    assert original.shape[-1] == 32 + 64 and len(sent) == 1
+    want = torch.nn.functional.cosine_similarity(original[:, 1:].reshape(1, -1), got[:, 1:].reshape(1, -1))
+    assert sent[0]["cosine"] == pytest.approx(float(want), abs=1e-4) and float(want) < 0.9999
