@@ -301,7 +301,9 @@ main(async ({ page, args, log, result }) => {
       return img && img.naturalWidth ? { width: img.naturalWidth, height: img.naturalHeight } : null;
     });
     const live = await page.locator("#safetext_training_live").innerText().catch(() => "");
-    result.screenshots.push(await screenshot(page, args.out, `${host}_training_tab_${label}.png`));
+    const tab = page.locator("#tab_safetext");
+    result.screenshots.push(await screenshot(page, args.out, `${host}_training_tab_${label}.png`,
+      (await tab.count()) ? { element: tab } : {}));
     return { run_seconds: seconds, status, figures, report, live, saw_live_progress: sawLive,
       wrote: /Wrote/.test(status) };
   }
