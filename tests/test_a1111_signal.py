@@ -1,5 +1,5 @@
-"""The moderation signal in AUTOMATIC1111's infotext and API ``info``, against the stand-ins of
-``test_a1111_scripts.py``: per image, the cosine of its prompt's conditioning to the original and whether it
+"""The moderation signal in AUTOMATIC1111's and Forge's infotext and API ``info``, against the stand-ins of
+``test_a1111_scripts.py`` and ``test_forge_adapter.py``: per image, the cosine of its prompt's conditioning to the original and whether it
 moved, computed once by the core while the webui encodes the job's prompts (negative prompts left out).
 """
 from __future__ import annotations
@@ -8,6 +8,7 @@ import torch
 
 from safetext_core.moderation import MOVED_BELOW
 from test_a1111_scripts import FakeSDModel, _p, _tokens, sd1, webui  # noqa: F401 - fixtures
+from test_forge_adapter import PROMPT as FORGE_PROMPT, forge  # noqa: F401 - fixture
 
 
 class LearnedModel(FakeSDModel):
@@ -83,3 +84,21 @@ def test_no_signal_fields_when_safetext_is_off(webui, sd1):
     model.get_learned_conditioning(["a photo of a cat"])
     script.postprocess_batch(p, *args, batch_number=0)
     assert "SafeText cosine" not in p.extra_generation_params and "get_learned_conditioning" not in model.__dict__
+
+
+def test_forge_gets_the_signal_through_the_same_wrapper(webui, forge):
+    """Forge (and Neo): SafeText's wrapper on the text-processing engine records the signal as on A1111."""
+    model = forge.model
+    script = webui.script.SafeTextScript()
+    args = [True, "forge.safetensors", 1.0, "embedding"]
+    p = _p(model)
+    p.clear_prompt_cache = lambda: None
+    p.prompts, p.negative_prompts, p.batch_size, p.n_iter = [FORGE_PROMPT], [""], 1, 1
+    script.process(p, *args)
+    script.process_batch(p, *args)
+    model.get_learned_conditioning([FORGE_PROMPT])
+    script.postprocess_batch(p, *args, batch_number=0)
+    script.postprocess(p, None, *args)
+    want = _cos(forge.encoded(0.0), forge.encoded(1.0))[0]
+    assert p.extra_generation_params["SafeText cosine"] == [round(want, 4)] and want < 0.9999
+    assert p.extra_generation_params["SafeText moved"] == [want < MOVED_BELOW]
