@@ -201,8 +201,11 @@ def consumed_outputs(model: nn.Module, batch: dict[str, torch.Tensor], spec: Enc
 def conditioning(encoders: EncoderSet, prompts: Sequence[str], models: dict[str, nn.Module] | None = None,
                  device: torch.device | str = "cpu", batch_size: int = 32
                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """The family's default conditioning for ``prompts``: primary targets of every encoder concatenated
-    along the feature axis (SDXL: 768 + 1280 = 2048 wide), the pooled vectors concatenated, and the mask.
+    """The family's default conditioning for ``prompts``, laid out as ComfyUI hands it to the diffusion model:
+    CLIP encoders' primary targets joined along features (SDXL: 768 + 1280 = 2048 wide), transformers
+    encoders' joined along the sequence after them (SD 3: CLIP-L + bigG padded to T5's 4096, then T5's
+    tokens), an encoder that gives only a pooled vector adds to the pooled vectors (Flux's CLIP-L); the pooled
+    vectors concatenated, and the mask of the positions that count.
 
     ``models`` replaces the original encoders (to encode with aligned ones). No gradients.
     """
@@ -211,16 +214,28 @@ def conditioning(encoders: EncoderSet, prompts: Sequence[str], models: dict[str,
     with torch.no_grad():
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start:start + batch_size])
-            parts, pooled_parts, mask = [], [], None
+            clip_parts, clip_mask, seq_parts, seq_masks, pooled_parts = [], None, [], [], []
             for spec in encoders.profile.encoders:
                 batch = tokenize(encoders.tokenizers[spec.name], chunk, spec, device)
                 outputs, pooled = consumed_outputs(models[spec.name], batch, spec)
-                parts.append(outputs[0].float())
-                mask = batch["mask"] if mask is None else mask
+                if spec.pooled_only:
+                    pooled_parts.append(outputs[0][:, 0].float())
+                    continue
+                if spec.kind == "clip":
+                    clip_parts.append(outputs[0].float())
+                    clip_mask = batch["mask"]
+                else:
+                    seq_parts.append(outputs[0].float())
+                    seq_masks.append(batch["mask"])
                 if pooled is not None:
                     pooled_parts.append(pooled.float())
-            conds.append(torch.cat(parts, dim=-1).cpu())
-            masks.append(mask.cpu())
+            if clip_parts:
+                seq_parts.insert(0, torch.cat(clip_parts, dim=-1))
+                seq_masks.insert(0, clip_mask)
+            width = max(part.shape[-1] for part in seq_parts)
+            seq_parts = [torch.nn.functional.pad(part, (0, width - part.shape[-1])) for part in seq_parts]
+            conds.append(torch.cat(seq_parts, dim=1).cpu())
+            masks.append(torch.cat(seq_masks, dim=1).cpu())
             if pooled_parts:
                 pools.append(torch.cat(pooled_parts, dim=-1).cpu())
     if not conds:

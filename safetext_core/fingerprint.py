@@ -36,6 +36,17 @@ def _canonical_names(names: list[str]) -> list[str]:
             f"text_model.encoder.layers.{last}.mlp.fc2.weight",
         ]
         return [n for n in wanted if n in names]
+    # T5 and Gemma-2 by fixed names, so the order a host's state dict lists them in does not matter; no
+    # embedding table (Gemma's is 590M values), which the layers' weights identify as well.
+    blocks = sorted({int(m.group(1)) for n in names if (m := re.match(r"encoder\.block\.(\d+)\.", n))})
+    if blocks and "encoder.final_layer_norm.weight" in names:
+        return [n for n in ("encoder.block.0.layer.0.SelfAttention.q.weight", "encoder.block.0.layer.1.DenseReluDense.wi_0.weight",
+                            f"encoder.block.{blocks[-1]}.layer.1.DenseReluDense.wo.weight", "encoder.final_layer_norm.weight")
+                if n in names]
+    decoder = sorted({int(m.group(1)) for n in names if (m := re.match(r"model\.layers\.(\d+)\.", n))})
+    if decoder and "model.norm.weight" in names:
+        return [n for n in ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+                            f"model.layers.{decoder[-1]}.mlp.down_proj.weight", "model.norm.weight") if n in names]
     floats = [n for n in names if not n.endswith(("position_ids", "token_type_ids"))]
     return floats[:3] + floats[-3:] if len(floats) > 6 else floats
 

@@ -238,6 +238,35 @@ def test_lumina_system_prompt_and_layer(gemma_tok):
     assert torch.equal(outs[0], full.hidden_states[-2]) and torch.equal(again[0], outs[0])
 
 
+def test_fingerprints_ignore_the_order_a_host_lists_tensors_in():
+    from safetext_core.fingerprint import fingerprint_state_dict, fingerprints_match
+
+    for state in (tiny_encoders.t5_state(), tiny_encoders.gemma2_state()):
+        reverse = dict(reversed(list(state.items())))  # ComfyUI's T5 registers the encoder before `shared`
+        assert fingerprint_state_dict(state) == fingerprint_state_dict(reverse)
+        assert fingerprints_match(fingerprint_state_dict(state), fingerprint_state_dict({k: v.half() for k, v in state.items()}))
+        other = {k: (v + 0.01 if "layers.0.self_attn.q_proj" in k or "block.0.layer.0.SelfAttention.q" in k else v)
+                 for k, v in state.items()}
+        assert not fingerprints_match(fingerprint_state_dict(state), fingerprint_state_dict(other))
+
+
+def test_family_conditioning_layout(tmp_path, t5_tok_dir):
+    """As ComfyUI hands it on: Flux = T5's sequence + CLIP-L's pooled; SD 3 = [CLIP-L | bigG] padded to T5's width,
+    then T5's tokens, pooled L + G."""
+    from safetext_core.encoding import conditioning
+
+    flux = _encoders("flux", tmp_path, t5_tok_dir, None)
+    cond, pooled, mask = conditioning(flux, ["a cat", "a red car"])
+    assert cond.shape == (2, 256, 32) and pooled.shape == (2, 32) and mask.shape == (2, 256)
+    (tmp_path / "sd3").mkdir()
+    sd3 = _encoders("sd3", tmp_path / "sd3", t5_tok_dir, None)
+    cond, pooled, mask = conditioning(sd3, ["a cat"])
+    assert cond.shape == (1, 77 + 77, 32 + 64) and pooled.shape == (1, 32 + 64)
+    t5_out = consumed_outputs(sd3.models["t5xxl"], tokenize(sd3.tokenizers["t5xxl"], ["a cat"],
+                                                              sd3.spec("t5xxl")), sd3.spec("t5xxl"))[0][0]
+    assert torch.equal(cond[:, 77:, :32], t5_out) and torch.equal(cond[:, 77:, 32:], torch.zeros(1, 77, 64))
+
+
 # ----------------------------------------------------------------------------------- train, file, apply
 
 FAST = AlignConfig(steps=40, batch_size=8, learning_rate=5e-3, anchor_weight=0.1, eval_every=0, preserve_pool=200,
