@@ -276,7 +276,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     file = SafeTextFile.load(args.file)
     if args.format == "a1111":
+        from .exports import a1111_left_out
+
         print(f"wrote {to_a1111(file, args.output)} (AUTOMATIC1111 network; apply with <lora:NAME:1>)")
+        left = a1111_left_out(file)
+        if left["tensors"]:
+            print(f"left out, AUTOMATIC1111's Lora extension cannot change them: {', '.join(left['tensors'])} "
+                  f"({left['share']:.1%} of the file's change); <lora:NAME:1> is SafeText's weight blend without them")
     elif args.format == "lowrank":
         path, figures = to_lowrank(file, args.output, args.rank)
         print(f"wrote {path}: rank {args.rank}, relative error {figures['relative_error']:.4f} "

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,6 +34,7 @@ BASE_CONFIG = {"CLIP_stop_at_last_layers": 1}
 SAFETEXT_FILE = "test-file.safetensors"
 SEEN: dict = {}  # images kept between tests (the webui with SafeText is stopped before the locked one starts)
 LORA = "test-lora"
+EXPORT = "test-file-export"
 # Hires fix, clip skip 2, prompt weighting, BREAK, a prompt over 75 tokens and a LoRA from the built-in extension.
 HARD_PROMPT = ("a (photo:1.3) of a [cat] sitting on a red sofa BREAK " + ", ".join(["a cozy living room"] * 20)
                + f" <lora:{LORA}:0.8>")
@@ -72,7 +74,7 @@ def _make_safetext_file(checkpoint: Path, folder: Path) -> dict:
     file = SafeTextFile(family="sd1", deltas={"clip_l": deltas}, fingerprints={"clip_l": fingerprint_state_dict(state)},
                         base_name=checkpoint.stem)
     file.save(folder / SAFETEXT_FILE)
-    return {"fingerprint": file.short_fingerprint()}
+    return {"fingerprint": file.short_fingerprint(), "file": file}
 
 
 def _make_lora(checkpoint: Path, folder: Path) -> None:
@@ -112,6 +114,9 @@ def webui(env):
     data = env["tmp"] / "safetext"
     made = _make_safetext_file(env["checkpoint"], data / "models" / "safetext")
     _make_lora(env["checkpoint"], data / "models" / "Lora")
+    from safetext_core.exports import to_a1111
+
+    to_a1111(made["file"], data / "models" / "Lora" / f"{EXPORT}.safetensors")  # `safetext export --format a1111`
     ui = WebUI(ROOT_PATH, env["python"], data, env["hf_home"], extensions={"safetext": ROOT}, checkpoint=env["checkpoint"],
                config=BASE_CONFIG)
     ui.start()
@@ -193,6 +198,10 @@ def test_enabled_differs_and_writes_infotext(webui, baseline):
     assert "SafeText: test-file" in infotext
     assert f"SafeText fingerprint: {webui.made['fingerprint']}" in infotext
     assert "SafeText strength: 1.0" in infotext
+    # The moderation signal (docs/operators.md): per image, its prompt's cosine to the original conditioning.
+    assert "SafeText cosine: " in infotext and "SafeText moved: " in infotext, infotext
+    cosines = result["info"]["extra_generation_params"]["SafeText cosine"]
+    assert len(cosines) == 1 and 0.0 <= cosines[0] <= 1.0 and f"SafeText cosine: {cosines[0]}" in infotext
     # Reading the parameters back (the webui's paste parser runs SafeText's infotext_pasted callback).
     parsed = webui.post("/sdapi/v1/png-info", {"image": "data:image/png;base64," + result["images"][0]})
     params = parsed["parameters"]
@@ -209,6 +218,18 @@ def test_enabled_differs_and_writes_infotext(webui, baseline):
     assert not (decode_image(weight["images"][0]) == half).all()
     assert "SafeText mode: weight" in weight["info"]["infotexts"][0]
     assert "SafeText mode" not in result["info"]["infotexts"][0]  # the default, embedding
+
+
+def test_a1111_export_equals_the_weight_blend_at_strength_1(webui):
+    """`<lora:EXPORT:1>` with SafeText off against SafeText's weight blend at strength 1, same seed: the test file
+    changes CLIP-L's final LayerNorm (which A1111 names only by its module name) and MLP/attention weights.
+    Tolerance: the two add the same differences to the same float32 weights in another order, so at most a few
+    uint8 levels on a handful of pixels; a left-out tensor moves the whole image (mean 30.9 was measured)."""
+    exported = decode_image(webui.txt2img(f"{PROMPT} <lora:{EXPORT}:1>", seed=11, safetext=[False])["images"][0])
+    blended = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[True, SAFETEXT_FILE, 1.0, "weight"])["images"][0])
+    difference = np.abs(exported.astype(np.int16) - blended.astype(np.int16))
+    print(f"\n<lora:{EXPORT}:1> vs weight blend at 1: mean |diff| {difference.mean():.3f}, max {difference.max()} (of 255)")
+    assert difference.mean() <= 0.5 and difference.max() <= 8
 
 
 @pytest.mark.parametrize("args, needle", [
