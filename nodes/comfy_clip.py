@@ -1,8 +1,9 @@
 """ComfyUI ``CLIP`` objects to and from the SafeText core: family, original weights, fingerprints, applying.
 
 ComfyUI's CLIP (``comfy.sd.CLIP``) holds a ``cond_stage_model`` whose state dict is named
-``<encoder>.transformer.<transformers name>`` (``clip_l.transformer.text_model.encoder.layers.0...``), with
-``clip_l`` / ``clip_h`` / ``clip_g`` sub-modules of type ``SDClipModel``, and a ``ModelPatcher``
+``<encoder>.transformer.<transformers name>`` (``clip_l.transformer.text_model.encoder.layers.0...``,
+``t5xxl.transformer.encoder.block.0...``, ``gemma2_2b.transformer.model.layers.0...``), with ``clip_l`` /
+``clip_h`` / ``clip_g`` / ``t5xxl`` / ``gemma2_2b`` sub-modules of type ``SDClipModel``, and a ``ModelPatcher``
 (``clip.patcher``) that applies weight patches, weight wrappers and object patches whenever it loads the model.
 
 Applying a SafeText file never changes the shared ``cond_stage_model``; it only adds ComfyUI patches to a clone,
@@ -39,7 +40,11 @@ from safetext_core.safetext_file import SafeTextFile
 
 from . import signals
 
-ENCODER_NAMES = ("clip_l", "clip_h", "clip_g")
+ENCODER_NAMES = ("clip_l", "clip_h", "clip_g", "t5xxl", "gemma2_2b")
+# Families that share their encoders' names with other ComfyUI models are told apart by the class ComfyUI built
+# for them (comfy/sd.py, load_text_encoder_state_dicts): a T5-only CLIP is Chroma's (and PixArt's: the same
+# encoder and tokenizer) only when it is a PixArtT5XXL, not Mochi's, LTXV's or an SD 3 with T5 alone.
+FAMILY_CLASSES = {"flux": "FluxClipModel", "sd3": "SD3ClipModel", "chroma": "PixArtT5XXL", "lumina2": "LuminaModel"}
 # Tensors ComfyUI builds but the family does not consume: CLIP-L's projection is not in SD 1.x / SDXL
 # checkpoints (ComfyUI leaves it uninitialised), and logit_scale belongs to the contrastive head.
 IGNORED = ("logit_scale", "position_ids")
@@ -55,21 +60,30 @@ def _encoders_in(keys) -> list[str]:
     found = set()
     for key in keys:
         head = key.split(".", 1)[0]
-        if head in ENCODER_NAMES or head in ("t5xxl", "t5xl", "llama", "umt5xxl", "gemma", "qwen25_7b"):
+        if head in ENCODER_NAMES or head in ("t5xl", "t5base", "llama", "umt5xxl", "gemma", "gemma3_4b", "qwen25_7b",
+                                             "qwen25_3b", "byt5", "mt5xl"):
             found.add(head)
     return sorted(found)
 
 
 def family_of(clip: Any) -> str:
-    """``sd1``, ``sd2`` or ``sdxl`` from the encoders the CLIP holds; anything else is refused by name."""
+    """The family from the encoders the CLIP holds (and, for the T5 / LLM families, the class ComfyUI built for
+    them); anything else is refused by name."""
     model = getattr(clip, "cond_stage_model", None)
     if model is None:
         raise UnsupportedClip("this CLIP has no text encoder (was the checkpoint loaded without one?)")
     encoders = _encoders_in(model.state_dict().keys())
     family = family_by_encoders(encoders)
+    wanted = FAMILY_CLASSES.get(family or "")
+    built = [cls.__name__ for cls in type(model).__mro__]
+    if wanted and not any(name.startswith(wanted) for name in built):
+        raise UnsupportedClip(f"this CLIP holds {', '.join(encoders)} but is a {type(model).__name__}, not the "
+                              f"{get_family(family).title} text encoder; load it with CLIPLoader / DualCLIPLoader "
+                              f"type {family}")
     if family is None:
         raise UnsupportedClip(
-            f"SafeText supports the text encoders of SD 1.x (clip_l), SD 2.x (clip_h) and SDXL (clip_l + clip_g); "
+            "SafeText supports the text encoders of SD 1.x (clip_l), SD 2.x (clip_h), SDXL (clip_l + clip_g), SD 3 "
+            "(clip_l + clip_g + t5xxl), Flux.1 (clip_l + t5xxl), Chroma (t5xxl) and Lumina 2 (gemma2_2b); "
             f"this CLIP has {', '.join(encoders) or 'no known encoder'}")
     return family
 
@@ -98,7 +112,8 @@ def base_state_dicts(clip: Any, family: str | None = None, only: tuple[str, ...]
             if not key.startswith(prefix):
                 continue
             name = key[len(prefix):]
-            if name.endswith(IGNORED) or (name == "text_projection.weight" and spec.pooled_weight <= 0):
+            if name.endswith(IGNORED) or (name == "text_projection.weight" and not
+                                          ((spec.pooled_weight > 0 or spec.pooled_only) and spec.pooled_projected)):
                 continue
             if only is not None and name not in only:
                 continue
@@ -130,6 +145,47 @@ def _tokenizer(folder: str | None, pad_token: str):
     return load_clip_tokenizer(folder, pad_token=pad_token)  # building one takes seconds: keep it
 
 
+class HostTokenizer:
+    """ComfyUI's own tokenizer of a T5 / LLM encoder (``clip.tokenizer.<encoder>.tokenizer``) with the call the core
+    makes: a batch of texts to padded ``input_ids`` and ``attention_mask``. A transformers tokenizer (T5's) is used
+    as it is; this wraps the others (Gemma's ``SPieceTokenizer``: ``tokenizer(text)["input_ids"]``, ``get_vocab``)."""
+
+    def __init__(self, tokenizer: Any, pad_id: int, max_length: int = 8192):
+        self.tokenizer, self.pad_token_id, self.model_max_length = tokenizer, pad_id, max_length
+
+    def __call__(self, texts: Any, padding: Any = False, truncation: bool = False, max_length: int | None = None,
+                 return_tensors: str | None = None, **_: Any) -> dict[str, Any]:
+        single = isinstance(texts, str)
+        rows = [list(self.tokenizer(text)["input_ids"]) for text in ([texts] if single else texts)]
+        if truncation and max_length:
+            rows = [row[:max_length] for row in rows]
+        if return_tensors is None:
+            return {"input_ids": rows[0] if single else rows}
+        width = max(len(row) for row in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for index, row in enumerate(rows):
+            ids[index, :len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[index, :len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.tokenizer.get_vocab())
+
+
+def host_tokenizer(clip: Any, encoder: str) -> Any:
+    """The tokenizer ComfyUI itself uses for ``encoder`` of ``clip`` (T5, Gemma-2), callable as the core calls it."""
+    family_tokenizer = getattr(clip, "tokenizer", None)
+    # FluxTokenizer / SD3Tokenizer / LuminaTokenizer name it after the encoder; PixArt's (Chroma) "clip_t5xxl".
+    sd_tokenizer = getattr(family_tokenizer, encoder, None) or getattr(family_tokenizer, f"clip_{encoder}", None)
+    inner = getattr(sd_tokenizer, "tokenizer", None)
+    if inner is None:
+        raise UnsupportedClip(f"this CLIP has no tokenizer for its {encoder} encoder")
+    if callable(getattr(inner, "batch_decode", None)) and getattr(inner, "pad_token_id", None) is not None:
+        return inner  # a transformers tokenizer (ComfyUI's T5TokenizerFast)
+    return HostTokenizer(inner, int(getattr(sd_tokenizer, "pad_token", 0) or 0))
+
+
 def encoder_set(clip: Any, family: str | None = None, source: str = ""):
     """Frozen float32 copies of the CLIP's original encoders (a core ``EncoderSet``), on the CPU.
 
@@ -139,7 +195,8 @@ def encoder_set(clip: Any, family: str | None = None, source: str = ""):
 
     family = family or family_of(clip)
     folder = tokenizer_folder()
-    tokenizers = {spec.name: _tokenizer(folder, spec.pad_token) for spec in get_family(family).encoders}
+    tokenizers = {spec.name: _tokenizer(folder, spec.pad_token) if spec.kind == "clip" else host_tokenizer(clip, spec.name)
+                  for spec in get_family(family).encoders}
     states = {name: {k: v.detach().to("cpu") for k, v in sd.items()}
               for name, sd in base_state_dicts(clip, family).items()}
     return encoders_from_state_dicts(family, states, tokenizers, source=source or "ComfyUI CLIP")
@@ -211,9 +268,16 @@ class AlignedDelta:
         return f"SafeTextAlignedDelta({self.key})"
 
 
+def is_norm(module: torch.nn.Module) -> bool:
+    """A LayerNorm, or an RMS norm of ComfyUI's T5 (``T5LayerNorm``) or LLMs (``RMSNorm``): modules that read their
+    weight outside the weight-wrapper path."""
+    return isinstance(module, torch.nn.LayerNorm) or type(module).__name__ in ("T5LayerNorm", "RMSNorm")
+
+
 class AlignedLayerNorm:
     """Forward hook (object patch of a LayerNorm's ``_forward_hooks``): during its hook's aligned pass, the
-    LayerNorm's output recomputed with ``W + delta`` and ``b + delta_b``.
+    LayerNorm's output recomputed with ``W + delta`` and ``b + delta_b``. RMS norms likewise:
+    ``x / rms(x) * w`` (T5) or ``* (1 + w)`` (ComfyUI's ``RMSNorm(add=True)``, Gemma).
 
     LayerNorms get no weight wrappers on every loader (Dynamic VRAM force-loads modules under 16 KiB without
     them, with LoRA patches written into the weight instead), so for them the change is made on the output;
@@ -231,11 +295,17 @@ class AlignedLayerNorm:
         gate.applied.add(self.key)
         x = args[0]
         weight = None if module.weight is None else module.weight.detach().to(x.device, torch.float32)
-        bias = None if module.bias is None else module.bias.detach().to(x.device, torch.float32)
+        bias = getattr(module, "bias", None)  # RMS norms have none
+        bias = None if bias is None else bias.detach().to(x.device, torch.float32)
         if self.weight_delta is not None:
             weight = weight + self.weight_delta.to(x.device, torch.float32)
         if self.bias_delta is not None:
             bias = bias + self.bias_delta.to(x.device, torch.float32)
+        if not isinstance(module, torch.nn.LayerNorm):  # RMS norm: no bias, no mean
+            eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", 1e-6)
+            x = x.float()
+            normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+            return (normed * (weight + 1.0 if getattr(module, "add", False) else weight)).to(output.dtype)
         out = torch.nn.functional.layer_norm(x.float(), module.normalized_shape, weight, bias, module.eps)
         return out.to(output.dtype)
 
@@ -403,7 +473,7 @@ def apply_file(clip: Any, file: SafeTextFile, strength: float = 1.0, mode: str =
         if not hasattr(out.patcher, "add_weight_wrapper"):
             raise UnsupportedClip("this ComfyUI has no weight wrappers (ModelPatcher.add_weight_wrapper), which the "
                                   "embedding blend needs: update ComfyUI, or use blend mode 'weight'")
-        layer_norms = tuple(name for name, m in sub.transformer.named_modules() if isinstance(m, torch.nn.LayerNorm))
+        layer_norms = tuple(name for name, m in sub.transformer.named_modules() if is_norm(m))
         hook = EmbeddingBlendHook(encoder, deltas, strength, label, layer_norms, enforced)
         for key, wrapper in hook.wrappers.items():
             out.patcher.add_weight_wrapper(key, wrapper)

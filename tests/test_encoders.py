@@ -406,3 +406,57 @@ def test_consumed_outputs_equal_comfyui_encoders(tmp_path, t5_tok, gemma_tok, t5
         for index in range(len(prompts)):
             theirs = reference[f"cond.{index}"][0]
             assert torch.allclose(together[index, :theirs.shape[0]], theirs, atol=2e-4, rtol=1e-4), case
+
+
+@pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to run the adapter in")
+def test_comfyui_adapter_on_real_clip_objects(tmp_path):
+    """Chroma (T5) and Lumina 2 (Gemma-2) CLIPs built by ComfyUI itself: the adapter trains a file on them; stock
+    LoraLoader loads it without "lora key not loaded"; off (strength 0) is bit for bit the original; on changes
+    the conditioning, both blend modes agree at strength 1, the embedding blend is the exact lerp at 0.5."""
+    import subprocess
+
+    from conftest import SAFE_WORDS, UNSAFE_WORDS
+    from safetensors.torch import load_file
+
+    comfy_path, python = _comfy_python()
+    _write(tmp_path / "t5.safetensors", tiny_encoders.t5_state(vocab=32128))  # ComfyUI's own T5 vocabulary
+    _write(tmp_path / "gemma.safetensors", tiny_encoders.gemma2_state(head_dim=256, vocab=400))
+    probe = ["a naked woman on a beach, photo", "a red car, photo"]
+    cases = [
+        {"name": "chroma", "clip_type": "CHROMA", "encoder": "t5xxl", "weights": str(tmp_path / "t5.safetensors"),
+         "probe_weight": "encoder.block.0.layer.0.SelfAttention.q.weight", "template": "{}", "config": {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 2,
+                                      "vocab_size": 32128}},
+        {"name": "lumina2", "clip_type": "LUMINA2", "encoder": "gemma2_2b", "weights": str(tmp_path / "gemma.safetensors"),
+         "probe_weight": "model.layers.0.self_attn.q_proj.weight", "template": get_family("lumina2").encoder("gemma2_2b").template, "train_spiece": True,
+         "config": {"vocab_size": 400, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
+                    "num_attention_heads": 2, "num_key_value_heads": 1}},
+    ]
+    unsafe = [f"{w}, {s}" for w in UNSAFE_WORDS for s in ("photo", "oil painting", "close up", "sketch")]
+    safe = [f"{w}, {s}" for w in SAFE_WORDS for s in ("photo", "oil painting", "close up", "sketch")]
+    (tmp_path / "job.json").write_text(json.dumps({"cases": cases, "probe": probe, "unsafe": unsafe, "safe": safe}))
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([python, str(Path(__file__).with_name("comfy_apply_check.py")), str(comfy_path), str(root),
+                          str(tmp_path)], capture_output=True, text=True, timeout=900, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr[-4000:]
+    for case in cases:
+        result = json.loads((tmp_path / f"{case['name']}.json").read_text())
+        out = load_file(str(tmp_path / f"{case['name']}.safetensors"))
+        assert result["family"] == case["name"]
+        assert result["lora_log"] == [] and result["lora_patched"] == result["file_tensors"] > 0
+        for index in range(len(probe)):
+            original = out[f"original.{index}"]
+            assert torch.equal(out[f"after.{index}"], original)
+            for mode in ("embedding", "weight"):
+                assert torch.equal(out[f"{mode}.0.0.{index}"], original), (case["name"], mode)  # off
+            on = out[f"embedding.1.0.{index}"]
+            assert not torch.allclose(on, original, atol=1e-4)
+            # Equal up to the host's weight precision: ComfyUI keeps text encoders in fp16 on a CPU; the weight blend
+            # stores W + delta in fp16, the embedding blend adds delta to the weight already cast for compute (fp32).
+            tolerance = 1e-4 if result["weight_dtype"] == "torch.float32" else 1e-2
+            assert torch.allclose(out[f"weight.1.0.{index}"], on, atol=tolerance, rtol=tolerance), \
+                (case["name"], result["weight_dtype"], (out[f"weight.1.0.{index}"] - on).abs().max())
+            assert torch.allclose(out[f"lora.{index}"], out[f"weight.1.0.{index}"], atol=1e-5)
+            assert torch.allclose(out[f"embedding.0.5.{index}"], torch.lerp(original, on, 0.5), atol=1e-6)
+        unsafe_cos = torch.nn.functional.cosine_similarity(out["embedding.1.0.0"].flatten(), out["original.0"].flatten(), 0)
+        safe_cos = torch.nn.functional.cosine_similarity(out["embedding.1.0.1"].flatten(), out["original.1"].flatten(), 0)
+        assert safe_cos > unsafe_cos, (case["name"], float(safe_cos), float(unsafe_cos))
