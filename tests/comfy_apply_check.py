@@ -53,7 +53,8 @@ def main() -> None:
     prompts = PromptSets(unsafe={"mixed": job["unsafe"]}, safe=job["safe"], near_miss=[])
     for case in job["cases"]:
         records.clear()
-        state = load_file(case["weights"])
+        states = [load_file(path) for path in case["weights"]]  # DualCLIPLoader: several files
+        state = states[-1]
         if case.get("train_spiece"):  # Lumina 2's files carry their SentencePiece model; train a small one
             import io
 
@@ -65,23 +66,29 @@ def main() -> None:
                 sentence_iterator=iter(text), model_writer=model, vocab_size=case["config"]["vocab_size"],
                 hard_vocab_limit=False, pad_id=0, eos_id=1, bos_id=2, unk_id=3, model_type="bpe")
             state["spiece_model"] = torch.tensor(list(model.getvalue()), dtype=torch.uint8)
-        options = {f"{case['encoder']}_model_config": case["config"]}
-        if case["clip_type"] == "CHROMA":
-            # comfy.sd.load_text_encoder_state_dicts' CHROMA branch, taken by hand: its detect_te_model recognises
-            # T5-XXL only by block 23 at full width, which a tiny model has not.
+        options = {f"{case['encoder']}_model_config": case["config"], **case.get("more_config", {})}
+        if case["clip_type"] in ("CHROMA", "FLUX"):
+            # comfy.sd.load_text_encoder_state_dicts' CHROMA / FLUX branches, taken by hand: its detect_te_model
+            # recognises T5-XXL only by block 23 at full width, and its long-CLIP check overwrites a CLIP-L
+            # model config, neither of which a tiny model survives.
+            import comfy.text_encoders.flux
             import comfy.text_encoders.pixart_t5
+
+            chroma = case["clip_type"] == "CHROMA"
 
             class Target:
                 params: dict = {}
-                clip = comfy.text_encoders.pixart_t5.pixart_te(**comfy.sd.t5xxl_detect([state]))
-                tokenizer = comfy.text_encoders.pixart_t5.PixArtTokenizer
+                clip = (comfy.text_encoders.pixart_t5.pixart_te if chroma else comfy.text_encoders.flux.flux_clip)(
+                    **comfy.sd.t5xxl_detect(states))
+                tokenizer = comfy.text_encoders.pixart_t5.PixArtTokenizer if chroma else comfy.text_encoders.flux.FluxTokenizer
 
             clip = comfy.sd.CLIP(Target(), model_options=options)
-            missing, _ = clip.load_sd(state)
-            assert not missing, missing
+            for part in states:
+                missing, _ = clip.load_sd(part)
+                assert not [m for m in missing if "text_projection" not in m], missing
         else:
             clip = comfy.sd.load_text_encoder_state_dicts(
-                [state], clip_type=getattr(comfy.sd.CLIPType, case["clip_type"]), model_options=options)
+                states, clip_type=getattr(comfy.sd.CLIPType, case["clip_type"]), model_options=options)
         result: dict = {"family": comfy_clip.family_of(clip),
                         "weight_dtype": str(clip.cond_stage_model.state_dict()[
                             f"{case['encoder']}.transformer.{case['probe_weight']}"].dtype)}

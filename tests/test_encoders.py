@@ -410,7 +410,7 @@ def test_consumed_outputs_equal_comfyui_encoders(tmp_path, t5_tok, gemma_tok, t5
 
 @pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to run the adapter in")
 def test_comfyui_adapter_on_real_clip_objects(tmp_path):
-    """Chroma (T5) and Lumina 2 (Gemma-2) CLIPs built by ComfyUI itself: the adapter trains a file on them; stock
+    """Chroma (T5), Lumina 2 (Gemma-2) and Flux.1 (CLIP-L + T5) CLIPs built by ComfyUI itself: the adapter trains a file on them; stock
     LoraLoader loads it without "lora key not loaded"; off (strength 0) is bit for bit the original; on changes
     the conditioning, both blend modes agree at strength 1, the embedding blend is the exact lerp at 0.5."""
     import subprocess
@@ -423,14 +423,21 @@ def test_comfyui_adapter_on_real_clip_objects(tmp_path):
     _write(tmp_path / "gemma.safetensors", tiny_encoders.gemma2_state(head_dim=256, vocab=400))
     probe = ["a naked woman on a beach, photo", "a red car, photo"]
     cases = [
-        {"name": "chroma", "clip_type": "CHROMA", "encoder": "t5xxl", "weights": str(tmp_path / "t5.safetensors"),
+        {"name": "chroma", "clip_type": "CHROMA", "encoder": "t5xxl", "weights": [str(tmp_path / "t5.safetensors")],
          "probe_weight": "encoder.block.0.layer.0.SelfAttention.q.weight", "template": "{}", "config": {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 2,
                                       "vocab_size": 32128}},
-        {"name": "lumina2", "clip_type": "LUMINA2", "encoder": "gemma2_2b", "weights": str(tmp_path / "gemma.safetensors"),
+        {"name": "lumina2", "clip_type": "LUMINA2", "encoder": "gemma2_2b", "weights": [str(tmp_path / "gemma.safetensors")],
          "probe_weight": "model.layers.0.self_attn.q_proj.weight", "template": get_family("lumina2").encoder("gemma2_2b").template, "train_spiece": True,
          "config": {"vocab_size": 400, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
                     "num_attention_heads": 2, "num_key_value_heads": 1}},
+        {"name": "flux", "clip_type": "FLUX", "encoder": "t5xxl",  # DualCLIPLoader type flux: clip_l + t5xxl
+         "weights": [str(tmp_path / "clip_l.safetensors"), str(tmp_path / "t5.safetensors")],
+         "probe_weight": "encoder.block.0.layer.0.SelfAttention.q.weight", "template": "{}",
+         "config": {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 2, "vocab_size": 32128},
+         "more_config": {"clip_l_model_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                                 "num_attention_heads": 2, "projection_dim": 32}}},
     ]
+    _write(tmp_path / "clip_l.safetensors", tiny_models.random_clip_state(seed=4))
     unsafe = [f"{w}, {s}" for w in UNSAFE_WORDS for s in ("photo", "oil painting", "close up", "sketch")]
     safe = [f"{w}, {s}" for w in SAFE_WORDS for s in ("photo", "oil painting", "close up", "sketch")]
     (tmp_path / "job.json").write_text(json.dumps({"cases": cases, "probe": probe, "unsafe": unsafe, "safe": safe}))
