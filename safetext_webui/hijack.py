@@ -247,7 +247,11 @@ def _make_wrapper(encoder: str, original: Callable[..., Any]) -> Callable[..., A
 
 
 def _same(base: Any, aligned: Any) -> bool:
+    """Exactly equal outputs, the pooled vector riding on the tensor included (SDXL's bigG)."""
     if isinstance(base, torch.Tensor) and isinstance(aligned, torch.Tensor):
+        if getattr(base, "pooled", None) is not None and getattr(aligned, "pooled", None) is not None \
+                and not _same(base.pooled, aligned.pooled):
+            return False
         return base.shape == aligned.shape and torch.equal(base, aligned)
     if isinstance(base, (tuple, list)) and isinstance(aligned, (tuple, list)) and len(base) == len(aligned):
         return all(_same(a, b) for a, b in zip(base, aligned))

@@ -439,3 +439,13 @@ def test_training_before_its_first_job_loads_the_checkpoint(webui, forge, monkey
     with sys.modules["modules.call_queue"].queue_lock:  # as the tab and the API route call it
         result = webui.training.train([], unsafe, safe, True, steps=1, batch_size=2, name="first")
     assert result["family"] == "sd1" and model_data.sd_model is forge.model
+
+
+def test_the_fail_closed_check_sees_a_changed_pooled_vector(webui):
+    """SDXL's bigG returns hidden states at clip skip 2 with the pooled vector (through the final LayerNorm) on
+    them: a file that moves only what reaches the pooled vector still changed the conditioning."""
+    base, aligned = torch.zeros(1, 77, 8), torch.zeros(1, 77, 8)
+    base.pooled, aligned.pooled = torch.zeros(1, 8), torch.ones(1, 8)
+    assert not webui.hijack._same(base, aligned)
+    aligned.pooled = torch.zeros(1, 8)
+    assert webui.hijack._same(base, aligned)
