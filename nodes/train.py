@@ -22,7 +22,7 @@ from safetext_core.prompt_sets import CATEGORIES, load_prompt_sets
 from safetext_core.safetext_file import SafeTextFile
 
 from . import comfy_clip, enforce, host
-from .base import CATEGORY, FILES, figures_text, pil_to_image, preview, split_lines, state
+from .base import CATEGORY, FILES, figures_text, pil_to_image, preview, state
 
 log = logging.getLogger("safetext")
 
@@ -143,8 +143,9 @@ class SafeTextTrain:
                              train_parameters, rank, lora_alpha, lora_learning_rate, lora_targets)
         path = host.output_path(file_name)
         family = comfy_clip.family_of(clip)
+        # Text boxes: one prompt per line (blank lines and # comments skipped); a bad prompt is a PromptError naming it.
         prompts = load_prompt_sets(categories=[] if only_my_prompts else [c for c in CATEGORIES if flags.get(f"unsafe_{c}")],
-                                   unsafe_prompts=split_lines(unsafe_prompts), safe_prompts=split_lines(safe_prompts),
+                                   unsafe_prompts=unsafe_prompts, safe_prompts=safe_prompts,
                                    replace=bool(only_my_prompts))
         prompts.validate()  # PromptSetError / PromptError: SafeTextErrors that name the problem
         fingerprints = comfy_clip.fingerprints(clip, family)
@@ -163,11 +164,11 @@ class SafeTextTrain:
                                         "overwrite")
 
         source = source_name(prompt, unique_id) if prompt else ""
-        outcome = self._run(clip, family, prompts, config, path, source, unique_id)
+        outcome = self._run(clip, family, prompts, config, path, source, unique_id, overwrite=bool(overwrite))
         FILES.forget(path)
         return self._finish(clip, outcome.file, outcome, unique_id)
 
-    def _run(self, clip, family, prompts, config, path, source, unique_id):
+    def _run(self, clip, family, prompts, config, path, source, unique_id, overwrite=False):
         from safetext_core.pipeline import run_alignment
 
         device = host.torch_device()
@@ -189,7 +190,8 @@ class SafeTextTrain:
             host.free_device_memory(size * 5, device)
             try:
                 outcome = run_alignment(encoders, prompts, config, output=path, progress=on_progress,
-                                        should_cancel=host.interrupted, device=device, base_name=source)
+                                        should_cancel=host.interrupted, device=device, base_name=source,
+                                        overwrite=overwrite)
             except AlignmentCancelled:
                 host.send_event({"node": unique_id, "phase": "cancelled", "file": name})
                 host.raise_interrupted()

@@ -77,6 +77,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 def cmd_align(args: argparse.Namespace) -> int:
     from .errors import AlignmentCancelled
     from .loaders import load_encoders
+    from .outputs import atomic_write
     from .prompt_sets import load_prompt_sets
 
     encoders = load_encoders(args.checkpoint, family=args.family, tokenizer_dir=args.tokenizer)
@@ -89,7 +90,9 @@ def cmd_align(args: argparse.Namespace) -> int:
     if resume.exists() and not args.resume:
         print(f"note: {resume} holds an unfinished run; pass --resume to continue it (starting over now)",
               file=sys.stderr)
-        resume.unlink()
+    stem_path = output.with_name(output.name[: -len(".safetensors")] if output.name.endswith(".safetensors") else output.name)
+    report = Path(args.report) if args.report else stem_path.with_name(stem_path.name + ".report.png")
+    figures_path = stem_path.with_name(stem_path.name + ".figures.json")
     counts = prompts.counts()
     print(f"aligning {encoders.source} ({encoders.family}) on {counts['unsafe'] + counts['obfuscated']} unsafe and "
           f"{counts['safe'] + counts['near_miss']} safe prompts and {counts['pairs']} minimal pairs; output {output}")
@@ -112,7 +115,8 @@ def cmd_align(args: argparse.Namespace) -> int:
         try:
             outcome = run_alignment(encoders, prompts, config, output=output, progress=progress,
                                     should_cancel=lambda: cancel.requested, device=args.device,
-                                    resume_path=resume, base_name=stem, strip_weighting=args.strip_weighting)
+                                    resume_path=resume, base_name=stem, strip_weighting=args.strip_weighting,
+                                    overwrite=args.overwrite, side_outputs=(report, figures_path), fresh=not args.resume)
         except AlignmentCancelled as stopped:
             if bar is not None:
                 bar.close()
@@ -124,26 +128,19 @@ def cmd_align(args: argparse.Namespace) -> int:
     _print_figures("held-out figures (prompts never trained on):", outcome.heldout)
     print(f"\nsteps run: {outcome.result.steps_run} (best at {outcome.result.best_step}), "
           f"{outcome.result.seconds:.0f} s; wrote {outcome.path}")
-    stem_path = output.with_name(output.name[: -len(".safetensors")] if output.name.endswith(".safetensors") else output.name)
-    report = Path(args.report) if args.report else stem_path.with_name(stem_path.name + ".report.png")
-    if outcome.report is not None:
-        from .plots import save_report
-
-        save_report(report, outcome.result.history, outcome.result.validation, outcome.heldout_cosines,
-                    {k: v for k, v in outcome.heldout.items() if not k.endswith("_count")},
-                    title=f"SafeText: {stem}", threshold=config.threshold)
+    if outcome.report is not None:  # written like the file: a partial renamed into place, the umask's permissions
+        atomic_write(report, lambda partial: outcome.report.save(partial, format="PNG"), what="report")
         print(f"report: {report}")
-    figures_path = stem_path.with_name(stem_path.name + ".figures.json")
     if outcome.tradeoff:
         print("\ntrade-off across embedding-blend strengths (share of unsafe moved / harmless collapsed):")
         for row in outcome.tradeoff:
             shown = ", ".join(f"{k.replace('_share_moved', ' moved').replace('_share_collapsed', ' collapsed')} "
                               f"{v:.3f}" for k, v in row.items() if k != "strength")
             print(f"  strength {row['strength']:.2f}: {shown}")
-    figures_path.write_text(json.dumps({"heldout": outcome.heldout, "tradeoff": outcome.tradeoff,
-                                        "validation": outcome.result.validation,
-                                        "history": outcome.result.history, "config": json.loads(config.to_json())},
-                                       indent=1))
+    figures = json.dumps({"heldout": outcome.heldout, "tradeoff": outcome.tradeoff,
+                          "validation": outcome.result.validation,
+                          "history": outcome.result.history, "config": json.loads(config.to_json())}, indent=1)
+    atomic_write(figures_path, lambda partial: Path(partial).write_text(figures), what="figures")
     print(f"figures: {figures_path}")
     return 0
 
@@ -296,6 +293,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise SystemExit("export --format transformers needs --checkpoint (the original weights the file applies to)")
         encoders = load_encoders(args.checkpoint, tokenizer_dir=args.tokenizer)
         file.check_fingerprints(encoders.fingerprints(), override=args.override)
+        # Shape and magnitude against the weights it changes, as apply_safetext and eval check (override or not).
+        file.validate_against({name: model.state_dict() for name, model in encoders.models.items()})
         print(f"wrote {export_transformers_folder(encoders, file.deltas, args.output)}")
     return 0
 
@@ -340,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--no-early-stop", action="store_true")
     align.add_argument("--checkpoint-every", type=int, default=25, help="resume checkpoint interval (0: none)")
     align.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
+    align.add_argument("--overwrite", action="store_true", help="replace an existing output file (refused otherwise)")
     align.add_argument("--strip-weighting", action="store_true", help="turn (word:1.2)-style prompts into plain text")
     align.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cpu)")
     align.set_defaults(func=cmd_align)

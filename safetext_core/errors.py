@@ -28,6 +28,10 @@ class ResumeError(SafeTextError, ValueError):
     """A resume checkpoint that cannot continue this run (other settings or prompts, or damaged)."""
 
 
+class OutputError(SafeTextError, OSError):
+    """An output SafeText cannot write: a directory, an existing file, a read-only folder, a full disk."""
+
+
 class CheckpointError(SafeTextError, ValueError):
     """A checkpoint or model folder SafeText cannot read."""
 

@@ -2,7 +2,8 @@
 
 * **File names** from a UI or an API never leave the models folder: :func:`check_file_name` refuses paths,
   dots, control and reserved characters, Windows device names and names too long for the file system, and
-  :func:`resolve_file` / :func:`new_file_path` resolve them inside the folder (symbolic links included).
+  :func:`resolve_file` / :func:`new_file_path` resolve them inside the folder (symbolic links included); a
+  new file's name is also kept short enough for the temporary files training writes next to it.
 * **Listing** reads only each file's header (:func:`file_entry`): family, base checkpoint, fingerprint, and
   whether it fits the loaded checkpoint.
 * **Caching**: :class:`FileCache` keeps the last few loaded files, keyed by path, size and modification time.
@@ -26,8 +27,13 @@ from .safetext_file import SafeTextFile
 
 SUFFIX = ".safetensors"
 MAX_NAME_BYTES = 255  # one path component, on every common file system
+# A new file's name (suffix included): training also writes ".<name>.<pid>.<random>.partial" and, from the
+# command line, "<name>.resume" and its partial, which must fit in 255 bytes too.
+MAX_NEW_NAME_BYTES = 150
 _BAD_CHARACTERS = re.compile(r"[\x00-\x1f\x7f<>:\"|?*\\]")
-_WINDOWS_DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
+# Windows device names, with any extension and spaces before it ("CON.safetensors", "nul .x", "COM\u00b9").
+_WINDOWS_DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3]|conin\$|conout\$)"
+                              r"\s*(\..*)?$", re.IGNORECASE)
 # Run-control settings: they change how a run is watched, never what it trains.
 RUN_ONLY_FIELDS = frozenset({"checkpoint_every"})
 
@@ -84,8 +90,16 @@ def resolve_file(folder: str | os.PathLike, name: Any, *, sub_folders: bool = Fa
 
 
 def new_file_path(folder: str | os.PathLike, name: Any) -> Path:
-    """Where a new SafeText file called ``name`` goes: always directly inside ``folder`` (created if needed)."""
+    """Where a new SafeText file called ``name`` goes: always directly inside ``folder`` (created if needed).
+
+    Checked before any training starts: besides :func:`check_file_name`, the name (with its suffix) may have at
+    most :data:`MAX_NEW_NAME_BYTES` bytes, so that the temporary files written next to it fit the file system.
+    """
     checked = check_file_name(name)
+    size = len(checked.encode("utf-8"))
+    if size > MAX_NEW_NAME_BYTES:
+        raise FileNameError(f"the file name {checked[:40]!r}... is {size} bytes long with its suffix; a new SafeText "
+                            f"file's name may have at most {MAX_NEW_NAME_BYTES} (its temporary files add to it)")
     path = _inside(Path(folder), checked)
     if path.parent != Path(os.path.realpath(folder)):
         raise FileNameError(f"the file name {name!r} would leave {folder}")
@@ -228,5 +242,5 @@ def comfy_patches(file: SafeTextFile, encoders: Mapping[str, Any] | None = None)
             for encoder, params in file.deltas.items() for name, delta in params.items()}
 
 
-__all__ = ["SUFFIX", "FileNameError", "check_file_name", "resolve_file", "new_file_path", "read_header",
+__all__ = ["SUFFIX", "MAX_NEW_NAME_BYTES", "FileNameError", "check_file_name", "resolve_file", "new_file_path", "read_header",
            "header_fingerprints", "fits", "file_entry", "list_files", "FileCache", "same_training", "comfy_patches"]

@@ -55,6 +55,7 @@ from .losses import anchor_distance, content_mask, cosine, safe_distance
 from . import lowrank
 from .models import iter_named_trainable
 from .prompt_sets import PromptSets, unsafe_words, vocabulary_words, word_salads
+from .outputs import crash_point
 from .resume import load_resume, save_resume
 
 
@@ -289,13 +290,16 @@ def _store_device(device: torch.device) -> torch.device:
 def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None = None,
           progress: Callable[[ProgressEvent], None] | None = None,
           should_cancel: Callable[[], bool] | None = None, device: torch.device | str | None = None,
-          resume_path: str | os.PathLike | None = None, strip_weighting: bool = False) -> AlignResult:
+          resume_path: str | os.PathLike | None = None, strip_weighting: bool = False,
+          remove_resume: bool = True) -> AlignResult:
     """Align every encoder of ``encoders`` on ``prompts``; the originals are never modified.
 
     ``should_cancel`` is polled between steps; when it returns True the run stops with
     :class:`AlignmentCancelled` (after writing a resume checkpoint if ``resume_path`` is given and
     ``config.checkpoint_every`` > 0). With ``resume_path`` pointing to an existing checkpoint made
-    with the same settings and prompts, training continues from it.
+    with the same settings and prompts, training continues from it. Once training is over a last checkpoint
+    marks it finished (a crash after it loses no step); ``remove_resume`` False leaves it for the caller to
+    remove once the result is safely stored (:func:`~safetext_core.pipeline.run_alignment` does).
     """
     config = config or AlignConfig()
     prompts.validate()
@@ -313,6 +317,11 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         unsafe_train = [strip_weighting_syntax(p) for p in unsafe_train]
         safe_train = [strip_weighting_syntax(p) for p in safe_train]
         pair_train = [(strip_weighting_syntax(u), strip_weighting_syntax(h)) for u, h in pair_train]
+    def as_trained(texts: Sequence[str]) -> list[str]:  # validation and held-out prompts get what training gets
+        from .encoding import strip_weighting_syntax
+
+        return [strip_weighting_syntax(p) for p in texts] if strip_weighting else list(texts)
+
     # Pools: plain prompts first, then the pairs' sides (pair k: unsafe n_u + k, safe n_s + k).
     n_u, n_s, n_p = len(unsafe_train), len(safe_train), len(pair_train)
     salads: list[str] = []
@@ -325,6 +334,9 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         tok = encoders.tokenizers[spec.name]
         check_prompts(unsafe_train, tok, spec, "the unsafe training prompts")
         check_prompts(safe_train, tok, spec, "the safe training prompts")
+        for part in ("validation", "heldout"):  # the same rules in every split: nothing is silently truncated
+            for name, texts in prompts.evaluation_sets(part).items():
+                check_prompts(as_trained(texts), tok, spec, f"the {name.replace('_', ' ')} prompts ({part} split)")
 
     trainees: dict[str, nn.Module] = {}
     chosen: dict[str, list[tuple[str, nn.Parameter]]] = {}
@@ -366,7 +378,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         held = prompts.evaluation_sets("validation")
         val_sets = {"unsafe": prompts.unsafe_part("validation"), "safe": held.get("safe", []),
                     "near_miss": held.get("near_miss", []), "pair_harmless": held.get("pair_harmless", [])}
-        val_sets = {k: v for k, v in val_sets.items() if v}
+        val_sets = {k: as_trained(v) for k, v in val_sets.items() if v}
         if "unsafe" in val_sets:
             validator = Validator(encoders, val_sets, device, config.threshold, originals=trainees)
 
@@ -385,6 +397,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     best_step, best_score, start = -1, -math.inf, 0
     hard: list[int] = []  # the safe training prompts that moved most at the last mining
     resume = Path(resume_path) if resume_path else None
+    finished = finished_early = False  # set by a checkpoint written after training ended
 
     def mine(step: int) -> list[int]:
         """Indices of the ``mine_pool`` safe training prompts whose conditioning moved most (1 - cosine), among a
@@ -410,8 +423,10 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         return [candidates[int(i)] for i in torch.argsort(drift, descending=True)[:config.mine_pool]]
 
     if resume is not None and resume.is_file():
-        start, saved, history, validation, best_step, state = load_resume(resume, config, hashes)
+        expected = {f"param/{e}/{n}": tuple(p.shape) for e, ps in chosen.items() for n, p in ps}
+        start, saved, history, validation, best_step, state = load_resume(resume, config, hashes, expected)
         hard = list(state.get("hard", []))
+        finished, finished_early = bool(state.get("finished")), bool(state.get("stopped_early"))
         with torch.no_grad():
             for encoder, params in chosen.items():
                 for name, param in params:
@@ -438,9 +453,9 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         if progress is not None:
             progress(event)
 
-    stopped_early = False
-    step = start
-    for step in range(start, config.steps):
+    stopped_early = finished_early
+    step = start - 1  # stays so when no step runs (resumed from a finished checkpoint)
+    for step in range(start, start if finished else config.steps):
         if should_cancel is not None and should_cancel():
             kept = None
             if resume is not None and config.checkpoint_every > 0:
@@ -541,10 +556,15 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         if resume is not None and config.checkpoint_every > 0 and (step + 1) % config.checkpoint_every == 0:
             save_resume(resume, step + 1, config, hashes, history, validation, chosen, optimizer, best, best_step,
                         {"hard": hard})
+        crash_point("step", step + 1)  # the fault suite's kill "mid-training" (a no-op unless it asks)
 
-    final = best if best is not None else snapshot()
     if best is None:
         best_step = step + 1
+    if resume is not None and config.checkpoint_every > 0 and not finished:
+        # Training is over: a crash from here on (held-out figures, the final write) loses no step.
+        save_resume(resume, len(history), config, hashes, history, validation, chosen, optimizer, best, best_step,
+                    {"hard": hard, "finished": True, "stopped_early": stopped_early})
+    final = best if best is not None else snapshot()
     deltas: dict[str, dict[str, torch.Tensor]] = {}
     factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor, float]]] = {}
     for encoder, params in final.items():
@@ -560,8 +580,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                 deltas[encoder][name] = delta.contiguous()
     emit(ProgressEvent(step + 1, config.steps, "done", history[-1]["loss"] if history else None))
     del trainees, optimizer
-    if resume is not None and resume.is_file():
-        resume.unlink()  # finished: the checkpoint has served its purpose
+    if remove_resume and resume is not None and resume.is_file():
+        resume.unlink()  # finished (run_alignment removes it itself, once the file is in place)
     return AlignResult(family=encoders.family, deltas=deltas, config=config, history=history,
                        validation=validation, best_step=best_step, steps_run=len(history),
                        stopped_early=stopped_early, seconds=time.perf_counter() - started, prompt_hashes=hashes,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import tempfile
 from typing import Any, Iterable, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
@@ -350,20 +349,17 @@ def render_report(history: list[dict[str, float]], validation: list[dict[str, fl
 
 
 def save_report(path: str | os.PathLike, *args: Any, **kwargs: Any) -> pathlib.Path:
-    """render_report(*args, **kwargs) and write it as a PNG at path, atomically (temp file, then os.replace)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """render_report(*args, **kwargs) and write it as a PNG at path, atomically (outputs.atomic_write: a partial
+    file renamed into place, permissions as the umask gives any file)."""
+    from .outputs import atomic_write
+
     img = render_report(*args, **kwargs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    def write(partial: str) -> None:
+        with open(partial, "wb") as handle:
+            img.save(handle, format="PNG")
+
+    return atomic_write(path, write, what="report")
 
 
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:

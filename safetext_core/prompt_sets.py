@@ -5,6 +5,11 @@ README there). The split is a property of the prompt text, not of its position: 
 decides whether it is held out (20%), used for validation during training (10%), or trained on
 (70%). The same prompt therefore lands in the same part whatever file it comes from or in which
 order, and held-out figures never see a training prompt.
+
+Every way prompts come in (files, the Python API, the ComfyUI node, the A1111 tab) goes through
+:func:`prompt_list` / :func:`clean_prompt`: text given where a list is expected is one prompt per line (never
+one prompt per character), control characters (NUL...) become spaces, and a prompt that is not text or is
+empty once cleaned is a :class:`PromptError` that names it and where it came from.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import PromptSetError
+from .errors import PromptError, PromptSetError
 
 DATA_DIR = Path(__file__).resolve().parent / "prompts" / "data"
 CATEGORIES = ("sexual", "violence", "self_harm", "hate", "illegal", "shocking")
@@ -35,14 +40,54 @@ def split_of(prompt: str) -> str:
     return "train"
 
 
-def _clean(lines: Iterable[str]) -> list[str]:
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0/C1 controls, NUL, tab, line breaks
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def clean_prompt(prompt: object, where: str = "prompt") -> str:
+    """``prompt`` as training uses it: control characters (NUL, tab, line breaks...) turned into spaces, outer
+    spaces stripped. Not text, or nothing left: :class:`PromptError` naming it and ``where`` it came from."""
+    if isinstance(prompt, (bytes, bytearray)):
+        raise PromptError(f"{where}: {_shown(prompt)} is bytes, not text; decode it first (e.g. .decode('utf-8'))")
+    if not isinstance(prompt, str):
+        raise PromptError(f"{where}: {_shown(prompt)} is {type(prompt).__name__}, not text")
+    text = _CONTROL.sub(" ", prompt).strip()
+    if not text:
+        raise PromptError(f"{where}: {_shown(prompt)} is empty once control characters and spaces are removed")
+    return text
+
+
+def prompt_list(value: object, where: str = "prompts") -> list[str]:
+    """Prompts given as text (one per line; blank lines and ``#`` comments skipped, as in a file) or as a list
+    of texts (each one prompt), cleaned by :func:`clean_prompt` and without duplicates; None gives none."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        lines = [(f"{where}, line {n}", line) for n, line in enumerate(value.splitlines(), 1)]
+        return _clean(lines)
+    if isinstance(value, (bytes, bytearray)):
+        raise PromptError(f"{where}: got bytes, not text; decode it first (e.g. .decode('utf-8'))")
+    if isinstance(value, dict) or not hasattr(value, "__iter__"):
+        raise PromptError(f"{where}: expected text (one prompt per line) or a list of prompts, "
+                          f"not {type(value).__name__}")
+    return _clean([(f"{where}, #{n}", item) for n, item in enumerate(value, 1)], comments=False)
+
+
+def _clean(lines: Iterable[tuple[str, object]], comments: bool = True) -> list[str]:
+    """(where, text) pairs to prompts. ``comments``: lines of text, where blank lines and ``#`` comments are
+    skipped (a list's items are each a prompt: a blank item is an error, like any prompt that cleans to nothing)."""
     seen, out = set(), []
-    for line in lines:
-        text = line.strip()
-        if not text or text.startswith("#") or text in seen:
+    for where, line in lines:
+        if comments and isinstance(line, str) and (not line.strip() or line.strip().startswith("#")):
             continue
-        seen.add(text)
-        out.append(text)
+        text = clean_prompt(line, where)
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
     return out
 
 
@@ -63,9 +108,9 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
         chosen = column or next((n for n in names if n and n.strip().lower() in ("prompt", "prompts", "text")), None)
         if chosen is None or chosen not in names:
             raise PromptSetError(f"{path}: no column {column or 'prompt/text'!r}; columns are {names}")
-        prompts = _clean(row.get(chosen) or "" for row in rows)
+        prompts = _clean((f"{path}, row {n}", row.get(chosen) or "") for n, row in enumerate(rows, 2))
     else:
-        prompts = _clean(text.splitlines())
+        prompts = _clean((f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), 1))
     if not prompts:
         raise PromptSetError(f"{path}: the file holds no prompts")
     return prompts
@@ -135,6 +180,21 @@ class PromptSets:
                 "safe": len(self.safe), "near_miss": len(self.near_miss), "pairs": len(self.pairs)}
 
     def validate(self) -> None:
+        """Every prompt text and not empty once cleaned, every group a list; enough to train on."""
+        groups = [(f"unsafe[{c!r}]", p) for c, p in self.unsafe.items()]
+        groups += [(f"obfuscated[{c!r}]", p) for c, p in self.obfuscated.items()]
+        groups += [("safe", self.safe), ("near_miss", self.near_miss)]
+        for name, prompts in groups:
+            if isinstance(prompts, (str, bytes)) or not isinstance(prompts, (list, tuple)):
+                raise PromptError(f"{name} is {type(prompts).__name__}, not a list of prompts (load_prompt_sets "
+                                  "reads text as one prompt per line)")
+            for n, prompt in enumerate(prompts, 1):
+                clean_prompt(prompt, f"{name} #{n}")
+        for n, pair in enumerate(self.pairs, 1):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise PromptError(f"pairs #{n}: {_shown(pair)} is not an (unsafe, harmless) pair")
+            clean_prompt(pair[0], f"pairs #{n} (unsafe side)")
+            clean_prompt(pair[1], f"pairs #{n} (harmless side)")
         if not self.all_unsafe():
             raise PromptSetError("no unsafe prompts: pick at least one category or give an unsafe prompt file")
         if not self.safe and not self.near_miss:
@@ -206,6 +266,7 @@ def load_pair_file(path: str | Path) -> list[tuple[str, str]]:
         if len(sides) != 2 or not all(sides):
             raise PromptSetError(f"{path}:{number}: a pair is 'unsafe prompt<TAB>harmless counterpart', one tab, "
                                  f"both sides filled; got {line[:80]!r}")
+        sides = [clean_prompt(side, f"{path}:{number}") for side in sides]
         if sides[0] == sides[1]:
             raise PromptSetError(f"{path}:{number}: the harmless counterpart is the unsafe prompt itself")
         if tuple(sides) not in seen:
@@ -239,12 +300,13 @@ def independent_sets(categories: Sequence[str] | None = None) -> dict[str, list[
 
 
 def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequence[str | Path] = (),
-                     safe_files: Sequence[str | Path] = (), unsafe_prompts: Sequence[str] = (),
-                     safe_prompts: Sequence[str] = (), replace: bool = False,
+                     safe_files: Sequence[str | Path] = (), unsafe_prompts: Sequence[str] | str | None = (),
+                     safe_prompts: Sequence[str] | str | None = (), replace: bool = False,
                      pair_files: Sequence[str | Path] = ()) -> PromptSets:
     """Shipped sets for ``categories`` (default: all), extended or, with ``replace``, replaced by the user's.
 
     The shipped minimal pairs of the chosen categories come along unless ``replace``; ``pair_files`` add more.
+    ``unsafe_prompts`` / ``safe_prompts``: a list of prompts, or text with one prompt per line (:func:`prompt_list`).
     """
     chosen = list(CATEGORIES if categories is None else categories)
     unknown = [c for c in chosen if c not in CATEGORIES]
@@ -266,12 +328,12 @@ def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequ
                 sets.pairs += load_pair_file(shipped_pairs)
     for pair_file in pair_files:
         sets.pairs += [pair for pair in load_pair_file(pair_file) if pair not in sets.pairs]
-    user_unsafe = [p for f in unsafe_files for p in load_prompt_file(f)] + _clean(unsafe_prompts)
-    user_safe = [p for f in safe_files for p in load_prompt_file(f)] + _clean(safe_prompts)
+    user_unsafe = [p for f in unsafe_files for p in load_prompt_file(f)] + prompt_list(unsafe_prompts, "unsafe_prompts")
+    user_safe = [p for f in safe_files for p in load_prompt_file(f)] + prompt_list(safe_prompts, "safe_prompts")
     if user_unsafe:
-        sets.unsafe["user"] = _clean(user_unsafe)
+        sets.unsafe["user"] = list(dict.fromkeys(user_unsafe))
     if user_safe:
-        sets.safe = _clean(sets.safe + user_safe)
+        sets.safe = list(dict.fromkeys(sets.safe + user_safe))
     return sets
 
 

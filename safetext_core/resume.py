@@ -1,12 +1,12 @@
 """Resume checkpoints of a training run: trained weights, optimiser state, history and best weights.
 
-Written atomically (a hidden partial file renamed into place); read back only into a run with the same
-settings and prompt sets, through safetensors (never pickle).
+Written atomically (:func:`outputs.atomic_write`: a hidden partial file renamed into place, so a kill
+mid-write keeps the previous checkpoint whole); read back only into a run with the same settings and prompt
+sets, through safetensors (never pickle). A damaged or foreign checkpoint is a :class:`ResumeError` naming it.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,28 +42,59 @@ def save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, st
     meta = {"step": str(step), "config": config.to_json(), "hashes": json.dumps(hashes),
             "history": json.dumps(history), "validation": json.dumps(validation), "best_step": str(best_step),
             "state": json.dumps(loop_state or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        save_file(tensors, str(temporary), metadata=meta)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    from .outputs import atomic_write
+
+    atomic_write(path, lambda partial: save_file(tensors, partial, metadata=meta), what="resume checkpoint",
+                 crash=("checkpoint-write", step))
 
 
-def load_resume(path: Path, config: AlignConfig, hashes: dict[str, str]):
+def load_resume(path: Path, config: AlignConfig, hashes: dict[str, str],
+                expected: dict[str, tuple[int, ...]] | None = None):
+    """Read a checkpoint made by :func:`save_resume` for this run: (step, tensors, history, validation,
+    best step, loop state). ``expected``: ``{"param/<encoder>/<name>": shape}`` of the parameters being trained;
+    each must be in the checkpoint with that shape. Anything unreadable or inconsistent is a :class:`ResumeError`.
+    """
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        saved = json.loads(meta.get("config", "{}"))
-        ours = json.loads(config.to_json())
-        differing = sorted(k for k in ours if k not in ("steps", "checkpoint_every", "eval_every") and saved.get(k) != ours[k])
-        if differing:
-            raise ResumeError(f"cannot resume from {path.name}: it was made with other settings ({', '.join(differing)})")
-        if json.loads(meta.get("hashes", "{}")) != hashes:
-            raise ResumeError(f"cannot resume from {path.name}: it was made with other prompt sets")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return (int(meta["step"]), tensors, json.loads(meta["history"]), json.loads(meta["validation"]),
-            int(meta.get("best_step", -1)), json.loads(meta.get("state", "{}")))
+    def damaged(why: str) -> ResumeError:
+        return ResumeError(f"the resume checkpoint {path} is damaged ({why}); delete it to start over, "
+                           "or run without --resume")
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            names = set(f.keys())
+            saved = json.loads(meta.get("config", "{}"))
+            ours = json.loads(config.to_json())
+            if not isinstance(saved, dict):
+                raise damaged("its config is not a JSON object")
+            differing = sorted(k for k in ours if k not in ("steps", "checkpoint_every", "eval_every")
+                               and saved.get(k) != ours[k])
+            if differing:
+                raise ResumeError(f"cannot resume from {path}: it was made with other settings ({', '.join(differing)})")
+            if json.loads(meta.get("hashes", "{}")) != hashes:
+                raise ResumeError(f"cannot resume from {path}: it was made with other prompt sets")
+            for key, shape in (expected or {}).items():
+                if key not in names:
+                    raise damaged(f"{key} is missing")
+                found = tuple(f.get_slice(key).get_shape())
+                if found != tuple(shape):
+                    raise damaged(f"{key} has shape {found}, the model's is {tuple(shape)}")
+            tensors = {k: f.get_tensor(k) for k in names}
+            step = int(meta["step"])
+            history, validation = json.loads(meta["history"]), json.loads(meta["validation"])
+            best_step, state = int(meta.get("best_step", -1)), json.loads(meta.get("state", "{}"))
+    except ResumeError:
+        raise
+    except Exception as error:  # safetensors and json raise several types for a damaged file
+        raise damaged(f"{type(error).__name__}: {str(error)[:200]}") from None
+    if step > config.steps:
+        raise ResumeError(f"cannot resume from {path}: it is at step {step}, past this run's {config.steps} steps")
+    if step < 0 or not isinstance(history, list) or not isinstance(validation, list) \
+            or not isinstance(state, dict) or len(history) != step:
+        raise damaged(f"its step count ({step}) and history ({len(history) if isinstance(history, list) else '?'} "
+                      f"entries) do not fit a run of {config.steps} steps")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(value.isfinite().all()):
+            raise damaged(f"{key} holds NaN or infinite values")
+    return step, tensors, history, validation, best_step, state

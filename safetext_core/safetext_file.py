@@ -39,7 +39,6 @@ import math
 import os
 import re
 import struct
-import tempfile
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -87,24 +86,17 @@ def key_to_param(key: str) -> tuple[str, str]:
     return encoder, stem + (".bias" if kind == "diff_b" else ".weight")
 
 
-def atomic_save(tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
-    """Write next to the target, then rename: an interrupted write never leaves a half file behind."""
+def atomic_save(tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str],
+                crash: str | None = None) -> Path:
+    """Write next to the target, then rename (:func:`outputs.atomic_write`): a crash never leaves a half file.
+
+    ``crash`` names the fault suite's crash point between writing and renaming."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=str(path.parent))
-    os.close(fd)
-    try:
-        save_file(dict(tensors), temporary, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any other
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
+    from .outputs import atomic_write
+
+    return atomic_write(path, lambda partial: save_file(dict(tensors), partial, metadata=metadata),
+                        what="SafeText file", crash=(crash, None) if crash else None)
 
 
 # ------------------------------------------------------------------------------------------ printing safely
@@ -604,17 +596,21 @@ class SafeTextFile:
                                                    "full_parameters": float(expanded)})
         return meta
 
-    def save(self, path: str | os.PathLike) -> Path:
+    @staticmethod
+    def output_path(path: str | os.PathLike) -> Path:
+        """Where :meth:`save` writes for ``path``: ``.safetensors`` is added when missing."""
         path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path.with_name(path.name + ".safetensors")
+        return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = self.output_path(path)
         tensors = {param_to_key(e, p): t.detach().to("cpu", torch.float32).contiguous()
                    for e, params in self.deltas.items() for p, t in params.items()
                    if p not in self.factors.get(e, {})}
         tensors.update(self.factor_tensors())
         if not tensors:
             raise SafeTextFileError("nothing to save: training changed no weight")
-        atomic_save(tensors, path, self.metadata())
+        atomic_save(tensors, path, self.metadata(), crash="final-write")
         self.path = path
         return path
 

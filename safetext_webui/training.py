@@ -31,10 +31,11 @@ STATUS: dict[str, Any] = {"running": False, "step": 0, "total": 0, "phase": "idl
 
 
 def lines(text: Any) -> list[str]:
-    """Prompts from a list or from text with one prompt per line (blank lines dropped)."""
-    if isinstance(text, (list, tuple)):
-        return [str(t).strip() for t in text if str(t).strip()]
-    return [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    """Prompts from a list or from text with one prompt per line: the core's rule (a non-text item, or one empty
+    once cleaned, is a PromptError naming it)."""
+    from safetext_core.prompt_sets import prompt_list
+
+    return prompt_list(text, "prompts")
 
 
 def checkpoint_title(sd_model: Any) -> str:
@@ -102,6 +103,10 @@ def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = 
     target = new_file_path(folder, name if str(name or "").strip() else default_output_name(sd_model))
     if target.exists() and not overwrite:
         raise ConfigError(f"{target.name} already exists in {folder}; choose another name")
+    # Prompts are checked before any weight is copied: a bad one is a PromptError naming it.
+    prompts = core.load_prompt_sets([c for c in (categories or []) if c], unsafe_prompts=unsafe_prompts,
+                                    safe_prompts=safe_prompts, replace=bool(replace))
+    prompts.validate()
     if forge.is_forge(sd_model):  # the tokenizers are CLIP's own, built offline by the core
         family, states = forge.training_states(sd_model)
         tokenizers = None
@@ -112,9 +117,6 @@ def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = 
         tokenizers = _tokenizers(family, encs)
     encoders = core.encoders_from_state_dicts(family, states, tokenizers, source=checkpoint_title(sd_model))
     del states
-    prompts = core.load_prompt_sets([c for c in (categories or []) if c], unsafe_prompts=lines(unsafe_prompts),
-                                    safe_prompts=lines(safe_prompts), replace=bool(replace))
-    prompts.validate()
     state = shared.state
     state.job, state.job_count, state.sampling_steps = "SafeText training", 1, config.steps
     STATUS.update(running=True, step=0, total=config.steps, phase="train", message="starting", loss=None, figures={},
@@ -131,7 +133,8 @@ def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = 
         with torch.inference_mode(False), torch.enable_grad():
             outcome = core.run_alignment(encoders, prompts, config, output=target, progress=progress,
                                          should_cancel=lambda: bool(state.interrupted), device=_device(),
-                                         base_name=checkpoint_title(sd_model), strip_weighting=True)
+                                         base_name=checkpoint_title(sd_model), strip_weighting=True,
+                                         overwrite=bool(overwrite))
     except core.AlignmentCancelled:
         STATUS.update(running=False, phase="interrupted", message="interrupted: no file written", finished=time.time())
         raise

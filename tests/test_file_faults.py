@@ -421,6 +421,22 @@ def test_validate_against_names_file_and_key(tmp_path):
                                       for k, v in states["clip_l"].items()}})
 
 
+def test_export_transformers_checks_magnitude_like_apply(tmp_path):
+    # A finite difference 1,000x its weight passes load (values <= 1e4) but must not be exported into a model.
+    states = tiny_models.write_single_file(tmp_path / "model.safetensors", "sd1")
+    corpus = Corpus(tmp_path, states["clip_l"])
+    weight = states["clip_l"]["text_model.encoder.layers.0.mlp.fc1.weight"]
+    path = corpus.with_tensor("huge", FC1 + ".diff", torch.full_like(weight, 1000 * float(weight.abs().max())))
+    code, _, err = _cli(["export", str(path), "--format", "transformers", "--checkpoint",
+                         str(tmp_path / "model.safetensors"), "--output", str(tmp_path / "out")])
+    assert code == 2 and "huge.safetensors" in err and "mlp.fc1.weight" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    fine = corpus.save("fine")
+    code, _, err = _cli(["export", str(fine), "--format", "transformers", "--checkpoint",
+                         str(tmp_path / "model.safetensors"), "--output", str(tmp_path / "ok")])
+    assert code == 0 and (tmp_path / "ok").is_dir(), err
+
+
 if __name__ == "__main__":
     import tempfile
     import time
