@@ -100,7 +100,7 @@ def main() -> None:
         with torch.inference_mode(False):
             encoders = comfy_clip.encoder_set(clip)
             config = AlignConfig(steps=30, batch_size=8, learning_rate=5e-3, anchor_weight=0.1, eval_every=0,
-                                 preserve_pool=100, mine_every=0)
+                                 preserve_pool=100, mine_every=0, rank=case.get("rank", 0), lora_learning_rate=3e-2)
             outcome = run_alignment(encoders, prompts, config, output=work / f"{case['name']}.safetext.safetensors",
                                     draw=False, independent=False)
         file = SafeTextFile.load(outcome.path)

@@ -342,6 +342,33 @@ def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, prom
     assert moved.abs().max() > 1e-3  # the unsafe prompt's conditioning changed
 
 
+@pytest.mark.parametrize("family", ["chroma", "lumina2"])
+def test_low_rank_on_the_family_adapter_targets(family, tmp_path, t5_tok_dir, gemma_tok_dir, prompt_sets):
+    """Low-rank training (issue 12's path) takes the family's adapter_targets: T5's block projections and
+    feed-forward, Gemma's attention and MLP projections; the file stores factors under ComfyUI's keys."""
+    from dataclasses import replace
+
+    from safetensors import safe_open
+
+    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir)
+    config = replace(FAST, rank=4, steps=40, lora_learning_rate=3e-2)
+    outcome = run_alignment(encoders, prompt_sets, config, output=tmp_path / "low.safetext.safetensors", draw=False,
+                            independent=False)
+    assert outcome.heldout["unsafe_share_moved"] > 0.5
+    with safe_open(str(outcome.path), framework="pt") as f:
+        keys = set(f.keys())
+    layers = (("encoder.block.1.layer.0.SelfAttention.o", "encoder.block.0.layer.1.DenseReluDense.wi_1")
+              if family == "chroma" else ("model.layers.1.self_attn.v_proj", "model.layers.0.mlp.down_proj"))
+    encoder = "t5xxl" if family == "chroma" else "gemma2_2b"
+    for layer in layers:
+        assert f"text_encoders.{encoder}.transformer.{layer}.lora_up.weight" in keys
+    assert not any("norm" in k or "embed" in k or "shared" in k for k in keys)  # only the targeted linears
+    if family == "lumina2":  # the last of 3 blocks does not feed layer -2: its factors never move, none are saved
+        assert not any(".layers.2." in k for k in keys)
+    loaded = SafeTextFile.load(outcome.path)
+    loaded.validate_against({n: m.state_dict() for n, m in encoders.models.items()})
+
+
 # ----------------------------------------------------------------------------------- against ComfyUI itself
 
 def _comfy_python() -> tuple[Path, str] | None:
@@ -430,6 +457,10 @@ def test_comfyui_adapter_on_real_clip_objects(tmp_path):
          "probe_weight": "model.layers.0.self_attn.q_proj.weight", "template": get_family("lumina2").encoder("gemma2_2b").template, "train_spiece": True,
          "config": {"vocab_size": 400, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
                     "num_attention_heads": 2, "num_key_value_heads": 1}},
+        {"name": "chroma_lowrank", "clip_type": "CHROMA", "encoder": "t5xxl", "rank": 4,  # factors, not differences
+         "weights": [str(tmp_path / "t5.safetensors")], "probe_weight": "encoder.block.0.layer.0.SelfAttention.q.weight",
+         "template": "{}", "config": {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 2,
+                                      "vocab_size": 32128}},
         {"name": "flux", "clip_type": "FLUX", "encoder": "t5xxl",  # DualCLIPLoader type flux: clip_l + t5xxl
          "weights": [str(tmp_path / "clip_l.safetensors"), str(tmp_path / "t5.safetensors")],
          "probe_weight": "encoder.block.0.layer.0.SelfAttention.q.weight", "template": "{}",
@@ -448,8 +479,9 @@ def test_comfyui_adapter_on_real_clip_objects(tmp_path):
     for case in cases:
         result = json.loads((tmp_path / f"{case['name']}.json").read_text())
         out = load_file(str(tmp_path / f"{case['name']}.safetensors"))
-        assert result["family"] == case["name"]
-        assert result["lora_log"] == [] and result["lora_patched"] == result["file_tensors"] > 0
+        assert result["family"] == case["name"].replace("_lowrank", "")
+        per_layer = 3 if case.get("rank") else 1  # lora_up, lora_down, alpha
+        assert result["lora_log"] == [] and result["lora_patched"] * per_layer == result["file_tensors"] > 0
         for index in range(len(probe)):
             original = out[f"original.{index}"]
             assert torch.equal(out[f"after.{index}"], original)
