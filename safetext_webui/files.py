@@ -126,6 +126,9 @@ def gradio_takes_labelled_choices() -> bool:
         return False
 
 
+NOT_KNOWN_YET = "which file fits this checkpoint shows once it has loaded: press \U0001f504"
+
+
 def file_dropdown_update() -> dict[str, Any]:
     """Keyword arguments for the file dropdown (at build and on refresh).
 
@@ -136,6 +139,10 @@ def file_dropdown_update() -> dict[str, Any]:
     if gradio_takes_labelled_choices():
         return {"choices": choices, "info": "\u2713 marks files trained for the loaded checkpoint"}
     fitting = [value for label, value in choices if label.endswith(FITS_MARK)]
-    info = (f"fits this checkpoint: {', '.join(fitting)}" if fitting
-            else "no file here was trained for the loaded checkpoint")
+    if fitting:
+        info = f"fits this checkpoint: {', '.join(fitting)}"
+    elif choices and current_fingerprints() is None:  # the page is built before the webui loads its checkpoint
+        info = NOT_KNOWN_YET
+    else:
+        info = "no file here was trained for the loaded checkpoint"
     return {"choices": [value for _, value in choices], "info": info}

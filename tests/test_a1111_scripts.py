@@ -845,3 +845,13 @@ def test_refiner_fails_closed(webui, sd1):
     p.refiner_checkpoint = None
     script.process_batch(p, False)
     assert "get_learned_conditioning" not in sd1.model.__dict__
+
+
+def test_panel_built_before_the_checkpoint_loads_does_not_deny_a_fitting_file(webui, sd1):
+    """A1111 builds its pages before it loads the checkpoint: the panel's info line must not say that no file fits
+    (it said so on every page load although the file fits); the refresh button then gives the real marks."""
+    webui.shared.sd_model = None  # what loaded_model() sees while the page is built
+    info = webui.script.SafeTextScript().ui(False)[1].kwargs["info"]
+    assert "no file here was trained" not in info and info == webui.files.NOT_KNOWN_YET
+    webui.shared.sd_model = sd1.model
+    assert webui.files.file_dropdown_update()["info"] == "fits this checkpoint: tiny.safetensors"

@@ -450,19 +450,12 @@ def test_webui_panel_marks_the_fitting_file_after_a_refresh(webui_page):
         f"{WEBUI_FILE} \u2713 fits this checkpoint" in _fit_marks(refreshed), refreshed
 
 
-STALE_FIT_INFO = ("safetext_webui/files.py file_dropdown_update(): the panel's info line is computed once, when the "
-                  "UI is built at start-up, before the webui has loaded its checkpoint; every file's fit is then "
-                  "unknown (None) and the line says 'no file here was trained for the loaded checkpoint' on every "
-                  "page load although the file fits (the refresh button corrects it)")
-
-
 def test_webui_panel_info_at_page_load_does_not_deny_a_fitting_file(webui_page, request):
     panel = step_of(webui_page, "panel")
     refreshed = panel["refreshed"] or {}
     if f"fits this checkpoint: {WEBUI_FILE}" not in (refreshed.get("block_text") or ""):
         pytest.skip("the refreshed info line does not say the file fits (no Gradio 3 info line, or no checkpoint loaded)")
-    if webui_page["host"] == "a1111":
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=STALE_FIT_INFO))
+    # A1111 builds the page before it loads the checkpoint: the line at page load must not deny the file.
     assert "no file here was trained" not in (panel["block_text"] or ""), panel["block_text"]
 
 
