@@ -176,6 +176,27 @@ def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adap
     return trainee, chosen
 
 
+# Encoders whose stored originals would grow past host memory (Flux's T5-XXL: 4 MiB a prompt in float32, 26 GB
+# for a default run's prompts): with low-rank adapters their originals are recomputed, not stored.
+_RECOMPUTED_ARCHS = ("t5", "gemma2")
+
+
+class _AdaptersOff:
+    """Within it, ``model``'s low-rank adapters add exactly nothing (their scale is 0): the original encoder."""
+
+    def __init__(self, model: nn.Module):
+        self.modules = [m for m in model.modules() if hasattr(m, "lora_up")]
+
+    def __enter__(self) -> None:
+        self.scales = [m.lora_scale for m in self.modules]
+        for m in self.modules:
+            m.lora_scale = 0.0
+
+    def __exit__(self, *exc: Any) -> None:
+        for m, scale in zip(self.modules, self.scales):
+            m.lora_scale = scale
+
+
 class OriginalOutputs:
     """The original encoder's consumed outputs for the prompts a run will use, encoded once.
 
@@ -183,6 +204,10 @@ class OriginalOutputs:
     ``prompts`` the run will sample (a short run does not pay for prompts it never sees). Masked
     encoders pad every prompt's outputs with zeros to the longest prompt; :meth:`gather` cuts them to
     the length of the batch at hand (positions past a prompt's end are masked out of every loss).
+
+    T5 and Gemma-2 trained low-rank (``model`` carries adapters) store nothing: :meth:`gather` runs ``model``
+    with its adapters off, which is the original bit for bit (``output + 0 * low``), for one more forward pass
+    without gradients per half-step and no memory that grows with the prompts (docs/encoders.md).
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, prompts: Sequence[str], spec: EncoderSpec,
@@ -190,6 +215,11 @@ class OriginalOutputs:
         used = sorted(set(range(len(prompts)) if used is None else used))
         self.row: dict[int, int] = {}
         self.spec = spec
+        self.recompute = spec.arch in _RECOMPUTED_ARCHS and any(hasattr(m, "lora_up") for m in model.modules())
+        if self.recompute:
+            self.model, self.tokenizer, self.prompts = model, tokenizer, list(prompts)
+            self.outputs, self.pooled = [], None
+            return
         outs: list[list[torch.Tensor]] = [[] for _ in spec.targets]
         pooled: list[torch.Tensor] = []
         with torch.no_grad():
@@ -207,6 +237,11 @@ class OriginalOutputs:
 
     def gather(self, indices: Sequence[int], length: int, device: torch.device
                ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        if self.recompute:
+            with torch.no_grad(), _AdaptersOff(self.model):
+                batch = tokenize(self.tokenizer, [self.prompts[i] for i in indices], self.spec, device)
+                values, pooled = consumed_outputs(self.model, batch, self.spec)
+            return [v.float()[:, :length] for v in values], (pooled.float() if pooled is not None else None)
         index = torch.as_tensor([self.row[i] for i in indices], dtype=torch.long, device=self.outputs[0].device)
         outs = [o.index_select(0, index)[:, :length].to(device, non_blocking=True) for o in self.outputs]
         pooled = self.pooled.index_select(0, index).to(device) if self.pooled is not None else None

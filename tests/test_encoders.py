@@ -499,3 +499,37 @@ def test_comfyui_adapter_on_real_clip_objects(tmp_path):
         unsafe_cos = torch.nn.functional.cosine_similarity(out["embedding.1.0.0"].flatten(), out["original.0"].flatten(), 0)
         safe_cos = torch.nn.functional.cosine_similarity(out["embedding.1.0.1"].flatten(), out["original.1"].flatten(), 0)
         assert safe_cos > unsafe_cos, (case["name"], float(safe_cos), float(unsafe_cos))
+
+
+def test_low_rank_recomputes_originals_instead_of_storing_them(tmp_path, t5_tok_dir, prompt_sets, monkeypatch):
+    """T5 / Gemma trained low-rank keep no stored originals (memory that grows with the prompts): ``gather`` runs
+    the encoder with its adapters off, which gives the stored originals whatever the adapters hold."""
+    from dataclasses import replace
+
+    from safetext_core import loop
+
+    encoders = _encoders("chroma", tmp_path, t5_tok_dir, None)
+    spec, tok = encoders.spec("t5xxl"), encoders.tokenizers["t5xxl"]
+    config = replace(FAST, rank=4, steps=15, lora_learning_rate=3e-2)
+    trainee, factors = loop.trainable_copy(encoders.models["t5xxl"], config, "chroma", spec.adapter_targets)
+    prompts = prompt_sets.safe[:24]
+    recomputed = loop.OriginalOutputs(trainee, tok, prompts, spec, torch.device("cpu"), torch.device("cpu"))
+    monkeypatch.setattr(loop, "_RECOMPUTED_ARCHS", ())
+    stored = loop.OriginalOutputs(trainee, tok, prompts, spec, torch.device("cpu"), torch.device("cpu"))
+    assert recomputed.recompute and recomputed.outputs == [] and not stored.recompute
+    with torch.no_grad():
+        for _, factor in factors:  # as after some training: the adapters now change the output
+            factor.add_(torch.randn_like(factor))
+    indices = [5, 17, 2, 11]
+    batch = tokenize(tok, [prompts[i] for i in indices], spec)
+    width, mask = batch["input_ids"].shape[1], batch["mask"].unsqueeze(-1)
+    (again,), _ = recomputed.gather(indices, width, torch.device("cpu"))
+    (kept,), _ = stored.gather(indices, width, torch.device("cpu"))
+    with torch.no_grad():
+        (adapted,), _ = consumed_outputs(trainee, batch, spec)
+    assert torch.allclose(again * mask, kept * mask, atol=1e-5)  # the original, not the adapted encoder
+    assert not torch.allclose(adapted * mask, kept * mask, atol=1e-2)
+    assert all(factor.grad is None for _, factor in factors)
+    monkeypatch.undo()
+    result = loop.align(encoders, prompt_sets, config)  # and a run trains with them
+    assert result.history[0]["loss"] > 0 and result.deltas["t5xxl"]
