@@ -75,8 +75,11 @@ class ReadsSafeTextFile:
 # --------------------------------------------------------------------------------------------- showing results
 
 def split_lines(text: str) -> list[str]:
-    """Prompts typed into a node: one a line, blank lines and ``#`` comments left out."""
-    return [line.strip() for line in (text or "").splitlines() if line.strip() and not line.strip().startswith("#")]
+    """Prompts typed into a node: one a line, blank lines and ``#`` comments left out; the core's rule
+    (:func:`safetext_core.prompt_sets.prompt_list`: a line that is empty once cleaned is a PromptError naming it)."""
+    from safetext_core.prompt_sets import prompt_list
+
+    return prompt_list(text or "", "prompts")
 
 
 def figures_text(figures: dict, title: str = "") -> str:

@@ -165,6 +165,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for name in list(sets):
             if not name.startswith(("unsafe", "safe", "near_miss")):
                 sets[f"unsafe_{name}" if args.unsafe else f"safe_{name}"] = sets.pop(name)
+        from .encoding import check_prompts
+
+        for spec in encoders.profile.encoders:  # training's rules: no figure measured on a truncated prompt
+            for name, texts in sets.items():
+                check_prompts(texts, encoders.tokenizers[spec.name], spec, f"the prompts of {name}")
     else:
         sets = {**load_prompt_sets().evaluation_sets("heldout"), **independent_sets()}
     figures, cosines = evaluate_deltas(encoders, file.deltas, sets, args.threshold, args.strength, args.device or "cpu")

@@ -332,9 +332,10 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     ``should_cancel`` is polled between steps; when it returns True the run stops with
     :class:`AlignmentCancelled` (after writing a resume checkpoint if ``resume_path`` is given and
     ``config.checkpoint_every`` > 0). With ``resume_path`` pointing to an existing checkpoint made
-    with the same settings and prompts, training continues from it. Once training is over a last checkpoint
-    marks it finished (a crash after it loses no step); ``remove_resume`` False leaves it for the caller to
-    remove once the result is safely stored (:func:`~safetext_core.pipeline.run_alignment` does).
+    with the same settings and prompts, training continues from it. The checkpoint is removed at the end, unless
+    ``remove_resume`` is False: then a last checkpoint marks the run finished (a crash after it loses no step)
+    and the caller removes it once the result is safely stored (:func:`~safetext_core.pipeline.run_alignment`
+    does).
     """
     config = config or AlignConfig()
     prompts.validate()
@@ -595,7 +596,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
 
     if best is None:
         best_step = step + 1
-    if resume is not None and config.checkpoint_every > 0 and not finished:
+    if resume is not None and config.checkpoint_every > 0 and not finished and not remove_resume:
         # Training is over: a crash from here on (held-out figures, the final write) loses no step.
         save_resume(resume, len(history), config, hashes, history, validation, chosen, optimizer, best, best_step,
                     {"hard": hard, "finished": True, "stopped_early": stopped_early})

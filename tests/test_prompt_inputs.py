@@ -82,10 +82,15 @@ def _in_split(part: str, candidates: list[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def encoders(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("prompts")
-    tiny_models.write_single_file(folder / "m.safetensors", "sd1")
-    return load_encoders(folder / "m.safetensors")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "m.safetensors"
+    tiny_models.write_single_file(path, "sd1")
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoders(model_path):
+    return load_encoders(model_path)
 
 
 @pytest.mark.parametrize("part", ["train", "validation", "heldout"])
@@ -134,6 +139,22 @@ def test_strip_weighting_applies_to_validation_and_heldout_prompts_too(encoders,
     assert not [p for p in seen if ":1." in p or "(" in p], "a weighted prompt reached validation or held-out"
 
 
+def test_eval_prompt_files_follow_the_training_rules(encoders, model_path, tmp_path, capsys):
+    from safetext_core.cli import main
+
+    sets = small_prompt_sets()
+    run_alignment(encoders, sets, AlignConfig(steps=1, batch_size=4, eval_every=0), output=tmp_path / "f.safetensors",
+                  draw=False, independent=False)
+    checkpoint = model_path
+    (tmp_path / "safe_long.txt").write_text("a cat\n" + " ".join(["a cat on a sofa"] * 20) + "\n")
+    (tmp_path / "safe_weighted.txt").write_text("a cat\n(a red car:1.3)\n")
+    for name, shown in (("safe_long.txt", "tokens, over the encoder's 77"), ("safe_weighted.txt", "(a red car:1.3)")):
+        code = main(["eval", str(tmp_path / "f.safetensors"), "--checkpoint", str(checkpoint), "--prompts",
+                     str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert code == 2 and shown in err and "Traceback" not in err, err
+
+
 # ------------------------------------------------------------------------------------------ host names
 
 @pytest.mark.parametrize("name", ["x" * 300, "é" * 80, "y" * 140, "CON", "nul.safetensors", "Com1", "LPT9.txt",
@@ -172,6 +193,11 @@ def test_comfyui_train_node_checks_prompts_like_the_core(pack, host, monkeypatch
     _no_training(monkeypatch)
     with pytest.raises(PromptError, match=r"unsafe_prompts, line 2: '\\x00\\x00'"):
         comfy_train(pack, sd1_clip(), unsafe_prompts="a naked woman\n\x00\x00\nnude man")
+    from test_comfy_nodes import module
+
+    assert module("nodes.base").split_lines("a cat\n\n# note\n a dog ") == ["a cat", "a dog"]  # the Evaluate node's
+    with pytest.raises(PromptError, match="line 2"):
+        module("nodes.base").split_lines("a cat\n\x00")
 
 
 @pytest.mark.parametrize("name", ["n" * 300, "n" * 200, "CON", "prn.safetensors"])
