@@ -176,7 +176,7 @@ def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adap
     return trainee, chosen
 
 
-# Encoders whose stored originals would grow past host memory (Flux's T5-XXL: 4 MiB a prompt in float32, 26 GB
+# Encoders whose stored originals would grow past host memory (Flux's T5-XXL: 4 MiB a prompt in float32, 30 GiB
 # for a default run's prompts): with low-rank adapters their originals are recomputed, not stored.
 _RECOMPUTED_ARCHS = ("t5", "gemma2")
 
