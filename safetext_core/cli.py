@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .families import FAMILIES
+
 DEFAULT_OUTPUT_DIR = Path("safetext-output")
 
 
@@ -80,11 +82,14 @@ def cmd_align(args: argparse.Namespace) -> int:
     from .outputs import atomic_write
     from .prompt_sets import load_prompt_sets
 
-    encoders = load_encoders(args.checkpoint, family=args.family, tokenizer_dir=args.tokenizer)
+    # A checkpoint and/or ComfyUI's separate text-encoder files (Flux: clip_l + t5xxl), read together.
+    files = ([args.checkpoint] if args.checkpoint else []) + list(args.text_encoder or [])
+    source = files[0] if len(files) == 1 else (files or None)
+    encoders = load_encoders(source, family=args.family, tokenizer_dir=args.tokenizer)
     prompts = load_prompt_sets(categories=args.categories, unsafe_files=args.unsafe_file, safe_files=args.safe_file,
                                replace=args.replace, pair_files=args.pair_file)
     config = _config_from_args(args)
-    stem = Path(args.checkpoint).stem if args.checkpoint else "minilm-default"
+    stem = Path(files[0]).stem if files else "minilm-default"
     output = Path(args.output) if args.output else DEFAULT_OUTPUT_DIR / f"{stem}.safetext.safetensors"
     resume = output.with_name(output.name + ".resume")
     if resume.exists() and not args.resume:
@@ -310,8 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     align = sub.add_parser("align", help="train a SafeText file for a checkpoint (default: the embedded MiniLM)")
     align.add_argument("--checkpoint", help=".safetensors checkpoint, diffusers folder or transformers folder")
-    align.add_argument("--family", choices=["sd1", "sd2", "sdxl", "generic"], help="override family detection")
-    align.add_argument("--tokenizer", help="folder with vocab.json/merges.txt (default: built-in CLIP vocabulary)")
+    align.add_argument("--text-encoder", action="append", metavar="FILE",
+                       help="a separate text-encoder file (ComfyUI's models/text_encoders), repeatable: "
+                            "--text-encoder clip_l.safetensors --text-encoder t5xxl_fp16.safetensors (docs/encoders.md)")
+    align.add_argument("--family", choices=sorted(FAMILIES), help="override family detection")
+    align.add_argument("--tokenizer", help="folder with vocab.json/merges.txt (default: built-in CLIP vocabulary); "
+                       "for T5 / Gemma-2 encoders a folder with their tokenizer.json")
     align.add_argument("--output", help="SafeText file to write (default: safetext-output/<name>.safetext.safetensors)")
     align.add_argument("--report", help="report PNG path (default: next to the output)")
     align.add_argument("--categories", nargs="+", help="unsafe categories to use (default: all)")
