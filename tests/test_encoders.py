@@ -533,3 +533,19 @@ def test_low_rank_recomputes_originals_instead_of_storing_them(tmp_path, t5_tok_
     monkeypatch.undo()
     result = loop.align(encoders, prompt_sets, config)  # and a run trains with them
     assert result.history[0]["loss"] > 0 and result.deltas["t5xxl"]
+
+
+def test_cli_aligns_flux_from_comfyui_text_encoder_files(tmp_path, t5_tok_dir):
+    """``safetext align --text-encoder clip_l --text-encoder t5xxl --tokenizer T5_TOKENIZER``: the Flux family from
+    ComfyUI's two separate files, a file with both encoders."""
+    from safetext_core.cli import main
+
+    _write(tmp_path / "clip_l.safetensors", tiny_models.random_clip_state())
+    _write(tmp_path / "t5xxl_fp16.safetensors", {k: v.half() for k, v in tiny_encoders.t5_state().items()})
+    out = tmp_path / "flux.safetext.safetensors"
+    code = main(["align", "--text-encoder", str(tmp_path / "clip_l.safetensors"), "--text-encoder",
+                 str(tmp_path / "t5xxl_fp16.safetensors"), "--tokenizer", str(t5_tok_dir), "--steps", "2",
+                 "--batch-size", "4", "--eval-every", "0", "--categories", "sexual", "--output", str(out)])
+    assert code in (0, None)
+    loaded = SafeTextFile.load(out)
+    assert loaded.family == "flux" and set(loaded.deltas) == {"clip_l", "t5xxl"}
