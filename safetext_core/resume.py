@@ -49,7 +49,8 @@ def save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, st
 
 
 def load_resume(path: Path, config: AlignConfig, hashes: dict[str, str],
-                expected: dict[str, tuple[int, ...]] | None = None):
+                expected: dict[str, tuple[int, ...]] | None = None
+                ) -> tuple[int, dict[str, torch.Tensor], list, list, int, dict]:
     """Read a checkpoint made by :func:`save_resume` for this run: (step, tensors, history, validation,
     best step, loop state). ``expected``: ``{"param/<encoder>/<name>": shape}`` of the parameters being trained;
     each must be in the checkpoint with that shape. Anything unreadable or inconsistent is a :class:`ResumeError`.

@@ -158,7 +158,7 @@ def encoders(inputs):
     return load_encoders(inputs / "m.safetensors")
 
 
-def _never(step_log):
+def _recorder(step_log):
     def progress(event):
         step_log.append(event.step)
     return progress
@@ -169,8 +169,12 @@ def _tmpfs(folder: Path, size: str, read_only: bool = False):
     """A real small (or read-only) file system when this process may mount one (root); else None."""
     folder.mkdir(parents=True, exist_ok=True)
     options = f"size={size}" + (",ro" if read_only else "")
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                                           capture_output=True).returncode != 0:
+    try:
+        mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                                       capture_output=True).returncode == 0
+    except OSError:  # no mount command
+        mounted = False
+    if not mounted:
         yield None
         return
     try:
@@ -185,7 +189,7 @@ def test_preflight_refuses_before_any_training(encoders, tmp_path, monkeypatch):
 
     def attempt(output, **kwargs):
         with pytest.raises(OutputError) as raised:
-            run_alignment(encoders, prompts, FAST, output=output, progress=_never(steps), draw=False, **kwargs)
+            run_alignment(encoders, prompts, FAST, output=output, progress=_recorder(steps), draw=False, **kwargs)
         assert steps == [], "training ran before the output was checked"
         return str(raised.value)
 
@@ -200,9 +204,18 @@ def test_preflight_refuses_before_any_training(encoders, tmp_path, monkeypatch):
     assert "is a directory" in attempt(tmp_path / "ok.safetensors", side_outputs=[tmp_path])
 
     with _tmpfs(tmp_path / "ro", "1m", read_only=True) as mounted:
-        if mounted is None:  # not root: permissions do the job root ignores
+        if mounted is None and os.geteuid() != 0:  # not root: permissions do the job root ignores
             (tmp_path / "ro").chmod(0o555)
+        elif mounted is None:  # root that may not mount (a container): the file system's answer, simulated
+            real_open = os.open
+
+            def read_only(path, *args, **kwargs):
+                if str(path).startswith(str(tmp_path / "ro")):
+                    raise OSError(errno.EROFS, "Read-only file system", str(path))
+                return real_open(path, *args, **kwargs)
+            monkeypatch.setattr("safetext_core.outputs.os.open", read_only)
         assert "not writable" in attempt(tmp_path / "ro" / "out.safetensors")
+        monkeypatch.undo()
     with _tmpfs(tmp_path / "small", "1m") as mounted:
         if mounted is None:
             monkeypatch.setattr("safetext_core.outputs.shutil.disk_usage",
