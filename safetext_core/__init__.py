@@ -18,8 +18,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .encoding import EncoderSet, conditioning, strip_weighting_syntax
-from .errors import (AlignmentCancelled, CheckpointError, FingerprintMismatch, PromptError, PromptSetError,
-                     SafeTextError, SafeTextFileError, SafeTextNotApplied, TokenizerUnavailable, UnsupportedModel)
+from .errors import (AlignmentCancelled, CheckpointError, FingerprintMismatch, OutputError, PromptError,
+                     PromptSetError, ResumeError, SafeTextError, SafeTextFileError, SafeTextNotApplied,
+                     TokenizerUnavailable, UnsupportedModel)
 from .evaluation import evaluate_deltas
 from .exports import export_transformers_folder
 from .families import FAMILIES, get_family
