@@ -39,8 +39,11 @@ from safetext_core.safetext_file import SafeTextFile
 from . import hijack
 from .args import Settings
 
+# CLIP encoders only: the T5 / LLM families (Flux, SD 3, Chroma, Lumina 2) are not wired into Forge yet.
 ENCODERS = tuple(dict.fromkeys(spec.name for family in FAMILIES.values() if family.diffusion
-                               for spec in family.encoders))
+                               for spec in family.encoders if spec.kind == "clip"))
+OTHER_ENCODERS = tuple(dict.fromkeys(spec.name for family in FAMILIES.values() if family.diffusion
+                                     for spec in family.encoders if spec.kind != "clip"))
 ENGINE_ATTRIBUTES = ("text_processing_engine", "text_processing_engine_l", "text_processing_engine_g")
 
 _FINGERPRINTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, str]]" = weakref.WeakKeyDictionary()
@@ -90,8 +93,13 @@ def encoder_states(clip: Any) -> dict[str, dict[str, torch.Tensor]]:
 
 def training_states(sd_model: Any) -> tuple[str, dict[str, dict[str, torch.Tensor]]]:
     """The loaded checkpoint's family and original encoder weights (float32 copies on the CPU) for training."""
+    clip = original_clip(sd_model)
+    others = sorted({k.split(".", 1)[0] for k in original_state(clip)} & set(OTHER_ENCODERS))
+    if others:  # e.g. Flux: its CLIP-L alone would pass for SD 1.x
+        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (Flux, SD 3, Chroma or "
+                               "Lumina 2): SafeText trains those in ComfyUI and from the command line, not in Forge yet")
     states = {name: {k: v.detach().to("cpu", torch.float32) for k, v in state.items()}
-              for name, state in encoder_states(original_clip(sd_model)).items()}
+              for name, state in encoder_states(clip).items()}
     family = family_by_encoders(states)
     if family is None:
         raise UnsupportedModel("SafeText trains for SD 1.x, SD 2.x and SDXL checkpoints; this Forge model has text "

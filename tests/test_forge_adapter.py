@@ -449,3 +449,19 @@ def test_the_fail_closed_check_sees_a_changed_pooled_vector(webui):
     assert not webui.hijack._same(base, aligned)
     aligned.pooled = torch.zeros(1, 8)
     assert webui.hijack._same(base, aligned)
+
+
+def test_t5_families_are_refused_by_name(webui, forge):
+    """A Forge model with a T5 encoder (Flux: CLIP-L + T5-XXL) is refused for training, naming the encoder; its
+    CLIP-L alone would otherwise pass for SD 1.x's."""
+    from conftest import SAFE_WORDS, UNSAFE_WORDS
+    from transformers import T5Config, T5EncoderModel
+
+    t5 = nn.Module()
+    t5.transformer = T5EncoderModel(T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4,
+                                             feed_forward_proj="gated-gelu"))
+    forge.model.forge_objects.clip.cond_stage_model["t5xxl"] = t5
+    unsafe = "\n".join(f"{w}, photo" for w in UNSAFE_WORDS)
+    safe = "\n".join(f"{w}, photo" for w in SAFE_WORDS)
+    with sys.modules["modules.call_queue"].queue_lock, pytest.raises(SafeTextError, match="t5xxl"):
+        webui.training.train([], unsafe, safe, True, steps=1, batch_size=2, name="flux")
