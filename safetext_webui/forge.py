@@ -91,10 +91,15 @@ def encoder_states(clip: Any) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
+def _other_encoders(clip: Any) -> list[str]:
+    """The T5 / LLM encoders (``t5xxl``, ``gemma2_2b``) a Forge CLIP holds, which this adapter does not handle."""
+    return sorted({key.split(".", 1)[0] for key in clip.cond_stage_model.state_dict()} & set(OTHER_ENCODERS))
+
+
 def training_states(sd_model: Any) -> tuple[str, dict[str, dict[str, torch.Tensor]]]:
     """The loaded checkpoint's family and original encoder weights (float32 copies on the CPU) for training."""
     clip = original_clip(sd_model)
-    others = sorted({k.split(".", 1)[0] for k in original_state(clip)} & set(OTHER_ENCODERS))
+    others = _other_encoders(clip)
     if others:  # e.g. Flux: its CLIP-L alone would pass for SD 1.x
         raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (Flux, SD 3, Chroma or "
                                "Lumina 2): SafeText trains those in ComfyUI and from the command line, not in Forge yet")
@@ -172,6 +177,10 @@ def engine_deltas(module: torch.nn.Module, encoder: str, deltas: dict[str, torch
 def activate(p: Any, file: SafeTextFile, settings: Settings) -> None:
     """Make ``file`` (already checked against the loaded fingerprints) act on the job's prompt encoding, in the
     mode ``settings`` asks for, until :func:`.hijack.deactivate`."""
+    others = _other_encoders(original_clip(p.sd_model))
+    if others:  # Flux's CLIP-L is SD 1.x's: an SD 1.x file would pass its check and leave T5 unprotected
+        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (Flux, SD 3, Chroma or "
+                               "Lumina 2), which SafeText does not reach in Forge yet; nothing was generated")
     found = engines(p.sd_model)
     missing = [name for name in file.deltas if name not in found]
     if not found or missing:

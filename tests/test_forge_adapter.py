@@ -465,3 +465,6 @@ def test_t5_families_are_refused_by_name(webui, forge):
     safe = "\n".join(f"{w}, photo" for w in SAFE_WORDS)
     with sys.modules["modules.call_queue"].queue_lock, pytest.raises(SafeTextError, match="t5xxl"):
         webui.training.train([], unsafe, safe, True, steps=1, batch_size=2, name="flux")
+    # Nor is an SD 1.x file applied to its CLIP-L (the fingerprint matches: Flux's CLIP-L is SD 1.x's).
+    with pytest.raises(SafeTextError, match="t5xxl"):
+        _job(webui, forge.model, True, "forge.safetensors", 1.0, "weight")
