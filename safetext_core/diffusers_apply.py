@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import torch
 from torch import nn
 
-from .errors import SafeTextError, SafeTextFileError
+from .errors import SafeTextError, SafeTextFileError, UnsupportedModel
 from .weights import ShiftPlan, blend_outputs, check_mode, check_strength, map_tensors
 from .families import get_family
 from .fingerprint import fingerprint_state_dict
@@ -71,6 +71,14 @@ class SafeTextHandle:
         family = get_family(file.family)
         if not family.diffusion:
             raise SafeTextFileError(f"a {file.family} SafeText file cannot be applied to a diffusion pipeline")
+        # Only CLIP pipelines (SD 1.x / 2.x / SDXL) so far. Flux's CLIP-L is SD 1.x's, so an SD 1.x file would pass
+        # its fingerprint check on a FluxPipeline and leave T5 unprotected: any other text encoder is refused.
+        others = [f"{name} ({type(module).__name__})" for name in ("text_encoder", "text_encoder_2", "text_encoder_3")
+                  if (module := getattr(pipe, name, None)) is not None and not type(module).__name__.startswith("CLIP")]
+        if others or any(spec.kind != "clip" for spec in family.encoders):
+            raise UnsupportedModel(f"apply_safetext handles SD 1.x, SD 2.x and SDXL pipelines; this one has "
+                                   f"{', '.join(others) or 'a ' + family.title + ' file'} (Flux, SD 3, Chroma and "
+                                   "Lumina 2 files apply in ComfyUI; docs/encoders.md)")
         self.file = file
         self._settings = Settings(bool(enabled), check_strength(strength), check_mode(mode))
         self._local: contextvars.ContextVar[Settings | None] = contextvars.ContextVar(f"safetext-{id(self)}",
