@@ -184,7 +184,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.report:
         image = render([], [], cosines, figures, f"SafeText evaluation: {file.name}", args.threshold)
         if image is not None:
-            image.save(args.report)
+            from PIL import Image
+
+            from .outputs import atomic_write
+
+            kind = Image.registered_extensions().get(Path(args.report).suffix.lower(), "PNG")  # as save(path) infers
+            atomic_write(args.report, lambda partial: image.save(partial, format=kind), what="report")
             print(f"report: {args.report}")
     images = _eval_images(args, file) if args.pipeline else None
     if args.json:

@@ -8,6 +8,8 @@ it in the training, validation or held-out split.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import tiny_models
@@ -153,6 +155,13 @@ def test_eval_prompt_files_follow_the_training_rules(encoders, model_path, tmp_p
                      str(tmp_path / name)])
         err = capsys.readouterr().err
         assert code == 2 and shown in err and "Traceback" not in err, err
+    (tmp_path / "safe_ok.txt").write_text("a cat\na red car\n")  # and a good file is measured, its report written
+    report = tmp_path / "r" / "eval.png"
+    assert main(["eval", str(tmp_path / "f.safetensors"), "--checkpoint", str(checkpoint), "--prompts",
+                 str(tmp_path / "safe_ok.txt"), "--report", str(report)]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert report.stat().st_mode & 0o777 == 0o666 & ~umask and os.listdir(report.parent) == ["eval.png"]
 
 
 # ------------------------------------------------------------------------------------------ host names
