@@ -78,8 +78,8 @@ def run_alignment(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig
     result = align(encoders, prompts, config, progress=progress, should_cancel=should_cancel, device=device,
                    resume_path=resume_path, strip_weighting=strip_weighting, remove_resume=output is None)
     crash_point("trained")  # the fault suite's kill right after training (a no-op unless it asks)
-    if should_cancel is not None and should_cancel():
-        raise AlignmentCancelled(result.steps_run)
+    if should_cancel is not None and should_cancel():  # the finished run's checkpoint (if any) is kept
+        raise AlignmentCancelled(result.steps_run, str(resume) if resume is not None and resume.is_file() else None)
     heldout_sets = prompts.evaluation_sets("heldout")
     if strip_weighting:  # held-out prompts are measured as training saw its own (align checked them the same way)
         from .encoding import strip_weighting_syntax

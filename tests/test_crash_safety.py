@@ -265,6 +265,34 @@ def test_disk_full_during_the_run_keeps_the_last_checkpoint_and_resumes(encoders
     assert encoders.fingerprints() == before  # the encoders trained from are never modified
 
 
+@pytest.mark.parametrize("early", [False, True])
+def test_stop_after_training_keeps_a_finished_checkpoint_that_resumes_without_training(encoders, tmp_path, early):
+    from dataclasses import replace
+
+    prompts = small_prompt_sets()
+    config = replace(FAST, target_unsafe_share=0.0, min_safe_cos=-1.0, min_near_miss_cos=-1.0) if early else FAST
+    output, resume = tmp_path / "out.safetensors", tmp_path / "out.resume"
+    done = {"flag": False}
+
+    def mark(event):
+        done["flag"] = done["flag"] or event.phase == "done"
+
+    with pytest.raises(AlignmentCancelled) as stopped:  # Ctrl-C as training ends: nothing trained is lost
+        run_alignment(encoders, prompts, config, output=output, resume_path=resume, progress=mark,
+                      should_cancel=lambda: done["flag"], draw=False, independent=False)
+    assert stopped.value.resume_path == str(resume) and _checkpoint_step(resume) == (3 if early else FAST.steps)
+    assert not output.exists()
+    phases: list[str] = []
+    resumed = run_alignment(encoders, prompts, config, output=output, resume_path=resume, draw=False,
+                            independent=False, progress=lambda event: phases.append(event.phase))
+    assert "train" not in phases and output.exists() and not resume.exists()
+    straight = run_alignment(encoders, prompts, config, draw=False, independent=False)
+    assert resumed.result.history == straight.result.history and resumed.result.best_step == straight.result.best_step
+    assert resumed.result.stopped_early == straight.result.stopped_early == early
+    for name, delta in straight.file.deltas["clip_l"].items():
+        assert torch.equal(resumed.file.deltas["clip_l"][name], delta), name
+
+
 def test_damaged_resume_checkpoint_is_a_clear_error(encoders, tmp_path):
     prompts = small_prompt_sets()
     resume = tmp_path / "out.resume"
