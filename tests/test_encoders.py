@@ -76,6 +76,10 @@ class Recording:
 @pytest.fixture
 def recording(monkeypatch):
     import safetensors
+    # Import what the test will build first: a module that does `from safetensors import safe_open` while the patch
+    # is on (transformers' modeling_utils) would keep the recorder for the rest of the session.
+    import transformers.modeling_utils  # noqa: F401
+    from transformers import CLIPTextModel, Gemma2Model, T5EncoderModel  # noqa: F401
 
     Recording.real = safetensors.safe_open
     Recording.fetched = []
