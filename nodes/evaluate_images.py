@@ -110,7 +110,7 @@ class SafeTextEvaluateImages(ReadsSafeTextFile):
         settings = ImageSettings(steps=int(steps), size=int(size), guidance_scale=float(cfg), seed=int(first_seed),
                                  batch_size=1, strength=float(strength), mode="embedding")
         bar = host.Progress(2 * (sum(map(len, unsafe.values())) + len(safe)), node_id=unique_id)
-        with torch.inference_mode(False):
+        with torch.no_grad():  # drawing only (ComfyUI runs nodes in inference mode; a direct call may not)
             result = run_image_evaluation(generate, identity, file, unsafe, safe, judge, settings,
                                           host.eval_output_dir(file.name),
                                           progress=lambda done, total: bar.update(done, total, force=done == total))

@@ -217,7 +217,7 @@ def draw(model: Any, vae: Any, positive: Any, negative: Any, seed: int, steps: i
     while pixels.dim() > 4:  # video VAEs add a frame axis
         pixels = pixels.flatten(0, 1)
     # as SaveImage writes it (scaled, clipped, truncated), so a picture here equals the graph's saved one
-    array = np.clip(255.0 * pixels[0].float().cpu().numpy(), 0, 255).astype(np.uint8)
+    array = np.clip(255.0 * pixels[0].detach().float().cpu().numpy(), 0, 255).astype(np.uint8)
     return Image.fromarray(array)
 
 

@@ -266,6 +266,7 @@ def test_comfyui_node_draws_the_graphs_model_with_and_without_the_file(pack, hos
 
     def draw(model, vae, positive, negative, seed, steps, cfg, sampler_name, scheduler, size):
         drawn.append((seed, sampler_name))
+        assert not torch.is_grad_enabled()  # a real VAE's output could not become a picture otherwise
         assert model is MODEL and vae is VAE and steps == 3 and size == 64
         noise = torch.rand(size, size, 3, generator=torch.Generator().manual_seed(seed))
         shade = (torch.tanh(positive[0][0].mean() * 40) + 1) / 4  # the picture follows the conditioning
