@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from comfy_checkpoints import build_checkpoint, default_cache_dir
-from comfy_server import ComfyError, ComfyServer, error_message
+from comfy_server import ComfyError, ComfyServer, comfy_python, error_message
 import comfy_workflows as wf
 from test_browser import TOOLS, run_browser
 
@@ -39,6 +39,26 @@ SD15_OTHER = "safetext-test-sd15-other.safetensors"
 PROMPT = "graphic murder photo"
 STRENGTH = 0.75
 SD15_LAYERS = r"layers\.1[01]\."
+
+
+def test_enforced_mode_on_comfyuis_own_clip_classes_in_process(tmp_path):
+    """The quick check (no server): comfy_enforce_inproc.py run by ComfyUI's Python in its checkout."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(Path(COMFYUI_PATH).resolve()), OMP_NUM_THREADS="1")
+    env.pop("SAFETEXT_ENFORCE", None)
+    done = subprocess.run([comfy_python(COMFYUI_PATH), str(Path(__file__).with_name("comfy_enforce_inproc.py")),
+                           str(Path(__file__).resolve().parents[2]), str(tmp_path)], cwd=COMFYUI_PATH, env=env,
+                          capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert out["equal_reference"] and out["differs_from_original"] and out["hooks"] == 1 and out["skip_differs"], out
+    assert len(out["signals"]) == 2 and all(s["enforced"] and 0.0 < s["cosine"] < 1.0 for s in out["signals"]), out
+    assert "SafeText signal" in done.stderr and "graphic murder photo" in done.stderr  # log_signal + log_prompts
+    assert out["other"].startswith("SafeTextNotApplied: SafeText enforced mode: no SafeText file"), out["other"]
+    assert out["backstop"].startswith("SafeTextNotApplied: SafeText enforced mode: a text encoder ran without"), out
 
 
 def _image(server: ComfyServer, graph: dict) -> tuple[bytes, str]:
