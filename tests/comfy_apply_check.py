@@ -2,7 +2,7 @@
 
 ``python comfy_apply_check.py COMFYUI_PATH REPO WORK_DIR`` reads ``WORK_DIR/job.json`` (cases: family, ComfyUI
 CLIP type, weights file, model config, prompts) and, for each case, builds the CLIP as ComfyUI's CLIPLoader does
-(``comfy.sd.load_text_encoder_state_dicts``, or its Chroma branch by hand; tiny model config, ComfyUI's own
+(``comfy.sd.load_text_encoder_state_dicts``, or its Chroma / Flux / SD 3 branches by hand; tiny model config, ComfyUI's own
 tokenizer), trains
 a SafeText file through the adapter (``nodes/comfy_clip.encoder_set``), applies it in both blend modes
 (``apply_file``), loads it through stock ComfyUI's LoRA loader (``comfy.sd.load_lora_for_models``, what
@@ -67,24 +67,30 @@ def main() -> None:
                 hard_vocab_limit=False, pad_id=0, eos_id=1, bos_id=2, unk_id=3, model_type="bpe")
             state["spiece_model"] = torch.tensor(list(model.getvalue()), dtype=torch.uint8)
         options = {f"{case['encoder']}_model_config": case["config"], **case.get("more_config", {})}
-        if case["clip_type"] in ("CHROMA", "FLUX"):
-            # comfy.sd.load_text_encoder_state_dicts' CHROMA / FLUX branches, taken by hand: its detect_te_model
+        if case["clip_type"] in ("CHROMA", "FLUX", "SD3"):
+            # comfy.sd.load_text_encoder_state_dicts' CHROMA / FLUX / SD3 branches, taken by hand: its detect_te_model
             # recognises T5-XXL only by block 23 at full width, and its long-CLIP check overwrites a CLIP-L
             # model config, neither of which a tiny model survives.
             import comfy.text_encoders.flux
             import comfy.text_encoders.pixart_t5
+            import comfy.text_encoders.sd3_clip
 
-            chroma = case["clip_type"] == "CHROMA"
+            builders = {"CHROMA": (comfy.text_encoders.pixart_t5.pixart_te, comfy.text_encoders.pixart_t5.PixArtTokenizer),
+                        "FLUX": (comfy.text_encoders.flux.flux_clip, comfy.text_encoders.flux.FluxTokenizer),
+                        "SD3": (comfy.text_encoders.sd3_clip.sd3_clip, comfy.text_encoders.sd3_clip.SD3Tokenizer)}
+            make, tokenizer_class = builders[case["clip_type"]]
 
             class Target:
                 params: dict = {}
-                clip = (comfy.text_encoders.pixart_t5.pixart_te if chroma else comfy.text_encoders.flux.flux_clip)(
-                    **comfy.sd.t5xxl_detect(states))
-                tokenizer = comfy.text_encoders.pixart_t5.PixArtTokenizer if chroma else comfy.text_encoders.flux.FluxTokenizer
+                clip = make(**comfy.sd.t5xxl_detect(states))
+                tokenizer = tokenizer_class
 
             clip = comfy.sd.CLIP(Target(), model_options=options)
-            for part in states:
-                missing, _ = clip.load_sd(part)
+            for index, part in enumerate(states):
+                # SD3ClipModel.load_sd tells bigG by its 31st layer, which a tiny one has not: load it by name then
+                names = case.get("weight_encoders")
+                owner = getattr(clip.cond_stage_model, names[index]) if names else clip
+                missing, _ = owner.load_sd(part)
                 assert not [m for m in missing if "text_projection" not in m], missing
         else:
             clip = comfy.sd.load_text_encoder_state_dicts(

@@ -441,7 +441,7 @@ def test_consumed_outputs_equal_comfyui_encoders(tmp_path, t5_tok, gemma_tok, t5
 
 @pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to run the adapter in")
 def test_comfyui_adapter_on_real_clip_objects(tmp_path):
-    """Chroma (T5), Lumina 2 (Gemma-2) and Flux.1 (CLIP-L + T5) CLIPs built by ComfyUI itself: the adapter trains a file on them; stock
+    """Chroma (T5), Lumina 2 (Gemma-2), Flux.1 (CLIP-L + T5) and SD 3 (CLIP-L + bigG + T5) CLIPs built by ComfyUI: the adapter trains a file on them; stock
     LoraLoader loads it without "lora key not loaded"; off (strength 0) is bit for bit the original; on changes
     the conditioning, both blend modes agree at strength 1, the embedding blend is the exact lerp at 0.5."""
     import subprocess
@@ -471,8 +471,28 @@ def test_comfyui_adapter_on_real_clip_objects(tmp_path):
          "config": {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 2, "vocab_size": 32128},
          "more_config": {"clip_l_model_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                                                  "num_attention_heads": 2, "projection_dim": 32}}},
+        {"name": "sd3", "clip_type": "SD3", "encoder": "t5xxl",  # TripleCLIPLoader: clip_l + clip_g + t5xxl
+         "weights": [str(tmp_path / "clip_l3.safetensors"), str(tmp_path / "clip_g.safetensors"),
+                     str(tmp_path / "t5_4096.safetensors")], "weight_encoders": ["clip_l", "clip_g", "t5xxl"],
+         "probe_weight": "encoder.block.0.layer.0.SelfAttention.q.weight", "template": "{}", "rank": 4,
+         # ComfyUI's SD3ClipModel pads CLIP-L|bigG to 4096 and joins T5 to it: T5 must be 4096 wide (narrow inside)
+         "config": {"d_model": 4096, "d_ff": 64, "d_kv": 16, "num_heads": 1, "num_layers": 1, "vocab_size": 32128},
+         "more_config": {"clip_l_model_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+                                                 "num_attention_heads": 2, "projection_dim": 32},
+                         "clip_g_model_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
+                                                 "num_attention_heads": 4, "projection_dim": 64, "hidden_act": "gelu"}}},
     ]
     _write(tmp_path / "clip_l.safetensors", tiny_models.random_clip_state(seed=4))
+    _write(tmp_path / "clip_l3.safetensors", tiny_models.random_clip_state(layers=3, seed=7))  # layer -2 needs 3
+    _write(tmp_path / "clip_g.safetensors", tiny_models.random_clip_state(64, 3, "gelu", True, seed=8))
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(9)
+    wide = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=16, d_ff=64, num_layers=1, num_heads=1,
+                                   relative_attention_num_buckets=32, feed_forward_proj="gated-gelu", dropout_rate=0.0))
+    _write(tmp_path / "t5_4096.safetensors", {k: (1.0 + 0.1 * torch.randn_like(v) if "norm" in k else 0.2 * torch.randn_like(v))
+                                             for k, v in wide.state_dict().items() if k != "encoder.embed_tokens.weight"})
+    del wide
     unsafe = [f"{w}, {s}" for w in UNSAFE_WORDS for s in ("photo", "oil painting", "close up", "sketch")]
     safe = [f"{w}, {s}" for w in SAFE_WORDS for s in ("photo", "oil painting", "close up", "sketch")]
     (tmp_path / "job.json").write_text(json.dumps({"cases": cases, "probe": probe, "unsafe": unsafe, "safe": safe}))
@@ -483,7 +503,7 @@ def test_comfyui_adapter_on_real_clip_objects(tmp_path):
     for case in cases:
         result = json.loads((tmp_path / f"{case['name']}.json").read_text())
         out = load_file(str(tmp_path / f"{case['name']}.safetensors"))
-        assert result["family"] == case["name"].replace("_lowrank", "")
+        assert result["family"] == case["name"].replace("_lowrank", "")  # (sd3 is trained low-rank too)
         per_layer = 3 if case.get("rank") else 1  # lora_up, lora_down, alpha
         assert result["lora_log"] == [] and result["lora_patched"] * per_layer == result["file_tensors"] > 0
         for index in range(len(probe)):
