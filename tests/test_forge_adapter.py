@@ -468,3 +468,57 @@ def test_t5_families_are_refused_by_name(webui, forge):
     # Nor is an SD 1.x file applied to its CLIP-L (the fingerprint matches: Flux's CLIP-L is SD 1.x's).
     with pytest.raises(SafeTextError, match="t5xxl"):
         _job(webui, forge.model, True, "forge.safetensors", 1.0, "weight")
+
+
+class SDXLEngine(TextProcessingEngine):
+    """sdxl.py's engines: clip skip 2 without the final LayerNorm; bigG also returns its projected pooled vector."""
+
+    def __init__(self, text_encoder, embedding_key, pooled):
+        super().__init__(text_encoder, embedding_key)
+        self.pooled = pooled
+
+    def encode_with_transformers(self, tokens):
+        outputs = self.text_encoder.transformer(tokens, output_hidden_states=True)
+        z = outputs.hidden_states[-2]
+        if self.pooled:  # transformers' projection model projects the pooled output itself (text_embeds)
+            z.pooled = outputs.text_embeds
+        return z
+
+
+def test_sdxl_both_engines_and_the_pooled_vector(webui):
+    """Forge's SDXL (backend/diffusion_engine/sdxl.py): ``text_processing_engine_l`` / ``_g``; the blend reaches
+    both encoders and bigG's pooled vector."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    states = {"clip_l": random_clip_state(seed=7), "clip_g": random_clip_state(seed=8, projection=True)}
+    encoders = {}
+    for name, cls in (("clip_l", CLIPTextModel), ("clip_g", CLIPTextModelWithProjection)):
+        holder = nn.Module()
+        holder.transformer = cls(clip_config(projection=32 if name == "clip_g" else None)).eval()
+        load_canonical_state(holder.transformer, states[name])
+        encoders[name] = holder
+    clip = CLIP(nn.ModuleDict(encoders), ForgeModelPatcher)
+    model = SimpleNamespace(forge_objects=SimpleNamespace(clip=clip), forge_objects_original=SimpleNamespace(clip=clip),
+                            text_processing_engine_l=SDXLEngine(encoders["clip_l"], "clip_l", False),
+                            text_processing_engine_g=SDXLEngine(encoders["clip_g"], "clip_g", True),
+                            sd_checkpoint_info=SimpleNamespace(model_name="tiny-xl", filename="tiny-xl.safetensors"))
+    webui.shared.sd_model = model
+    deltas = {name: _random_deltas(state, seed=i) for i, (name, state) in enumerate(states.items())}
+    _write_file(webui.folder, "xl.safetensors", "sdxl", deltas, {n: fingerprint_state_dict(s) for n, s in states.items()})
+
+    def encode():
+        with torch.no_grad():
+            return {n: getattr(model, f"text_processing_engine_{n[-1]}").encode_with_transformers(_tokens())
+                    for n in ("clip_l", "clip_g")}
+
+    off = encode()
+    script = webui.script.SafeTextScript()
+    p = _p(model)
+    script.process_batch(p, True, "xl.safetensors", 0.5, "embedding")
+    on = encode()
+    script.postprocess(p, None)
+    for name in ("clip_l", "clip_g"):
+        assert not torch.allclose(on[name], off[name], atol=1e-4), name
+    assert not torch.allclose(on["clip_g"].pooled, off["clip_g"].pooled, atol=1e-5)
+    again = encode()
+    assert all(torch.equal(again[n], off[n]) for n in off) and torch.equal(again["clip_g"].pooled, off["clip_g"].pooled)
