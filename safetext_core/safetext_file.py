@@ -745,7 +745,9 @@ def _describe(title: str, fields: Mapping[str, Any], unreadable: Mapping[str, st
     if "safetext.config" in unreadable:
         lines.append("  config:       " + shown("safetext.config", ""))
     elif config:
-        lines.append("  config:       " + ", ".join(f"{k}={_value(config[k])}" for k in _CONFIG_SHOWN if k in config))
+        low_rank = bool(config.get("rank"))  # the LoRA settings mean nothing for a full-weight file
+        lines.append("  config:       " + ", ".join(f"{k}={_value(config[k])}" for k in _CONFIG_SHOWN
+                                                    if k in config and (low_rank or k not in ("rank", "lora_learning_rate"))))
     figures = fields.get("figures")
     if "safetext.figures" in unreadable:
         lines.append("  figures:      " + shown("safetext.figures", ""))

@@ -392,6 +392,7 @@ def test_full_weight_files_keep_loading(tmp_path, prompt_sets):
                             output=tmp_path / "full.safetensors", draw=False)
     loaded = SafeTextFile.load(tmp_path / "full.safetensors")
     assert loaded.factors == {} and outcome.result.factors == {}
+    assert "rank=" not in loaded.describe() and "lora_learning_rate" not in loaded.describe()
     assert all(k.endswith((".diff", ".diff_b")) for k in _keys(tmp_path / "full.safetensors"))
     assert set(loaded.deltas["clip_l"]) == set(outcome.file.deltas["clip_l"])
 
