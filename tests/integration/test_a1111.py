@@ -35,6 +35,7 @@ SAFETEXT_FILE = "test-file.safetensors"
 SEEN: dict = {}  # images kept between tests (the webui with SafeText is stopped before the locked one starts)
 LORA = "test-lora"
 EXPORT = "test-file-export"
+LOWRANK = "test-lowrank"  # a low-rank SafeText file, used as it is by both SafeText and the Lora extension
 # Hires fix, clip skip 2, prompt weighting, BREAK, a prompt over 75 tokens and a LoRA from the built-in extension.
 HARD_PROMPT = ("a (photo:1.3) of a [cat] sitting on a red sofa BREAK " + ", ".join(["a cozy living room"] * 20)
                + f" <lora:{LORA}:0.8>")
@@ -77,6 +78,31 @@ def _make_safetext_file(checkpoint: Path, folder: Path) -> dict:
     return {"fingerprint": file.short_fingerprint(), "file": file}
 
 
+def _make_lowrank_file(checkpoint: Path, folders: list[Path]) -> None:
+    """A low-rank SafeText file for the test checkpoint (random rank-4 factors on every block projection, kohya
+    ``lora_te_`` names), written unchanged into each of ``folders`` (SafeText's and the Lora extension's)."""
+    from safetext_core import SafeTextFile
+    from safetext_core.fingerprint import fingerprint_state_dict
+    from safetext_core.lowrank import expand
+    from safetext_core.models import read_single_file_text_encoders
+
+    _, states = read_single_file_text_encoders(checkpoint)
+    state = states["clip_l"]
+    gen = torch.Generator().manual_seed(456)
+    factors = {}
+    for name, value in state.items():
+        if name.endswith(".weight") and ((".self_attn." in name and "_proj." in name) or ".mlp.fc" in name):
+            out_features, in_features = value.shape
+            factors[name] = (0.05 * torch.randn(out_features, 4, generator=gen),
+                             0.2 * torch.randn(4, in_features, generator=gen), 4.0)
+    file = SafeTextFile(family="sd1", deltas={"clip_l": {k: expand(*f) for k, f in factors.items()}},
+                        fingerprints={"clip_l": fingerprint_state_dict(state)}, config={"rank": 4},
+                        base_name=checkpoint.stem, factors={"clip_l": factors})
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        file.save(folder / f"{LOWRANK}.safetensors")
+
+
 def _make_lora(checkpoint: Path, folder: Path) -> None:
     """A LoRA for the test checkpoint in A1111's own key names (a SafeText export of other random differences)."""
     from safetext_core import SafeTextFile
@@ -117,6 +143,7 @@ def webui(env):
     from safetext_core.exports import to_a1111
 
     to_a1111(made["file"], data / "models" / "Lora" / f"{EXPORT}.safetensors")  # `safetext export --format a1111`
+    _make_lowrank_file(env["checkpoint"], [data / "models" / "safetext", data / "models" / "Lora"])
     ui = WebUI(ROOT_PATH, env["python"], data, env["hf_home"], extensions={"safetext": ROOT}, checkpoint=env["checkpoint"],
                config=BASE_CONFIG)
     ui.start()
@@ -229,6 +256,20 @@ def test_a1111_export_equals_the_weight_blend_at_strength_1(webui):
     blended = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[True, SAFETEXT_FILE, 1.0, "weight"])["images"][0])
     difference = np.abs(exported.astype(np.int16) - blended.astype(np.int16))
     print(f"\n<lora:{EXPORT}:1> vs weight blend at 1: mean |diff| {difference.mean():.3f}, max {difference.max()} (of 255)")
+    assert difference.mean() <= 0.5 and difference.max() <= 8
+
+
+def test_low_rank_file_as_a_lora_equals_the_weight_blend_at_strength_1(webui):
+    """A low-rank SafeText file dropped as it is into models/Lora: `<lora:NAME:1>` (SafeText off) against
+    SafeText's weight blend of the same file at strength 1, same seed and tolerance as the export above
+    (docs/lowrank.md)."""
+    as_lora = decode_image(webui.txt2img(f"{PROMPT} <lora:{LOWRANK}:1>", seed=11, safetext=[False])["images"][0])
+    blended = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[True, f"{LOWRANK}.safetensors", 1.0,
+                                                                     "weight"])["images"][0])
+    plain = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[False])["images"][0])
+    difference = np.abs(as_lora.astype(np.int16) - blended.astype(np.int16))
+    print(f"\n<lora:{LOWRANK}:1> vs weight blend at 1: mean |diff| {difference.mean():.3f}, max {difference.max()}")
+    assert np.abs(as_lora.astype(np.int16) - plain.astype(np.int16)).mean() > 1.0  # the LoRA was applied
     assert difference.mean() <= 0.5 and difference.max() <= 8
 
 
