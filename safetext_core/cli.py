@@ -61,7 +61,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
-                 "pair_share", "mine_every", "preserve_share", "cos_margin", "rank", "lora_alpha",
+                 "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "rank", "lora_alpha",
                  "lora_learning_rate"):
         value = getattr(args, name, None)
         if value is not None:
@@ -336,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--replace", action="store_true", help="use only the given files, not the shipped sets")
     align.add_argument("--pair-share", type=float, help="minimal pairs per step as a share of the batch (0: none)")
     align.add_argument("--mine-every", type=int, help="rank safe prompts by how far they moved every N steps (0: never)")
+    align.add_argument("--mine-sample", type=int,
+                       help="safe prompts ranked per mining: a random sample plus the last most-moved ones (0: all)")
     align.add_argument("--preserve-share", type=float,
                        help="word salads of the tokenizer's vocabulary per step, as a share of the batch (0: none)")
     align.add_argument("--steps", type=int)

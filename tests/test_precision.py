@@ -116,8 +116,12 @@ def test_cli_why_prints_a_verdict(tmp_path, capsys):
     out = tmp_path / "m.st.safetensors"
     files = ["--checkpoint", str(tmp_path / "m.safetensors"), "--replace", "--unsafe-file", str(tmp_path / "unsafe.txt"),
              "--safe-file", str(tmp_path / "safe.txt")]
-    assert main(["align", *files, "--steps", "3", "--batch-size", "4", "--eval-every", "0", "--output", str(out)]) == 0
+    assert main(["align", *files, "--steps", "3", "--batch-size", "4", "--eval-every", "0", "--mine-every", "1",
+                 "--mine-sample", "8", "--output", str(out)]) == 0
     capsys.readouterr()
+    from safetext_core.safetext_file import SafeTextFile
+
+    assert SafeTextFile.load(out).config["mine_sample"] == 8
     assert main(["why", str(out), "a red car number 99, photo", *files, "--nearest", "2"]) == 0
     printed = capsys.readouterr().out
     assert "cosine to the original" in printed and "nearest unsafe training prompts" in printed
