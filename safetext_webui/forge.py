@@ -13,14 +13,16 @@ original pass, then the pass with ``W + s * delta`` (weight blend) or ``W + delt
 on error, nothing edited in place). So both blend modes run as asked on both hosts, the infotext names the mode
 that ran, and nothing depends on the hosts' patchers, which differ: Forge's ``add_patches(*, filename,
 patches, strength_patch)`` vs Neo's port of ComfyUI's ``add_patches(patches, strength_patch)``. Both patchers
-also drop a patch of the CLIP-L token embedding without a word: the engines wrap it in a textual-inversion
+also drop a patch of the CLIP-L token embedding without a word (Forge: seen with its own classes,
+``tests/integration/test_forge_classes.py``; Neo: by reading its source): the engines wrap it in a textual-inversion
 module whose ``weight`` is the inner embedding's parameter, which the patchers replace on the wrapper while the
 forward reads the inner one. SafeText's differences go to the inner name (:func:`engine_deltas`).
 
 **Original weights.** A LoRA the user applies is written into the text encoder by the host's patcher (Forge:
 in place, lazily, originals in ``lora_loader.backup``; Neo: ComfyUI-style, originals in ``patcher.backup`` as
 ``(weight, inplace_update)`` records). Fingerprints read those backups (:func:`original_state`), so a file made
-for the checkpoint fits whatever LoRA was applied last.
+for the checkpoint fits whatever LoRA was applied last, and training (:func:`training_states`) starts from the
+checkpoint's own encoders.
 """
 from __future__ import annotations
 
