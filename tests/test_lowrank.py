@@ -123,9 +123,8 @@ def test_diffusers_apply_uses_low_rank_files(trained):
     from safetext_core import apply_safetext
 
     family, encoders, outcome, states, path = trained
-    if family == "sd2":
-        pytest.skip("no tiny SD 2.x diffusers pipeline; the core blend paths are tested above")
     pipe = (tiny_models.tiny_sd_pipeline(states["clip_l"]) if family == "sd1"
+            else tiny_models.tiny_sd_pipeline(states["clip_h"], family="sd2") if family == "sd2"
             else tiny_models.tiny_sdxl_pipeline(states["clip_l"], states["clip_g"]))
     ids = pipe.tokenizer(PROMPT, padding="max_length", max_length=77, return_tensors="pt").input_ids
 
