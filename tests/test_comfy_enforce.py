@@ -311,8 +311,9 @@ console.log(JSON.stringify({
     assert out["applyOff"] == {"text": "SafeText OFF", "tone": "off"}
 
 
-def test_sdxl_gives_one_signal_for_both_encoders(env):
-    """CLIP-L and bigG of one prompt: one signal, the cosine of their concatenated conditioning."""
+def test_sdxl_gives_one_signal_for_both_encoders(env, enforced):
+    """CLIP-L and bigG of one prompt: one signal, the cosine of their concatenated conditioning; and the enforced
+    mode on SDXL equals Load & Apply at its strength."""
     fake, pack, _ = env
     from test_comfy_nodes import sdxl_clip
 
@@ -334,3 +335,8 @@ def test_sdxl_gives_one_signal_for_both_encoders(env):
     assert original.shape[-1] == 32 + 64 and len(sent) == 1
     want = torch.nn.functional.cosine_similarity(original[:, 1:].reshape(1, -1), got[:, 1:].reshape(1, -1))
     assert sent[0]["cosine"] == pytest.approx(float(want), abs=1e-4) and float(want) < 0.9999
+    reference = apply_node(pack, comfy_sdxl(), safetext_file="tiny_xl.safetensors", strength=0.75)["result"][0]
+    want_cond = reference.encode(PROMPTS)[0]
+    enforced(strength=0.75)
+    plain = comfy_sdxl()
+    assert torch.equal(plain.encode(PROMPTS)[0], want_cond) and len(enforced_hooks(plain)) == 2
