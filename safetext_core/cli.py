@@ -179,8 +179,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sets = {**load_prompt_sets().evaluation_sets("heldout"), **independent_sets()}
     figures, cosines = evaluate_deltas(encoders, file.deltas, sets, args.threshold, args.strength, args.device or "cpu")
     _print_figures(f"figures of {file.name} at strength {args.strength}:", figures)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"figures": figures, "cosines": cosines}, indent=1))
     if args.report:
         image = render([], [], cosines, figures, f"SafeText evaluation: {file.name}", args.threshold)
         if image is not None:
