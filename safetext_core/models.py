@@ -277,17 +277,22 @@ def _layer_count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
     return 1 + max(found)
 
 
+def _required_tensors(state: Mapping[str, torch.Tensor], encoder: str, *keys: str) -> list[torch.Tensor]:
+    """The tensors a config is read from, or a CheckpointError naming the first one missing."""
+    missing = next((key for key in keys if key not in state), None)
+    if missing is not None:
+        raise CheckpointError(f"the {encoder} text encoder is incomplete: tensor '{missing}' is missing")
+    return [state[key] for key in keys]
+
+
 def t5_config_from_state(state: Mapping[str, torch.Tensor]) -> Any:
     """A transformers ``T5Config`` (v1.1, gated GELU) that fits the tensors: T5-XXL, or any size a test builds."""
     from transformers import T5Config
 
-    try:
-        shared = state["shared.weight"]
-        q = state["encoder.block.0.layer.0.SelfAttention.q.weight"]
-        bias = state["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
-        wo = state["encoder.block.0.layer.1.DenseReluDense.wo.weight"]
-    except KeyError as missing:
-        raise CheckpointError(f"the t5xxl text encoder is incomplete: tensor {missing} is missing") from None
+    shared, q, bias, wo = _required_tensors(state, "t5xxl", "shared.weight",
+                                            "encoder.block.0.layer.0.SelfAttention.q.weight",
+                                            "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                                            "encoder.block.0.layer.1.DenseReluDense.wo.weight")
     if "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" not in state:
         raise CheckpointError("this T5 has no gated feed-forward (wi_0/wi_1): it is T5 v1.0, not the T5 v1.1 "
                               "encoder Flux, SD 3 and Chroma use")
@@ -307,13 +312,10 @@ def gemma2_config_from_state(state: Mapping[str, torch.Tensor]) -> Any:
     key width (Gemma-2-2B: 256, so 8 query and 4 key/value heads)."""
     from transformers import Gemma2Config
 
-    try:
-        embed = state["model.embed_tokens.weight"]
-        q = state["model.layers.0.self_attn.q_proj.weight"]
-        k = state["model.layers.0.self_attn.k_proj.weight"]
-        gate = state["model.layers.0.mlp.gate_proj.weight"]
-    except KeyError as missing:
-        raise CheckpointError(f"the gemma2_2b text encoder is incomplete: tensor {missing} is missing") from None
+    embed, q, k, gate = _required_tensors(state, "gemma2_2b", "model.embed_tokens.weight",
+                                          "model.layers.0.self_attn.q_proj.weight",
+                                          "model.layers.0.self_attn.k_proj.weight",
+                                          "model.layers.0.mlp.gate_proj.weight")
     head_dim = next((d for d in (256, 128, 64, 32, 16) if q.shape[0] % d == 0 and k.shape[0] % d == 0), None)
     if head_dim is None:
         raise CheckpointError(f"cannot work out Gemma-2's head size from q {tuple(q.shape)} and k {tuple(k.shape)}")

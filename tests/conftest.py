@@ -34,3 +34,42 @@ def small_prompt_sets():
 @pytest.fixture
 def prompt_sets():
     return small_prompt_sets()
+
+
+class _RecordingSafeOpen:
+    """safetensors.safe_open that records every tensor read (to prove the rest of a file is never read)."""
+
+    real = None
+    fetched: list[str] = []
+
+    def __init__(self, *args, **kwargs):
+        self.inner = _RecordingSafeOpen.real(*args, **kwargs)
+
+    def __enter__(self):
+        self.handle = self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.inner.__exit__(*exc)
+
+    def keys(self):
+        return self.handle.keys()
+
+    def get_tensor(self, key):
+        _RecordingSafeOpen.fetched.append(key)
+        return self.handle.get_tensor(key)
+
+
+@pytest.fixture
+def recording(monkeypatch):
+    """The names of the tensors read through safetensors.safe_open while the test runs."""
+    import safetensors
+    # Import what the tests build first: a module that does `from safetensors import safe_open` while the patch
+    # is on (transformers' modeling_utils) would keep the recorder for the rest of the session.
+    import transformers.modeling_utils  # noqa: F401
+    from transformers import CLIPTextModel, Gemma2Model, T5EncoderModel  # noqa: F401
+
+    _RecordingSafeOpen.real = safetensors.safe_open
+    _RecordingSafeOpen.fetched = []
+    monkeypatch.setattr(safetensors, "safe_open", _RecordingSafeOpen)
+    return _RecordingSafeOpen.fetched

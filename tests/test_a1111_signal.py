@@ -54,15 +54,21 @@ def test_infotext_and_api_info_carry_the_signal_per_image(webui, sd1):
     assert "get_learned_conditioning" not in model.__dict__
 
 
-def test_prompt_editing_falls_back_to_the_lowest_of_the_prompts_texts(webui, sd1):
+def _one_batch_started(webui, sd1, args: list, prompt: str, negative: str):
+    """The script through ``process`` and ``process_batch`` for a one-image job on a model that encodes in batches."""
     model = sd1.model
     model.__class__ = LearnedModel
     script = webui.script.SafeTextScript()
-    args = [True, "tiny", 0.5, "embedding"]
     p = _p(model)
-    p.prompts, p.negative_prompts, p.batch_size, p.n_iter = ["[a photo of a cat:a naked body:5]"], ["ugly"], 1, 1
+    p.prompts, p.negative_prompts, p.batch_size, p.n_iter = [prompt], [negative], 1, 1
     script.process(p, *args)
     script.process_batch(p, *args)
+    return script, p, model
+
+
+def test_prompt_editing_falls_back_to_the_lowest_of_the_prompts_texts(webui, sd1):
+    args = [True, "tiny", 0.5, "embedding"]
+    script, p, model = _one_batch_started(webui, sd1, args, "[a photo of a cat:a naked body:5]", "ugly")
     model.get_learned_conditioning(["ugly"])
     model.get_learned_conditioning(["a photo of a cat", "a naked body"])  # the schedule's two texts
     active = webui.hijack._STATE.active
@@ -73,14 +79,8 @@ def test_prompt_editing_falls_back_to_the_lowest_of_the_prompts_texts(webui, sd1
 
 
 def test_no_signal_fields_when_safetext_is_off(webui, sd1):
-    model = sd1.model
-    model.__class__ = LearnedModel
-    script = webui.script.SafeTextScript()
     args = [False, "tiny", 1.0, "embedding"]
-    p = _p(model)
-    p.prompts, p.negative_prompts, p.batch_size, p.n_iter = ["a photo of a cat"], [""], 1, 1
-    script.process(p, *args)
-    script.process_batch(p, *args)
+    script, p, model = _one_batch_started(webui, sd1, args, "a photo of a cat", "")
     model.get_learned_conditioning(["a photo of a cat"])
     script.postprocess_batch(p, *args, batch_number=0)
     assert "SafeText cosine" not in p.extra_generation_params and "get_learned_conditioning" not in model.__dict__

@@ -7,7 +7,6 @@ tested in ``test_moderation.py``.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import sys
@@ -19,7 +18,7 @@ import torch
 from safetext_core.errors import ConfigError, SafeTextError, SafeTextNotApplied
 from safetext_core.moderation import MOVED_BELOW
 from test_comfy_nodes import (ROOT, TRAIN_ARGS, FakeCLIP, FakeCondStage, FakeHost, FakePatcher, FakeSDClip,
-                              load_clip_tokenizer)
+                              load_clip_tokenizer, load_pack)
 from tiny_models import random_clip_state
 
 PACK = "safetext_comfy_enforce_under_test"
@@ -57,16 +56,6 @@ def comfy_sd1(seed=0) -> ComfyCLIP:
     return ComfyCLIP(model, load_clip_tokenizer())
 
 
-def load_pack():
-    for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
-        del sys.modules[name]
-    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def mod(name):
     return sys.modules[f"{PACK}.{name}"]
 
@@ -79,7 +68,7 @@ def env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         fake.install(patch)
         patch.delenv("SAFETEXT_ENFORCE", raising=False)
-        pack = load_pack()
+        pack = load_pack(PACK)
         enforce = mod("nodes.enforce")
         # ComfyUI's CLIP class, wrapped as the pack wraps comfy.sd.CLIP (load_model/__init__ only while enforced)
         enforce.CONFIG = enforce.EnforceConfig(enabled=True)

@@ -405,13 +405,13 @@ class FakeHost:
         monkeypatch.setitem(sys.modules, "server", self.server)
 
 
-def load_pack():
-    """Import the repository root the way ComfyUI imports a custom-node folder."""
-    for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
+def load_pack(pack: str = PACK):
+    """Import the repository root the way ComfyUI imports a custom-node folder, as the package `pack`."""
+    for name in [n for n in sys.modules if n == pack or n.startswith(pack + ".")]:
         del sys.modules[name]
-    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    spec = importlib.util.spec_from_file_location(pack, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK] = module
+    sys.modules[pack] = module
     spec.loader.exec_module(module)
     return module
 

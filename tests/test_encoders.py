@@ -48,45 +48,6 @@ def _write(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
     return path
 
 
-class Recording:
-    """safetensors.safe_open that records every tensor read (to prove the rest of a file is never read)."""
-
-    fetched: list[str] = []
-
-    def __init__(self, *args, **kwargs):
-        import safetensors
-
-        self.inner = Recording.real(*args, **kwargs)
-
-    def __enter__(self):
-        self.handle = self.inner.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.inner.__exit__(*exc)
-
-    def keys(self):
-        return self.handle.keys()
-
-    def get_tensor(self, key):
-        Recording.fetched.append(key)
-        return self.handle.get_tensor(key)
-
-
-@pytest.fixture
-def recording(monkeypatch):
-    import safetensors
-    # Import what the test will build first: a module that does `from safetensors import safe_open` while the patch
-    # is on (transformers' modeling_utils) would keep the recorder for the rest of the session.
-    import transformers.modeling_utils  # noqa: F401
-    from transformers import CLIPTextModel, Gemma2Model, T5EncoderModel  # noqa: F401
-
-    Recording.real = safetensors.safe_open
-    Recording.fetched = []
-    monkeypatch.setattr(safetensors, "safe_open", Recording)
-    return Recording.fetched
-
-
 def _same(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
     own = model.state_dict()
     return all(torch.equal(own[k], v.float()) for k, v in state.items() if k in own)

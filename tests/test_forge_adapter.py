@@ -380,13 +380,13 @@ def test_training_from_the_tab_writes_a_fitting_file(webui, forge):
     assert not torch.allclose(cond, forge.encoded(0.0), atol=1e-7)
 
 
-def test_before_its_first_job(webui, forge, monkeypatch):
-    """Forge holds a placeholder without text encoders (``FakeInitialModel``) until a job loads the checkpoint: a
-    SafeText request must not be refused for it, and the file list loads the checkpoint to say what fits."""
+def _before_first_job(webui, forge, monkeypatch) -> SimpleNamespace:
+    """Forge as it starts: a placeholder model without text encoders, and ``forge_model_reload`` (in
+    modules/sd_models.py) that loads the selected checkpoint. Returns ``sd_models.model_data``."""
     placeholder = SimpleNamespace(cond_stage_model=None, chunk_length=75)
     model_data = SimpleNamespace(sd_model=placeholder)
 
-    def forge_model_reload():  # modules/sd_models.py: loads the selected checkpoint
+    def forge_model_reload():
         model_data.sd_model = forge.model
         return forge.model, True
 
@@ -395,6 +395,13 @@ def test_before_its_first_job(webui, forge, monkeypatch):
     monkeypatch.setitem(sys.modules, "modules.sd_models", sd_models)
     monkeypatch.setattr(sys.modules["modules"], "sd_models", sd_models, raising=False)
     webui.shared.sd_model = placeholder
+    return model_data
+
+
+def test_before_its_first_job(webui, forge, monkeypatch):
+    """Forge holds a placeholder without text encoders (``FakeInitialModel``) until a job loads the checkpoint: a
+    SafeText request must not be refused for it, and the file list loads the checkpoint to say what fits."""
+    model_data = _before_first_job(webui, forge, monkeypatch)
     assert webui.files.current_fingerprints() is None
     assert webui.api.validate_request_args([True, "forge.safetensors", 1.0, "weight"]).enabled
     routes = {}
@@ -422,18 +429,7 @@ def test_training_before_its_first_job_loads_the_checkpoint(webui, forge, monkey
     caller already holds the queue lock, so loading must not take it again) instead of refusing the placeholder."""
     from conftest import SAFE_WORDS, UNSAFE_WORDS
 
-    placeholder = SimpleNamespace(cond_stage_model=None, chunk_length=75)
-    model_data = SimpleNamespace(sd_model=placeholder)
-
-    def forge_model_reload():
-        model_data.sd_model = forge.model
-        return forge.model, True
-
-    sd_models = types.ModuleType("modules.sd_models")
-    sd_models.model_data, sd_models.forge_model_reload = model_data, forge_model_reload
-    monkeypatch.setitem(sys.modules, "modules.sd_models", sd_models)
-    monkeypatch.setattr(sys.modules["modules"], "sd_models", sd_models, raising=False)
-    webui.shared.sd_model = placeholder
+    model_data = _before_first_job(webui, forge, monkeypatch)
     unsafe = "\n".join(f"{w}, photo" for w in UNSAFE_WORDS)
     safe = "\n".join(f"{w}, photo" for w in SAFE_WORDS)
     with sys.modules["modules.call_queue"].queue_lock:  # as the tab and the API route call it

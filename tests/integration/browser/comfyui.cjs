@@ -14,7 +14,7 @@
 
 const fs = require("fs");
 const path = require("path");
-const { main, step, screenshot } = require("./lib.cjs");
+const { main, step, screenshot, pixelsOf } = require("./lib.cjs");
 
 const BADGE = /^(SafeText( ON| OFF|:)|training \d+\/|reused |done: |cancelled|step \d+\/|starting)/;
 
@@ -226,28 +226,16 @@ main(async ({ page, args, log, result }) => {
     return { outcome: end.type, seconds: (end.at - mark) / 1000, events };
   }
 
-  // Pixels of the images a run saved (fetched through /view), as a digest and a small grey thumbnail.
+  // Pixels of the images a run saved (fetched through /view): size, digest and RGB values.
   async function images(events) {
     const refs = events.filter((e) => e.type === "executed" && e.output?.images).flatMap((e) =>
       e.output.images.map((img) => ({ node: e.node, ...img })));
-    return page.evaluate(async (refs) => {
-      const out = [];
-      for (const ref of refs) {
-        const url = `./view?filename=${encodeURIComponent(ref.filename)}&subfolder=${encodeURIComponent(ref.subfolder || "")}&type=${ref.type || "output"}`;
-        const img = new Image();
-        img.src = url;
-        await img.decode();
-        const c = document.createElement("canvas");
-        c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const ctx = c.getContext("2d");
-        ctx.drawImage(img, 0, 0);
-        const data = ctx.getImageData(0, 0, c.width, c.height).data;
-        const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", data))].map((b) => b.toString(16).padStart(2, "0")).join("");
-        out.push({ node: ref.node, type: ref.type, filename: ref.filename, width: c.width, height: c.height, digest,
-          pixels: Array.from(data.filter((_, i) => i % 4 !== 3)) });
-      }
-      return out;
-    }, refs);
+    const out = [];
+    for (const ref of refs) {
+      const url = `./view?filename=${encodeURIComponent(ref.filename)}&subfolder=${encodeURIComponent(ref.subfolder || "")}&type=${ref.type || "output"}`;
+      out.push({ node: ref.node, type: ref.type, filename: ref.filename, ...(await pixelsOf(page, url)) });
+    }
+    return out;
   }
 
   function meanDifference(a, b) {

@@ -170,4 +170,21 @@ async function step(result, log, name, fn) {
   return result.steps[name];
 }
 
-module.exports = { main, step, screenshot, emit, RESULT_PREFIX, fromSafeText };
+// Pixels of an image the page can load (by URL), decoded in the page: size, SHA-256 of the RGBA data and
+// the RGB values, so that two runs' pictures can be compared exactly or by mean difference.
+async function pixelsOf(page, src) {
+  return page.evaluate(async (src) => {
+    const img = new Image();
+    img.src = src;
+    await img.decode();
+    const c = document.createElement("canvas");
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const data = ctx.getImageData(0, 0, c.width, c.height).data;
+    const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", data))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    return { width: c.width, height: c.height, digest, pixels: Array.from(data.filter((_, i) => i % 4 !== 3)) };
+  }, src);
+}
+
+module.exports = { main, step, screenshot, emit, RESULT_PREFIX, fromSafeText, pixelsOf };

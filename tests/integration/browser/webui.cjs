@@ -13,7 +13,7 @@
 // The result line is read by tests/integration/test_browser.py; what each step checks is in docs/testing.md.
 "use strict";
 
-const { main, step, screenshot } = require("./lib.cjs");
+const { main, step, screenshot, pixelsOf } = require("./lib.cjs");
 
 const TUPLE = /^\(\s*['"].*['"]\s*,\s*['"].*['"]\s*\)$/;
 
@@ -101,20 +101,6 @@ main(async ({ page, args, log, result }) => {
     await input.press("Tab");
   }
 
-  async function pixelsOf(src) {
-    return page.evaluate(async (src) => {
-      const img = new Image();
-      img.src = src;
-      await img.decode();
-      const c = document.createElement("canvas");
-      c.width = img.naturalWidth; c.height = img.naturalHeight;
-      const ctx = c.getContext("2d");
-      ctx.drawImage(img, 0, 0);
-      const data = ctx.getImageData(0, 0, c.width, c.height).data;
-      const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", data))].map((b) => b.toString(16).padStart(2, "0")).join("");
-      return { width: c.width, height: c.height, digest, pixels: Array.from(data.filter((_, i) => i % 4 !== 3)) };
-    }, src);
-  }
 
   // ------------------------------------------------------------------ the page
   await step(result, log, "page", async () => {
@@ -246,7 +232,7 @@ main(async ({ page, args, log, result }) => {
     const outcome = await handle.jsonValue();
     const seconds = (Date.now() - t0) / 1000;
     if (outcome.error) throw new Error(`Generate (${label}) failed: ${outcome.error}`);
-    const image = await pixelsOf(outcome.src);
+    const image = await pixelsOf(page, outcome.src);
     result.screenshots.push(await screenshot(page, args.out, `${host}_generate_${label}.png`));
     return { seconds, info: outcome.info, image };
   }
