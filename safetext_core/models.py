@@ -4,6 +4,10 @@ The engine trains transformers ``CLIPTextModel``s (or any transformers encoder f
 family). Hosts and checkpoints name weights differently; everything is converted to transformers
 ("HF") naming here: ``text_model.encoder.layers.N.self_attn.q_proj.weight`` and friends, plus
 ``text_projection.weight`` for encoders whose pooled vector is consumed.
+
+(Over 400 lines: the name conversions and the config-from-tensors readers of every encoder architecture
+SafeText builds (CLIP, OpenCLIP, T5, Gemma-2, MiniLM) are one table of facts read by every loader; split per
+architecture, each loader would import them all again.)
 """
 from __future__ import annotations
 

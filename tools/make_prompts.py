@@ -41,6 +41,10 @@ Usage (from the repository root, with the project venv)::
     python tools/make_prompts.py              # writes the files and README.md
     python tools/make_prompts.py --check      # regenerates in memory, compares with the files on disk
     python tools/make_prompts.py --phrases my_phrases --out my_sets   # your own phrase folder
+
+(Over 400 lines: one generator, read top to bottom: the phrase-file rules, the builders of each prompt set
+(unsafe, obfuscated, everyday, near-miss) that share its random streams and dedup bags, and the README it
+writes. It is a maintainer's tool, not imported by the engine.)
 """
 from __future__ import annotations
 
