@@ -385,6 +385,11 @@ def webui_page(request, tmp_path_factory):
                ui=True, extra_args=extra_args, extra_env=extra_env)
     started = time.monotonic()
     ui.start()
+    # A1111 loads the checkpoint in a thread after the server answers, and its quicksetting takes its value from
+    # the options when the page loads: wait for the load as a person would before opening the page.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not ui.get("/sdapi/v1/options", timeout=30).get("sd_model_checkpoint"):
+        time.sleep(2)
     startup = time.monotonic() - started
     print(f"\n{host}: {root} at {host_commit(root)}"
           f", started with its UI in {startup:.0f} s on port {ui.port}; SafeText {UNDER_TEST} at {tree_revision()}")
