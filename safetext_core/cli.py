@@ -109,6 +109,10 @@ def cmd_align(args: argparse.Namespace) -> int:
     def progress(event: Any) -> None:
         if bar is None:
             return
+        stage = ("encoding originals", "prompt") if event.phase == "originals" else ("aligning", "step")
+        if bar.unit != stage[1]:  # one bar, relabelled: the originals' prompts first, then the steps
+            bar.set_description(stage[0], refresh=False)
+            bar.unit, bar.total = stage[1], event.total
         bar.n = event.step
         shown = {"loss": f"{event.loss:.4f}" if event.loss is not None else "-"}
         if event.figures:

@@ -138,7 +138,7 @@ class AlignConfig:
 class ProgressEvent:
     step: int
     total: int
-    phase: str                       # "train", "eval", "done"
+    phase: str                       # "originals" (step/total: prompts encoded), "train", "eval", "done"
     loss: float | None = None
     parts: dict[str, float] = field(default_factory=dict)
     figures: dict[str, float] = field(default_factory=dict)
@@ -211,7 +211,8 @@ class OriginalOutputs:
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, prompts: Sequence[str], spec: EncoderSpec,
-                 device: torch.device, store: torch.device, used: Sequence[int] | None = None, chunk: int = 64):
+                 device: torch.device, store: torch.device, used: Sequence[int] | None = None, chunk: int = 64,
+                 on_chunk: Callable[[int], None] | None = None):
         used = sorted(set(range(len(prompts)) if used is None else used))
         self.row: dict[int, int] = {}
         self.spec = spec
@@ -230,6 +231,8 @@ class OriginalOutputs:
                     kept.append(value.float().to(store))
                 if pool is not None:
                     pooled.append(pool.float().to(store))
+                if on_chunk is not None:  # progress, and the chance to cancel: a long run encodes thousands here
+                    on_chunk(len(rows))
         length = max(part.shape[1] for part in outs[0])
         self.outputs = [torch.cat([nn.functional.pad(p, (0, 0, 0, length - p.shape[1])) for p in parts])
                         for parts in outs]
@@ -389,6 +392,19 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         safe_used.update(safe_indices)
     if 0 < config.mine_every < config.steps:  # mining will run, and may put any safe prompt in a batch
         safe_used = set(range(len(safe_train)))
+    # Encoding the originals of a long run takes minutes on a CPU: report it, and let cancel stop it.
+    to_encode = len(encoders.profile.encoders) * (len(safe_used) + len(unsafe_used))
+    encoded = 0
+
+    def originals_encoded(count: int) -> None:
+        nonlocal encoded
+        encoded += count
+        if progress is not None:
+            progress(ProgressEvent(encoded, to_encode, "originals",
+                                   message=f"encoding the original outputs: {encoded}/{to_encode} prompts"))
+        if should_cancel is not None and should_cancel():
+            raise AlignmentCancelled(0)
+
     for spec in encoders.profile.encoders:
         trainee, params = trainable_copy(encoders.models[spec.name], config, encoders.family,
                                          getattr(spec, "adapter_targets", ()))
@@ -405,8 +421,10 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             m = batch["mask"].unsqueeze(-1)
             outs = [((o * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)) for o in outs]
         anchors[spec.name] = (outs, pooled)
-        originals[spec.name] = (OriginalOutputs(trainee, tok, safe_train, spec, device, store, safe_used),
-                                OriginalOutputs(trainee, tok, unsafe_train, spec, device, store, unsafe_used))
+        originals[spec.name] = (OriginalOutputs(trainee, tok, safe_train, spec, device, store, safe_used,
+                                                on_chunk=originals_encoded),
+                                OriginalOutputs(trainee, tok, unsafe_train, spec, device, store, unsafe_used,
+                                                on_chunk=originals_encoded))
         lengths[spec.name] = (_token_counts(tok, safe_train, spec), _token_counts(tok, unsafe_train, spec))
 
     validator = None

@@ -751,15 +751,20 @@ def test_fingerprint_ignores_lora_patches_written_into_the_model(pack, trained):
     assert before == clip_module.fingerprints(lora) == clip_module.fingerprints(clip)
 
 
-def test_cancel_stops_training_and_writes_nothing(pack, host):
+@pytest.mark.parametrize("moment", ["preparing", "training"])
+def test_cancel_stops_training_and_writes_nothing(pack, host, moment):
     clip = sd1_clip()
-    host.on_progress = lambda step: setattr(host, "interrupt", step >= 1)
+    # The progress bar counts the originals' prompts first (total: their number), then the 50 steps.
+    training = moment == "training"
+    host.on_progress = lambda step: setattr(host, "interrupt", step >= 1 and (host.progress[-1][1] == 50) == training)
     with pytest.raises(host.mm.InterruptProcessingException):
         train(pack, clip, name="cancelled", steps=50)
     folder = Path(host.folder_paths.models_dir) / "safetext"
     assert not [p for p in folder.iterdir() if p.name.startswith((".cancelled", "cancelled"))]
     assert any(d.get("phase") == "cancelled" for _, d in host.events)
-    assert host.progress[-1][0] < 50
+    assert [d for _, d in host.events if d.get("phase") == "originals"][0]["total"] != 50  # the moments differ
+    assert (host.progress[-1][1] == 50) == training, host.progress[-3:]  # stopped where it was asked to
+    assert host.progress[-1][0] < 50 if training else host.progress[-1][0] < host.progress[-1][1]
 
 
 @pytest.mark.parametrize("base", [Exception, BaseException])
@@ -950,6 +955,7 @@ def test_training_events_always_name_the_file(trained_once):
     events = [d for e, d in trained_once[3] if e == "safetext.progress"]
     phases = [d["phase"] for d in events]
     assert phases[0] == "start" and phases[-1] == "done" and "finishing" in phases
+    assert phases.index("originals") < phases.index("train")  # the originals' encoding is reported first
     assert phases.count("done") == 1
     assert all(d.get("file") == "tiny.safetensors" for d in events), events
 
@@ -999,6 +1005,7 @@ await ext.nodeCreated(none); out.none = show(none);
 const trainer = fakeNode(3, "SafeTextTrain", [["file_name", "my.safetext"], ["steps", 2]]);
 await ext.nodeCreated(trainer); out.idle = show(trainer);
 api.dispatch("safetext.progress", { node: "3", phase: "start", step: 0, total: 2, file: "run.safetensors" });
+api.dispatch("safetext.progress", { node: "3", phase: "originals", step: 64, total: 200 }); out.originals = show(trainer);
 api.dispatch("safetext.progress", { node: "3", phase: "train", step: 1, total: 2, loss: 0.25, elapsed: 3 });
 out.training = show(trainer);
 api.dispatch("safetext.progress", { node: "3", phase: "finishing", step: 2, total: 2 }); out.finishing = show(trainer);
@@ -1049,6 +1056,7 @@ def test_front_end_status_line_in_every_state(tmp_path):
     assert out["off"] == {"text": "SafeText OFF", "tone": "off"}
     assert out["none"]["tone"] == "warn" and "no file chosen" in out["none"]["text"]
     assert out["idle"]["text"] == "writes models/safetext/my.safetext.safetensors"
+    assert out["originals"] == {"text": "preparing: original outputs of 64/200 prompts", "tone": "busy"}
     assert out["training"]["tone"] == "busy" and out["training"]["text"].startswith("training 1/2  |  loss 0.2500")
     assert "run.safetensors" in out["finishing"]["text"] and out["finishing"]["tone"] == "busy"
     assert out["done"] == {"text": "done: run.safetensors written", "tone": "on"}

@@ -249,15 +249,16 @@ def test_cancel_leaves_no_file_and_resume_continues(tmp_path, prompt_sets):
     config = AlignConfig(steps=12, batch_size=4, learning_rate=1e-3, eval_every=0, checkpoint_every=2)
     output = tmp_path / "new-folder" / "out.safetensors"  # the folder does not exist yet
     resume = tmp_path / "new-folder" / "out.resume"
-    calls = {"n": 0}
+    events = []
 
     def cancel_after_five() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 5
+        return sum(e.phase == "train" for e in events) >= 5
 
     with pytest.raises(AlignmentCancelled) as stopped:
         run_alignment(encoders, prompt_sets, config, output=output, should_cancel=cancel_after_five,
-                      resume_path=resume, draw=False)
+                      resume_path=resume, draw=False, progress=events.append)
+    originals = [e for e in events if e.phase == "originals"]
+    assert originals and originals[-1].step == originals[-1].total  # reported before the first step
     assert stopped.value.step == 5
     assert not output.exists()
     assert not [p for p in resume.parent.iterdir() if p.name.startswith(".") or p.suffix == ".partial"]
@@ -265,6 +266,12 @@ def test_cancel_leaves_no_file_and_resume_continues(tmp_path, prompt_sets):
     resumed = run_alignment(encoders, prompt_sets, config, output=output, resume_path=resume, draw=False)
     assert output.exists() and not resume.exists()
     assert resumed.result.history[0]["step"] == 1 and len(resumed.result.history) == 12
+    early_events = []
+    with pytest.raises(AlignmentCancelled) as early:  # cancel while the originals are encoded: nothing written
+        run_alignment(encoders, prompt_sets, config, output=tmp_path / "early.safetensors", should_cancel=lambda: True,
+                      draw=False, progress=early_events.append)
+    assert [e.phase for e in early_events] == ["originals"]  # stopped after the first chunk, not at the first step
+    assert early.value.step == 0 and not (tmp_path / "early.safetensors").exists()
     straight = run_alignment(encoders, prompt_sets, config, draw=False)
     for name, delta in straight.file.deltas["clip_l"].items():
         assert torch.allclose(resumed.file.deltas["clip_l"][name], delta, atol=1e-6), name

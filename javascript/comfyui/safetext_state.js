@@ -60,6 +60,9 @@ export function trainStatus(event, fileNameWidget) {
   if (phase === "reused") return { text: `reused ${name} (same settings: not retrained)`, tone: "on" };
   if (phase === "done") return { text: `done: ${name} written${figuresText(event.figures)}`, tone: "on" };
   if (phase === "start") return { text: `starting: ${name}`, tone: "busy" };
+  if (phase === "originals") {
+    return { text: `preparing: original outputs of ${event.step ?? 0}/${event.total ?? "?"} prompts`, tone: "busy" };
+  }
   if (phase === "finishing") return { text: `training done; measuring held-out prompts, then saving ${name}`, tone: "busy" };
   const parts = [`training ${event.step ?? 0}/${event.total ?? "?"}`];
   if (typeof event.loss === "number") parts.push(`loss ${event.loss.toFixed(4)}`);
