@@ -105,7 +105,8 @@ def check_targets(model: nn.Module, targets: Sequence[str], family: str = "") ->
 def _lora_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
     x = args[0]
     low = nn.functional.linear(nn.functional.linear(x.to(module.lora_down.dtype), module.lora_down), module.lora_up)
-    return output + low * module.lora_scale
+    # One fused add with the scale: no separate output-sized `low * scale` temporary per targeted layer.
+    return torch.add(output, low, alpha=module.lora_scale)
 
 
 def attach_adapters(model: nn.Module, rank: int, alpha: float, targets: Sequence[str], family: str = ""
