@@ -79,16 +79,24 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     return AlignConfig(**values)
 
 
+def _model_files(args: argparse.Namespace, default: str | None = None) -> list[str]:
+    """A checkpoint and/or ComfyUI's separate text-encoder files (Flux: clip_l + t5xxl), read together."""
+    checkpoint = args.checkpoint or default
+    return ([checkpoint] if checkpoint else []) + list(getattr(args, "text_encoder", None) or [])
+
+
+def _model_source(files: list[str]) -> str | list[str] | None:
+    return files[0] if len(files) == 1 else (files or None)
+
+
 def cmd_align(args: argparse.Namespace) -> int:
     from .errors import AlignmentCancelled
     from .loaders import load_encoders
     from .outputs import atomic_write
     from .prompt_sets import load_prompt_sets
 
-    # A checkpoint and/or ComfyUI's separate text-encoder files (Flux: clip_l + t5xxl), read together.
-    files = ([args.checkpoint] if args.checkpoint else []) + list(args.text_encoder or [])
-    source = files[0] if len(files) == 1 else (files or None)
-    encoders = load_encoders(source, family=args.family, tokenizer_dir=args.tokenizer)
+    files = _model_files(args)
+    encoders = load_encoders(_model_source(files), family=args.family, tokenizer_dir=args.tokenizer)
     prompts = load_prompt_sets(categories=args.categories, unsafe_files=args.unsafe_file, safe_files=args.safe_file,
                                replace=args.replace, pair_files=args.pair_file)
     config = _config_from_args(args)
@@ -170,7 +178,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         raise ConfigError("--detector judges generated pictures: give the diffusers pipeline with --pipeline")
     # A diffusers pipeline folder holds the encoders too: it is the checkpoint unless another is named.
-    encoders = load_encoders(args.checkpoint or args.pipeline, tokenizer_dir=args.tokenizer)
+    encoders = load_encoders(_model_source(_model_files(args, default=args.pipeline)), tokenizer_dir=args.tokenizer)
     file.check_fingerprints(encoders.fingerprints(), override=args.override)
     if args.prompts:
         sets = {Path(p).stem: load_prompt_file(p) for p in args.prompts}
@@ -262,7 +270,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     from .safetext_file import SafeTextFile
 
     file = SafeTextFile.load(args.file)
-    encoders = load_encoders(args.checkpoint, tokenizer_dir=args.tokenizer)
+    encoders = load_encoders(_model_source(_model_files(args)), tokenizer_dir=args.tokenizer)
     file.check_fingerprints(encoders.fingerprints(), override=args.override)
     prompts = load_prompt_sets(categories=args.categories, unsafe_files=args.unsafe_file, safe_files=args.safe_file,
                                replace=args.replace)
@@ -309,9 +317,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .exports import export_transformers_folder
         from .loaders import load_encoders
 
-        if not args.checkpoint and file.family != "generic":
-            raise SystemExit("export --format transformers needs --checkpoint (the original weights the file applies to)")
-        encoders = load_encoders(args.checkpoint, tokenizer_dir=args.tokenizer)
+        files = _model_files(args)
+        if not files and file.family != "generic":
+            raise SystemExit("export --format transformers needs --checkpoint and/or --text-encoder (the original "
+                             "weights the file applies to)")
+        encoders = load_encoders(_model_source(files), tokenizer_dir=args.tokenizer)
         file.check_fingerprints(encoders.fingerprints(), override=args.override)
         # Shape and magnitude against the weights it changes, as apply_safetext and eval check (override or not).
         file.validate_against({name: model.state_dict() for name, model in encoders.models.items()})
@@ -373,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="embedding-level (and optionally image-level) figures of a SafeText file")
     ev.add_argument("file")
     ev.add_argument("--checkpoint", help="the checkpoint the file was made for (default: the embedded MiniLM)")
+    ev.add_argument("--text-encoder", action="append", metavar="FILE", help="a separate text-encoder file, repeatable (as for align)")
     ev.add_argument("--tokenizer")
     ev.add_argument("--prompts", nargs="+", help="prompt files to evaluate on (default: the held-out split and the independent sets)")
     ev.add_argument("--unsafe", action="store_true", help="treat --prompts files as unsafe")
@@ -402,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     why.add_argument("file")
     why.add_argument("prompt")
     why.add_argument("--checkpoint", help="the checkpoint the file was made for (default: the embedded MiniLM)")
+    why.add_argument("--text-encoder", action="append", metavar="FILE", help="a separate text-encoder file, repeatable (as for align)")
     why.add_argument("--tokenizer")
     why.add_argument("--categories", nargs="+", help="the categories the file was trained on (default: all)")
     why.add_argument("--unsafe-file", action="append", default=[], help="extra unsafe prompts it was trained on")
@@ -425,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--output", required=True)
     ex.add_argument("--rank", type=int, default=64)
     ex.add_argument("--checkpoint", help="original weights (needed for --format transformers)")
+    ex.add_argument("--text-encoder", action="append", metavar="FILE", help="a separate text-encoder file, repeatable (as for align)")
     ex.add_argument("--tokenizer")
     ex.add_argument("--override", action="store_true")
     ex.set_defaults(func=cmd_export)

@@ -537,6 +537,25 @@ def test_cli_aligns_flux_from_comfyui_text_encoder_files(tmp_path, t5_tok_dir):
     loaded = SafeTextFile.load(out)
     assert loaded.family == "flux" and set(loaded.deltas) == {"clip_l", "t5xxl"}
 
+    # eval, why and export read the same two files (they took a single --checkpoint before).
+    files = ["--text-encoder", str(tmp_path / "clip_l.safetensors"), "--text-encoder",
+             str(tmp_path / "t5xxl_fp16.safetensors"), "--tokenizer", str(t5_tok_dir)]
+    figures = tmp_path / "figures.json"
+    assert main(["eval", str(out), *files, "--prompts", str(_lines(tmp_path / "unsafe_x.txt", ["a naked body, photo"])),
+                 "--json", str(figures)]) in (0, None)
+    assert "unsafe_x" in json.loads(figures.read_text())["cosines"]
+    assert main(["why", str(out), "a naked body, photo", *files, "--categories", "sexual", "--json"]) in (0, None)
+    exported = tmp_path / "exported"
+    assert main(["export", str(out), "--format", "transformers", "--output", str(exported), *files]) in (0, None)
+    assert {"text_encoder", "text_encoder_2"} <= {p.name for p in exported.iterdir()}  # CLIP-L, T5 (diffusers order)
+    with pytest.raises(SystemExit, match="--text-encoder"):
+        main(["export", str(out), "--format", "transformers", "--output", str(tmp_path / "none")])
+
+
+def _lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
 
 def test_diffusers_apply_refuses_pipelines_with_a_t5():
     """apply_safetext covers CLIP pipelines only: an SD 1.x file on a Flux pipeline (whose CLIP-L is SD 1.x's, so the
