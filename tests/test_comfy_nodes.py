@@ -965,7 +965,19 @@ def test_training_events_always_name_the_file(trained_once):
 FRONT_END = r"""
 import { app } from "./scripts/app.js";
 import { api } from "./scripts/api.js";
-globalThis.document = { createElement: () => ({ dataset: {}, style: {}, textContent: "", title: "" }) };
+const made = [];
+globalThis.document = {
+  createElement: () => {
+    const e = { dataset: {}, style: {}, textContent: "", title: "", children: [], id: "",
+      replaceChildren(...c) { this.children = c; }, remove() { document.body.children = document.body.children.filter((x) => x !== this); } };
+    made.push(e);
+    return e;
+  },
+  body: { children: [], appendChild(e) { this.children.push(e); } },
+  getElementById(id) { return this.body.children.find((e) => e.id === id) ?? null; },
+};
+let vueNodes = false;  // ComfyUI's "Comfy.VueNodes.Enabled" setting
+app.ui = { settings: { getSettingValue: (name) => (name === "Comfy.VueNodes.Enabled" ? vueNodes : undefined) } };
 globalThis.setInterval = () => 0;
 await import("./extensions/SafeText/safetext.js");
 const ext = app.extensions[0];
@@ -1017,6 +1029,17 @@ api.dispatch("safetext.progress", { node: "3", phase: "cancelled" }); out.cancel
 const evaluator = fakeNode(4, "SafeTextEvaluate", [["safetext_file", "gone.safetensors", ["tiny.safetensors"]], ["threshold", 0.5]]);
 await ext.nodeCreated(evaluator); out.evaluate = show(evaluator);
 await ext.nodeCreated(fakeNode(5, "KSampler", [["seed", 1]])); out.other = app.graph._nodes[4].widgets.length;
+
+// The Vue renderer of front end 1.27 leaves DOM widgets off the node: the corner panel carries the lines then.
+const panelTexts = () => (document.getElementById("safetext-status-panel")?.children ?? []).map((row) => row.children.map((c) => c.textContent));
+out.panel_classic = panelTexts();
+vueNodes = true;
+set(apply, "enabled", true);
+out.panel_vue = panelTexts();
+apply.safetextElement.isConnected = true; apply.safetextElement.offsetParent = {};  // a renderer that shows it
+apply.safetextElement.getBoundingClientRect = () => ({ width: 200, height: 20 });
+set(apply, "strength", 1);
+out.panel_shown_on_node = panelTexts().map((row) => row[0]);
 console.log(JSON.stringify(out));
 """
 
@@ -1065,6 +1088,11 @@ def test_front_end_status_line_in_every_state(tmp_path):
     assert out["cancelled"]["text"].startswith("cancelled")
     assert out["evaluate"]["tone"] == "error" and "gone.safetensors" in out["evaluate"]["text"]
     assert out["other"] == 1  # other nodes are left alone
+    assert out["panel_classic"] == []  # the classic canvas shows the lines on the nodes: no panel
+    assert ["#1 SafeTextApply:", "SafeText ON 50% (weight blend), fingerprint check off"] in out["panel_vue"]
+    assert {row[0] for row in out["panel_vue"]} == {"#1 SafeTextApply:", "#2 SafeTextApply:", "#3 SafeTextTrain:",
+                                                    "#4 SafeTextEvaluate:"}
+    assert "#1 SafeTextApply:" not in out["panel_shown_on_node"] and out["panel_shown_on_node"]
 
 
 # ------------------------------------------------------------------------------------------ integration harness

@@ -1,10 +1,12 @@
 // SafeText for ComfyUI: a status line on each SafeText node (on/off/strength, a missing file, live training).
 // Loaded by ComfyUI from the pack's WEB_DIRECTORY (javascript/comfyui); A1111 does not load this folder.
 //
-// The line is a DOM widget (node.addDOMWidget), not canvas drawing: the classic LiteGraph canvas and the Vue
-// node renderer ("Nodes 2.0", which never calls onDrawForeground) both show DOM widgets. It is filled from the
-// node's own widget values and from server events on the API (never from onExecuted, which the Vue renderer
-// may not call), and it is not saved with the workflow (serialize: false), so saved workflows load unchanged.
+// The line is a DOM widget (node.addDOMWidget), not canvas drawing (the Vue node renderer, "Nodes 2.0", never
+// calls onDrawForeground). It is filled from the node's own widget values and from server events on the API (never
+// from onExecuted, which the Vue renderer may not call), and it is not saved with the workflow (serialize: false),
+// so saved workflows load unchanged. The Vue renderer of ComfyUI 0.3.64's front end (1.27) draws only the widget
+// types it knows, so there a DOM widget is not on the node at all: while that renderer is on, a panel in the
+// page's corner lists every SafeText node whose line is not on screen, with the same text.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { TONES, applyStatus, enforceBadge, evaluateStatus, mergeTrainEvent, signalStatus, trainStatus }
@@ -57,6 +59,7 @@ function refresh(node) {
   element.title = status.hint ?? status.text; // the whole story on hover: the line may be cut short
   element.style.background = TONES[status.tone] ?? TONES.off;
   node.setDirtyCanvas?.(true, false);
+  refreshPanel();
 }
 
 function fitSize(node) {
@@ -97,6 +100,58 @@ function addStatusLine(node) {
   };
   fitSize(node);
   refresh(node);
+}
+
+function vueNodesOn() {
+  try {
+    return Boolean(app.ui?.settings?.getSettingValue?.("Comfy.VueNodes.Enabled") ??
+                   app.extensionManager?.setting?.get?.("Comfy.VueNodes.Enabled"));
+  } catch (error) {
+    return false;
+  }
+}
+
+function onScreen(element) {
+  if (!element?.isConnected || element.offsetParent === null) return false;
+  const box = element.getBoundingClientRect?.();
+  return !box || (box.height >= 8 && box.width >= 20);
+}
+
+// The corner panel for renderers that leave the status line off the node (see the top of this file).
+function refreshPanel() {
+  if (typeof document === "undefined" || !document.body) return;
+  const rows = vueNodesOn() ? allNodes().filter((node) => node.safetextElement && !onScreen(node.safetextElement)) : [];
+  let panel = document.getElementById("safetext-status-panel");
+  if (!rows.length) {
+    panel?.remove?.();
+    return;
+  }
+  const key = rows.map((node) => `${node.id}|${node.title ?? ""}|${node.safetextElement.dataset.key}`).join("\n");
+  if (panel?.dataset.key === key) return;
+  if (!panel) {
+    panel = document.createElement("div");
+    panel.id = "safetext-status-panel";
+    panel.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;flex-direction:column;" +
+      "gap:4px;max-width:420px;pointer-events:auto;opacity:0.95;";
+    document.body.appendChild(panel);
+  }
+  panel.dataset.key = key;
+  panel.replaceChildren(...rows.map((node) => {
+    const row = document.createElement("div");
+    row.style.cssText = "display:flex;gap:6px;align-items:center;font:bold 11px/16px sans-serif;color:#ddd;";
+    const label = document.createElement("span");
+    label.textContent = `#${node.id} ${node.title || typeOf(node)}:`;
+    const line = document.createElement("span");
+    line.className = "safetext-status";
+    line.style.cssText = "padding:2px 8px;border-radius:8px;color:#fff;white-space:nowrap;overflow:hidden;" +
+      "text-overflow:ellipsis;";
+    line.dataset.tone = node.safetextElement.dataset.tone;
+    line.textContent = node.safetextElement.textContent;
+    line.title = node.safetextElement.title;
+    line.style.background = node.safetextElement.style.background;
+    row.replaceChildren(label, line);
+    return row;
+  }));
 }
 
 function nodeById(id) {
@@ -199,7 +254,10 @@ app.registerExtension({
     }
     // Widget values can change without a callback (a file list refreshed with R, a workflow pasted in): a cheap
     // check once a second keeps every status line right; refresh() touches the page only when the text changes.
-    setInterval(() => allNodes().forEach(refresh), 1000);
+    setInterval(() => {
+      allNodes().forEach(refresh);
+      refreshPanel();
+    }, 1000);
   },
 
   async nodeCreated(node) {
