@@ -301,13 +301,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     file = SafeTextFile.load(args.file)
     if args.format == "a1111":
-        from .exports import a1111_left_out
+        from .exports import a1111_left_out, forge_left_out
 
-        print(f"wrote {to_a1111(file, args.output)} (AUTOMATIC1111 network; apply with <lora:NAME:1>)")
-        left = a1111_left_out(file)
-        if left["tensors"]:
-            print(f"left out, AUTOMATIC1111's Lora extension cannot change them: {', '.join(left['tensors'])} "
-                  f"({left['share']:.1%} of the file's change); <lora:NAME:1> is SafeText's weight blend without them")
+        print(f"wrote {to_a1111(file, args.output)} (AUTOMATIC1111 / Forge network; apply with <lora:NAME:1>)")
+        for host, left in (("AUTOMATIC1111's Lora extension", a1111_left_out(file)),
+                           ("Forge's LoRA loader", forge_left_out(file))):
+            if left["tensors"]:
+                shown = ", ".join(left["tensors"][:6]) + (f" and {len(left['tensors']) - 6} more"
+                                                          if len(left["tensors"]) > 6 else "")
+                print(f"left out in {host}, which cannot change them: {shown} ({left['share']:.1%} of the file's "
+                      f"change); <lora:NAME:1> there is SafeText's weight blend without them")
     elif args.format == "lowrank":
         path, figures = to_lowrank(file, args.output, args.rank)
         print(f"wrote {path}: rank {args.rank}, relative error {figures['relative_error']:.4f} "

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -42,6 +43,10 @@ COMPVIS_PREFIX = {("sd1", "clip_l"): "transformer_", ("sd2", "clip_h"): "model_"
 # It applies networks only in the forward of Linear, Conv2d, GroupNorm, LayerNorm and MultiheadAttention: a
 # change to an embedding table or a bare parameter cannot be expressed.
 A1111_CANNOT = ("embeddings.token_embedding.", "embeddings.position_embedding.", "text_projection.")
+# Forge's LoRA loader (dfdcbab, packages_3rdparty/comfyui_lora_collection/lora.py ``model_lora_keys_clip``) maps
+# only the six projections of each encoder layer (weights, and their biases through ``diff_b``) for the text
+# encoders: in Forge the same export also leaves out the LayerNorms (the final one included).
+_FORGE_CAN = re.compile(r"^text_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.(weight|bias)$")
 
 
 def a1111_key(family: str, encoder: str, param: str) -> str:
@@ -53,18 +58,28 @@ def a1111_key(family: str, encoder: str, param: str) -> str:
     return f"{prefix}{stem.replace('.', '_')}.{kind}"
 
 
-def a1111_left_out(file: SafeTextFile) -> dict[str, Any]:
-    """What AUTOMATIC1111's Lora extension cannot express: the tensors, and their share of the file's change
-    (squared Frobenius norm, all encoders together)."""
+def _left_out(file: SafeTextFile, cannot: Callable[[str], bool]) -> dict[str, Any]:
+    """The tensors ``cannot`` rules out, and their share of the file's change (squared Frobenius norm, all
+    encoders together)."""
     names, left, total = [], 0.0, 0.0
     for encoder, params in file.deltas.items():
         for param, delta in params.items():
             size = float(delta.float().pow(2).sum())
             total += size
-            if any(part in param for part in A1111_CANNOT):
+            if cannot(param):
                 names.append(f"{encoder}.{param}")
                 left += size
     return {"tensors": names, "share": left / total if total else 0.0}
+
+
+def a1111_left_out(file: SafeTextFile) -> dict[str, Any]:
+    """What AUTOMATIC1111's Lora extension cannot express: the tensors, and their share of the file's change."""
+    return _left_out(file, lambda param: any(part in param for part in A1111_CANNOT))
+
+
+def forge_left_out(file: SafeTextFile) -> dict[str, Any]:
+    """What Forge's LoRA loader cannot express (everything but the layers' projections), and its share."""
+    return _left_out(file, lambda param: not _FORGE_CAN.match(param))
 
 
 def to_a1111(file: SafeTextFile, path: str | os.PathLike) -> Path:
@@ -89,6 +104,7 @@ def to_a1111(file: SafeTextFile, path: str | os.PathLike) -> Path:
     meta = {k: v for k, v in file.metadata().items()}
     meta["safetext.export"] = "a1111"
     meta["safetext.a1111_left_out"] = json.dumps(left_out)
+    meta["safetext.forge_left_out"] = json.dumps(forge_left_out(file))
     return atomic_save(tensors, Path(path), meta)
 
 

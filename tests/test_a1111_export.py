@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 
 from safetext_core import SafeTextFile
-from safetext_core.exports import a1111_left_out, to_a1111
+from safetext_core.exports import a1111_left_out, forge_left_out, to_a1111
 from tiny_models import random_clip_state
 
 PATCHED = ("Linear", "LayerNorm")  # the kinds of CLIP-L modules the Lora extension applies networks in
@@ -71,4 +71,10 @@ def test_every_exported_key_reaches_a_module_the_webui_patches(tmp_path):
     left = json.loads(meta["safetext.a1111_left_out"])
     assert left["tensors"] == ["clip_l.text_model.embeddings.token_embedding.weight"]
     assert 0 < left["share"] < 1 and left == a1111_left_out(file)
+    # Forge maps only the layers' projections: the LayerNorms (final one included) are left out there too.
+    forge = json.loads(meta["safetext.forge_left_out"])
+    assert forge == forge_left_out(file) and forge["share"] > left["share"]
+    assert {"clip_l.text_model.final_layer_norm.weight", "clip_l.text_model.encoder.layers.0.layer_norm1.bias",
+            "clip_l.text_model.embeddings.token_embedding.weight"} <= set(forge["tensors"])
+    assert not any("_proj." in t or ".mlp.fc" in t for t in forge["tensors"]), forge["tensors"]
     assert not any("token_embedding" in k for k in keys)
