@@ -111,7 +111,9 @@ class SafeTextScript(scripts.Script):
             from modules.ui_common import create_refresh_button
         except ImportError:  # older or different webuis: the list still refreshes on restart
             return
-        create_refresh_button(file, lambda: None, files.file_dropdown_update, f"safetext_refresh_{tab}")
+        # The button first loads the selected checkpoint if none is in memory (Forge loads one only for a job), as
+        # /safetext/v1/files does: "fits" needs it.
+        create_refresh_button(file, files.load_checkpoint, files.file_dropdown_update, f"safetext_refresh_{tab}")
 
     def process(self, p: Any, *args: Any) -> None:
         reset()  # whatever an earlier, failed job left

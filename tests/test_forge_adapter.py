@@ -410,6 +410,22 @@ def test_before_its_first_job(webui, forge, monkeypatch):
     assert fits == {"forge.safetensors": True, "other.safetensors": False} and model_data.sd_model is forge.model
 
 
+def test_the_panels_refresh_button_loads_the_checkpoint_first(webui, forge, monkeypatch):
+    """Forge before its first job: the refresh button beside the file list loads the selected checkpoint (as the
+    files route does), so the list can mark the file that fits."""
+    model_data = _before_first_job(webui, forge, monkeypatch)
+    made = {}
+    ui_common = types.ModuleType("modules.ui_common")
+    ui_common.create_refresh_button = lambda component, method, args, elem_id: made.update(method=method, args=args)
+    monkeypatch.setitem(sys.modules, "modules.ui_common", ui_common)
+    webui.script.SafeTextScript._refresh_button(object(), "txt2img")
+    made["method"]()  # what Gradio runs on a click, before it asks for the new choices
+    update = made["args"]()
+    marked = " ".join(str(c) for c in update["choices"]) + " " + update["info"]  # Gradio 4: in labels; 3: in info
+    assert model_data.sd_model is forge.model
+    assert "forge.safetensors \u2713" in marked or "fits this checkpoint: forge.safetensors" in marked, update
+
+
 def test_file_for_another_checkpoint_fails_closed(webui, forge):
     script = webui.script.SafeTextScript()
     script.args_from, script.args_to = 1, 5
