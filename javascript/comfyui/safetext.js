@@ -131,7 +131,8 @@ function refreshPanel() {
   if (!panel) {
     panel = document.createElement("div");
     panel.id = "safetext-status-panel";
-    panel.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;flex-direction:column;" +
+    // Above the canvas toolbar (zoom and fit buttons) that the front end keeps in the bottom-right corner.
+    panel.style.cssText = "position:fixed;right:12px;bottom:72px;z-index:10000;display:flex;flex-direction:column;" +
       "gap:4px;max-width:420px;pointer-events:auto;opacity:0.95;";
     document.body.appendChild(panel);
   }
