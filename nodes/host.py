@@ -147,6 +147,7 @@ class Progress:
         self.node_id = node_id
         self.min_interval = min_interval
         self._last = 0.0
+        self._phase: Any = None
         try:
             import comfy.utils
 
@@ -160,8 +161,11 @@ class Progress:
         if self.bar is not None:
             self.bar.update_absolute(min(step, self.total), self.total)
         now = time.monotonic()
-        if force or now - self._last >= self.min_interval:
-            self._last = now
+        phase = info.get("phase")
+        # At most one event per interval, but the first of each phase always goes out (a fast run's steps would
+        # otherwise all fall in the interval after the last "originals" event and the page would never see one).
+        if force or phase != self._phase or now - self._last >= self.min_interval:
+            self._last, self._phase = now, phase
             send_event({"node": self.node_id, "step": int(step), "total": self.total, **info})
 
 
