@@ -117,6 +117,18 @@ function onScreen(element) {
   return !box || (box.height >= 8 && box.width >= 20);
 }
 
+// An element of the page's own (the enforced-mode badge, the status panel), found by its id or made once.
+function pageElement(id, css) {
+  let element = document.getElementById(id);
+  if (!element) {
+    element = document.createElement("div");
+    element.id = id;
+    element.style.cssText = css;
+    document.body.appendChild(element);
+  }
+  return element;
+}
+
 // The corner panel for renderers that leave the status line off the node (see the top of this file).
 function refreshPanel() {
   if (typeof document === "undefined" || !document.body) return;
@@ -128,14 +140,9 @@ function refreshPanel() {
   }
   const key = rows.map((node) => `${node.id}|${node.title ?? ""}|${node.safetextElement.dataset.key}`).join("\n");
   if (panel?.dataset.key === key) return;
-  if (!panel) {
-    panel = document.createElement("div");
-    panel.id = "safetext-status-panel";
-    // Above the canvas toolbar (zoom and fit buttons) that the front end keeps in the bottom-right corner.
-    panel.style.cssText = "position:fixed;right:12px;bottom:72px;z-index:10000;display:flex;flex-direction:column;" +
-      "gap:4px;max-width:420px;pointer-events:auto;opacity:0.95;";
-    document.body.appendChild(panel);
-  }
+  // Above the canvas toolbar (zoom and fit buttons) that the front end keeps in the bottom-right corner.
+  panel = pageElement("safetext-status-panel", "position:fixed;right:12px;bottom:72px;z-index:10000;display:flex;" +
+    "flex-direction:column;gap:4px;max-width:420px;pointer-events:auto;opacity:0.95;");
   panel.dataset.key = key;
   panel.replaceChildren(...rows.map((node) => {
     const row = document.createElement("div");
@@ -177,19 +184,12 @@ function showEnforce(state) {
   ENFORCE = state;
   const badge = enforceBadge(state);
   if (typeof document === "undefined" || !document.body) return;
-  let element = document.getElementById("safetext-enforce-badge");
   if (!badge) {
-    element?.remove?.();
+    document.getElementById("safetext-enforce-badge")?.remove?.();
     return;
   }
-  if (!element) {
-    element = document.createElement("div");
-    element.id = "safetext-enforce-badge";
-    element.style.cssText = "position:fixed;left:12px;bottom:12px;z-index:10000;padding:4px 10px;border-radius:8px;" +
-      "color:#fff;font:bold 12px/18px sans-serif;pointer-events:auto;opacity:0.92;";
-    document.body.appendChild(element);
-  }
-  paint(element, badge);
+  paint(pageElement("safetext-enforce-badge", "position:fixed;left:12px;bottom:12px;z-index:10000;padding:4px 10px;" +
+    "border-radius:8px;color:#fff;font:bold 12px/18px sans-serif;pointer-events:auto;opacity:0.92;"), badge);
   allNodes().forEach(refresh);
 }
 
