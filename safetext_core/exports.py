@@ -28,7 +28,7 @@ import torch
 from .encoding import EncoderSet
 from .families import get_family
 from .errors import ConfigError, UnsupportedModel
-from .lowrank import factor_stem
+from .lowrank import KOHYA_SUFFIX, factor_stem
 from .models import hf_to_openclip_names
 from .safetext_file import SafeTextFile, atomic_save, param_to_key
 from .weights import apply_deltas
@@ -46,7 +46,9 @@ A1111_CANNOT = ("embeddings.token_embedding.", "embeddings.position_embedding.",
 # Forge's LoRA loader (dfdcbab, packages_3rdparty/comfyui_lora_collection/lora.py ``model_lora_keys_clip``) maps
 # only the six projections of each encoder layer (weights, and their biases through ``diff_b``) for the text
 # encoders: in Forge the same export also leaves out the LayerNorms (the final one included).
-_FORGE_CAN = re.compile(r"^text_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.(weight|bias)$")
+# The projections are the kohya table's (the same six every host's text-encoder LoRA names).
+_FORGE_CAN = re.compile(r"^text_model\.encoder\.layers\.\d+\.(" + "|".join(map(re.escape, KOHYA_SUFFIX)) +
+                        r")\.(weight|bias)$")
 
 
 def a1111_key(family: str, encoder: str, param: str) -> str:
