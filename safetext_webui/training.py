@@ -60,11 +60,12 @@ def _tokenizers(family: str, encs: list[HostEncoder]) -> dict[str, Any]:
 
 def _config(steps: Any, learning_rate: Any, lam: Any, batch_size: Any, seed: Any, rank: Any = 0,
             lora_alpha: Any = 0.0, lora_learning_rate: Any = None, lora_targets: Any = "") -> core.AlignConfig:
+    """An AlignConfig from the tab's or the API's values; a value left out (None or '') keeps the core's default."""
+    given = {"steps": (steps, int), "batch_size": (batch_size, int), "learning_rate": (learning_rate, float),
+             "lam": (lam, float), "seed": (seed, int), "rank": (rank, int), "lora_alpha": (lora_alpha, float),
+             "lora_learning_rate": (lora_learning_rate, float)}
     try:
-        values = {"steps": int(steps), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-                  "lam": float(lam), "seed": int(seed or 0), "rank": int(rank or 0), "lora_alpha": float(lora_alpha or 0)}
-        if lora_learning_rate not in (None, ""):
-            values["lora_learning_rate"] = float(lora_learning_rate)
+        values = {name: kind(value) for name, (value, kind) in given.items() if value not in (None, "")}
     except (TypeError, ValueError) as error:
         raise ConfigError(f"bad training settings: {error}") from None
     pattern = str(lora_targets or "").strip()
@@ -86,8 +87,9 @@ def _device() -> Any:
 
 
 def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = "", replace: bool = False,
-          steps: Any = 300, learning_rate: Any = 1e-4, lam: Any = 1.0, batch_size: Any = 16, name: Any = "",
-          seed: Any = 0, overwrite: bool = False, rank: Any = 0, lora_alpha: Any = 0.0, lora_learning_rate: Any = None,
+          steps: Any = None, learning_rate: Any = None, lam: Any = None, batch_size: Any = None, name: Any = "",
+          seed: Any = None, overwrite: bool = False, rank: Any = None, lora_alpha: Any = None,
+          lora_learning_rate: Any = None,
           lora_targets: Any = "") -> dict[str, Any]:
     """Train a SafeText file for the loaded checkpoint; returns its name, fingerprint, figures and report.
 

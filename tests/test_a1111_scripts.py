@@ -720,6 +720,20 @@ def test_training_writes_a_fitting_file_and_interrupt_writes_none(webui, sd1):
         webui.training.train([], unsafe, safe, True, steps=1, name="trained")
 
 
+def test_training_settings_left_out_keep_the_core_defaults(webui):
+    """The API's body may leave settings out: they take AlignConfig's defaults, not a second copy of them."""
+    from safetext_core import AlignConfig
+
+    defaults = AlignConfig()
+    config = webui.training._config(None, None, None, None, None)
+    assert config == defaults
+    config = webui.training._config(12, "", 2.5, 8, 3, rank=4, lora_alpha=None, lora_learning_rate="")
+    assert (config.steps, config.learning_rate, config.lam, config.batch_size, config.seed, config.rank) == \
+        (12, defaults.learning_rate, 2.5, 8, 3, 4)
+    with pytest.raises(SafeTextError, match="bad training settings"):
+        webui.training._config("many", None, None, None, None)
+
+
 def test_install_py_detects_host_and_never_installs_torch(monkeypatch, tmp_path):
     calls = []
     launch = types.ModuleType("launch")
