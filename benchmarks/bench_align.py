@@ -254,8 +254,10 @@ def run(opts: Options) -> BenchResult:
             ratio=a / core, target="-", passed=None,
             conditions=conditions_base + shared + "; ESD's x_t sampling left out: errs in ESD's favour"))
         if not any(r.benchmark.endswith("(derived)") for r in rows):
-            steps = 300  # AlignConfig().steps: SafeText's default run length
-            # The timed run is short and encodes only the prompts it samples; a 300-step run samples
+            from safetext_core import AlignConfig
+
+            steps = AlignConfig().steps  # SafeText's default run length
+            # The timed run is short and encodes only the prompts it samples; a default run samples
             # more. Scale the measured setup by the prompt count (an upper bound: the encoder copy in
             # it does not grow with the prompts).
             short, full_run = align_info["encoded_prompts"], align_info["encoded_prompts_300_steps"]

@@ -65,7 +65,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
                  "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "rank", "lora_alpha",
-                 "lora_learning_rate"):
+                 "lora_learning_rate", "lr_schedule", "lr_floor"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -361,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--steps", type=int)
     align.add_argument("--batch-size", type=int)
     align.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
+    align.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                       help="constant, or cosine: decay to --lr-floor of the learning rate by the last step")
+    align.add_argument("--lr-floor", type=float, help="the cosine schedule's last learning rate, as a share of the first")
     align.add_argument("--lam", type=float, help="lambda: weight of the effectiveness (cosine) term")
     align.add_argument("--anchor-weight", type=float, help="pull towards the harmless anchor (0: the paper's objective)")
     align.add_argument("--cos-margin", type=float, help="penalise an unsafe prompt's cosine only above this (-1: always)")

@@ -126,7 +126,11 @@ def score(fig: dict[str, float], config: AlignConfig) -> float:
         + max(0.0, config.min_near_miss_cos - fig.get("near_miss_cos_mean", 1.0)) \
         + max(0.0, config.min_near_miss_cos - fig.get("pair_harmless_cos_mean", 1.0))
     moved = fig.get("unsafe_share_moved", 0.0)
-    return (1.0 if shortfall == 0 else 0.0) + moved - 10.0 * shortfall
+    # Ties on the share moved (a step of 1/len(validation unsafe), 0.5% for the shipped sets) go to the check that
+    # keeps harmless prompts closer: the 1e-3 weight is below any real difference in the share moved.
+    harmless = [fig[k] for k in ("safe_cos_mean", "near_miss_cos_mean", "pair_harmless_cos_mean") if k in fig]
+    keep = sum(harmless) / len(harmless) if harmless else 0.0
+    return (1.0 if shortfall == 0 else 0.0) + moved - 10.0 * shortfall + 1e-3 * keep
 
 
 TRADEOFF_STRENGTHS = (0.25, 0.5, 0.75, 0.9, 1.0)

@@ -64,11 +64,13 @@ class AlignConfig:
     """Every choice the paper leaves open. Defaults were chosen by measurement (README "Defaults" and
     docs/precision.md: the precision settings below were chosen on the independent evaluation sets)."""
 
-    steps: int = 300                 # optimiser steps (upper bound; early stopping may end sooner)
+    steps: int = 450                 # optimiser steps (upper bound; early stopping may end sooner)
     batch_size: int = 16             # unsafe prompts per step, and as many safe prompts
     learning_rate: float = 1e-4      # AdamW
+    lr_schedule: str = "cosine"      # constant | cosine (half a cosine from the learning rate down to lr_floor of it)
+    lr_floor: float = 0.1            # the cosine schedule's last learning rate, as a share of the first
     weight_decay: float = 0.0
-    lam: float = 1.0                 # lambda: weight of the cosine (effectiveness) term
+    lam: float = 1.5                 # lambda: weight of the cosine (effectiveness) term
     anchor_weight: float = 0.3       # mu: pull unsafe prompts towards the anchor; 0 = the paper as written
     anchor_prompt: str = ""          # the harmless anchor (the empty prompt)
     safe_weight: float = 1.0         # weight of the utility term L_u
@@ -84,7 +86,9 @@ class AlignConfig:
     threshold: float = 0.5           # an unsafe prompt counts as moved when its cosine falls below this
     target_unsafe_share: float = 0.987
     min_safe_cos: float = 0.98
-    min_near_miss_cos: float = 0.95
+    min_near_miss_cos: float = 0.92  # near-misses now include whole scenes (the second batch): the previous
+                                     # default's files score 0.92-0.94 on their validation part, and a bar of
+                                     # 0.95 made validation keep early, under-trained weights
     checkpoint_every: int = 0        # write a resume checkpoint every N steps (0: never)
     # Precision: teach which words carry the harm, not which scenes they appear in.
     pair_share: float = 0.5          # minimal pairs per step, as a share of batch_size (0: none); the unsafe side
@@ -92,8 +96,8 @@ class AlignConfig:
     mine_every: int = 25             # every N steps, rank the safe training prompts by how far they moved (0: never)
     mine_share: float = 0.5          # share of each safe batch drawn from the most-moved ones
     mine_pool: int = 128             # how many of the most-moved safe prompts to draw from
-    mine_sample: int = 0             # safe prompts ranked per mining (a fresh random sample, plus the last
-                                     # most-moved ones); 0: all of them (5,600 with the shipped sets: slow)
+    mine_sample: int = 1024          # safe prompts ranked per mining (a fresh random sample, plus the last
+                                     # most-moved ones); 0: all of them (about 5,900 with the shipped sets: slow)
     preserve_share: float = 0.5      # extra safe draws per step from word salads of the tokenizer's vocabulary
                                      # (no unsafe word), as a share of batch_size: keep every harmless word in place
     preserve_pool: int = 4000        # how many word salads to make
@@ -119,6 +123,8 @@ class AlignConfig:
         if self.rank > 0 and self.train:
             raise ConfigError("train selects parameters for full fine-tuning; with a rank, choose layers with "
                               "lora_targets")
+        if self.lr_schedule not in ("constant", "cosine") or not 0.0 <= self.lr_floor <= 1.0:
+            raise ConfigError(f"lr_schedule must be constant or cosine (not {self.lr_schedule!r}) and lr_floor in [0, 1]")
         if self.safe_distance not in ("relative_l2", "l2", "squared_l2"):
             raise ConfigError(f"safe_distance must be relative_l2, l2 or squared_l2, not {self.safe_distance!r}")
         self.train = tuple(self.train)
@@ -162,6 +168,16 @@ class AlignResult:
 
 
 # --------------------------------------------------------------------------------------- helpers
+
+def learning_rate_factor(step: int, config: AlignConfig) -> float:
+    """The share of the learning rate that step ``step`` (0-based) uses: 1 for ``constant``; for ``cosine`` half a
+    cosine from 1 at the first step to ``lr_floor`` at the last planned one. The late steps then make small moves,
+    so the weights settle instead of swinging between the unsafe and the harmless terms when training ends."""
+    if config.lr_schedule == "constant" or config.steps <= 1:
+        return 1.0
+    progress = step / (config.steps - 1)
+    return config.lr_floor + (1.0 - config.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
 
 def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adapter_targets: Sequence[str] = ()
                    ) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
@@ -589,6 +605,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         parts = dict(zip(parts, values[1:]))
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for ps in chosen.values() for _, p in ps], config.grad_clip)
+        for group in optimizer.param_groups:  # from the step alone, so a resumed run follows the same schedule
+            group["lr"] = lr * learning_rate_factor(step, config)
         optimizer.step()
         record = {"step": step + 1, "loss": values[0], **parts}
         history.append(record)

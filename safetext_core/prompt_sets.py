@@ -322,10 +322,11 @@ def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequ
                 sets.obfuscated[category] = obfuscated
         sets.safe = _shipped("safe/everyday.txt")
         sets.near_miss = _shipped("safe/near_miss.txt")
-        for category in chosen:
-            shipped_pairs = DATA_DIR / "pairs" / f"{category}.tsv"
-            if shipped_pairs.is_file():
-                sets.pairs += load_pair_file(shipped_pairs)
+        for folder in ("pairs", "pairs/second_batch"):  # every first-batch pair, then the second batch (README)
+            for category in chosen:
+                shipped_pairs = DATA_DIR / folder / f"{category}.tsv"
+                if shipped_pairs.is_file():
+                    sets.pairs += [pair for pair in load_pair_file(shipped_pairs) if pair not in sets.pairs]
     for pair_file in pair_files:
         sets.pairs += [pair for pair in load_pair_file(pair_file) if pair not in sets.pairs]
     user_unsafe = [p for f in unsafe_files for p in load_prompt_file(f)] + prompt_list(unsafe_prompts, "unsafe_prompts")

@@ -6,6 +6,7 @@ import torch
 
 import tiny_models
 from safetext_core import AlignConfig, AlignmentCancelled, PromptSetError, load_encoders, load_prompt_sets, run_alignment
+from safetext_core.errors import ConfigError
 from safetext_core.evaluation import evaluate_deltas, explain
 from safetext_core import loop
 from safetext_core.loop import _length_groups, _step_batches
@@ -31,7 +32,8 @@ def test_empty_or_missing_pair_files_are_refused(tmp_path):
 
 def test_shipped_pairs_come_with_their_categories_and_change_the_hashes(tmp_path):
     sexual = load_prompt_sets(categories=["sexual"])
-    assert len(sexual.pairs) >= 100 and sexual.pairs == load_pair_file(DATA_DIR / "pairs" / "sexual.tsv")
+    first, second = (load_pair_file(DATA_DIR / folder / "sexual.tsv") for folder in ("pairs", "pairs/second_batch"))
+    assert len(first) >= 100 and len(second) >= 20 and sexual.pairs == first + second
     assert "pairs" in sexual.hashes()
     assert not load_prompt_sets(unsafe_prompts=["a naked woman"], safe_prompts=["a red car"], replace=True).pairs
     extra = tmp_path / "mine.tsv"
@@ -65,15 +67,15 @@ def _with_pairs(prompt_sets):
     return prompt_sets
 
 
-@pytest.mark.parametrize("mine_sample", [0, 12])
-def test_training_with_pairs_and_mining_resumes_bit_for_bit(tmp_path, prompt_sets, mine_sample):
+@pytest.mark.parametrize("mine_sample, schedule", [(0, "constant"), (12, "constant"), (12, "cosine")])
+def test_training_with_pairs_and_mining_resumes_bit_for_bit(tmp_path, prompt_sets, mine_sample, schedule):
     """Mining changes the batches from the weights: a resumed run must mine and sample exactly as a straight one
-    (also when each mining ranks a random sample of the safe prompts)."""
+    (also when each mining ranks a random sample of the safe prompts, and under the cosine learning rate)."""
     prompt_sets = _with_pairs(prompt_sets)
     tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
     encoders = load_encoders(tmp_path / "m.safetensors")
     config = AlignConfig(steps=9, batch_size=4, learning_rate=1e-3, eval_every=0, checkpoint_every=2, mine_every=2,
-                         mine_pool=8, pair_share=0.5, mine_sample=mine_sample)
+                         mine_pool=8, pair_share=0.5, mine_sample=mine_sample, lr_schedule=schedule)
     resume = tmp_path / "out.resume"
     calls = {"n": 0}
 
@@ -88,6 +90,27 @@ def test_training_with_pairs_and_mining_resumes_bit_for_bit(tmp_path, prompt_set
     assert "pair_harmless_cos_mean" in straight.heldout or prompt_sets.pair_part("heldout") == []
     for name, delta in straight.file.deltas["clip_l"].items():
         assert torch.equal(resumed.file.deltas["clip_l"][name], delta), name
+
+
+def test_cosine_schedule_runs_from_the_learning_rate_down_to_its_floor(tmp_path, prompt_sets):
+    config = AlignConfig(steps=5, lr_schedule="cosine", lr_floor=0.2)
+    factors = [loop.learning_rate_factor(step, config) for step in range(5)]
+    assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.2) and factors == sorted(factors, reverse=True)
+    assert factors[2] == pytest.approx(0.6)  # half way: half way between 1 and the floor
+    assert loop.learning_rate_factor(3, AlignConfig(steps=5, lr_schedule="constant")) == 1.0
+    with pytest.raises(ConfigError):
+        AlignConfig(lr_schedule="linear")
+    # The optimiser really uses it: with a floor of 0 the last planned step moves nothing, so a 2-step cosine run
+    # ends where a 1-step run ends, and a 2-step constant run does not.
+    tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
+    encoders = load_encoders(tmp_path / "m.safetensors")
+    runs = {}
+    for name, steps, schedule in (("one", 1, "constant"), ("cosine", 2, "cosine"), ("constant", 2, "constant")):
+        cfg = AlignConfig(steps=steps, batch_size=4, learning_rate=1e-3, eval_every=0, lr_schedule=schedule,
+                          lr_floor=0.0)
+        runs[name] = run_alignment(encoders, prompt_sets, cfg, draw=False, independent=False).file.deltas["clip_l"]
+    assert all(torch.equal(runs["cosine"][k], runs["one"][k]) for k in runs["one"])
+    assert not all(torch.equal(runs["constant"][k], runs["one"][k]) for k in runs["one"])
 
 
 def test_explain_gives_the_cosine_and_the_nearest_training_prompts(tmp_path, prompt_sets):
@@ -142,10 +165,13 @@ def test_independent_sets_follow_the_chosen_categories():
 
 def test_real_minilm_keeps_a_harmless_scene_that_unsafe_training_prompts_share():
     """The real pretrained MiniLM, a short run on the sexual category: a harmless prompt in a scene the unsafe
-    training prompts use (a woman on a bed) keeps its meaning while the unsafe one in that scene moves."""
+    training prompts use (a woman on a bed) keeps its meaning while the unsafe one in that scene moves.
+
+    A constant learning rate: in a run this short the cosine schedule's small late steps cannot repair what the
+    early ones moved (the bed scene kept 0.51-0.92 over seeds 0-2 with it, 0.97 without; docs/precision.md)."""
     encoders = load_encoders(None)
     prompts = load_prompt_sets(categories=["sexual"])
-    config = AlignConfig(steps=60, batch_size=12, eval_every=0, mine_every=20)
+    config = AlignConfig(steps=60, batch_size=12, eval_every=0, mine_every=20, lr_schedule="constant")
     outcome = run_alignment(encoders, prompts, config, draw=False, independent=False)
     harmless = ["a woman lying on her bed with a paperback, afternoon sun, cozy bedroom photo",
                 "a man sleeping in bed under a striped duvet, morning light"]
