@@ -134,7 +134,7 @@ def ordered_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 def render_markdown(data: dict[str, Any]) -> str:
     meta = data["meta"]
     env = meta["environment"]
-    parts = [f"# SafeText benchmarks: {env['device']}\n",
+    parts = [f"# SafeText benchmarks: {env['device']} (the latest run; each run's machine is under Runs)\n",
              f"Device tag `{meta['device_tag']}`; torch {env['torch']}, transformers {env['transformers']}, "
              f"diffusers {env['diffusers']}, safetensors {env['safetensors']}, Python {env['python']}"
              + (f", CUDA {env['cuda']} (TF32 matmul {env['tf32_matmul']}, cuDNN TF32 {env['tf32_cudnn']})" if "cuda" in env else "")
@@ -148,6 +148,8 @@ def render_markdown(data: dict[str, Any]) -> str:
             continue
         opts = entry["options"]
         line = f"- `{name}`: `{entry['command']}` at {entry['finished']}, {entry['seconds']:.0f} s; "
+        if entry.get("device"):  # one device tag can span machines of the same kind (2 CPUs, another model)
+            line += f"on {entry['device']}; "
         if "loadavg_end" in entry:
             line += f"load average {entry['loadavg_start'][0]:.1f} -> {entry['loadavg_end'][0]:.1f}; "
         line += f"warm-up {opts['warmup']}, repeats {opts['repeats']}"
@@ -193,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n== {name} ...", flush=True)
         start = time.perf_counter()
         # Load average before and after: on a shared machine, other processes slow the timings.
-        entry: dict[str, Any] = {"options": opts.as_dict(), "command": command.strip(), "loadavg_start": os.getloadavg()}
+        entry: dict[str, Any] = {"options": opts.as_dict(), "command": command.strip(), "loadavg_start": os.getloadavg(),
+                                 "device": data["meta"]["environment"]["device"]}
         try:
             result = BENCHMARKS[name](opts)
             entry.update(rows=[vars(r) for r in result.rows], raw=result.raw)
