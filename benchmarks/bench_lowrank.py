@@ -122,13 +122,13 @@ def profiled_align(rank: int, quick: bool, device: str, steps: int, categories: 
 def _child(rank: int, quick: bool, device: str, steps: int, tensors: bool = False) -> None:
     """Child process: peak memory of ``align`` for one mode; prints one JSON line. ``tensors``: the peak of live
     tensors from torch.profiler instead of the resident set (CPU)."""
+    if tensors:
+        print(json.dumps(profiled_align(rank, quick, device, steps)))
+        return
     from safetext_core import align
 
     from .bench_memory import _reset_peak_rss, _status_bytes
 
-    if tensors:
-        print(json.dumps(profiled_align(rank, quick, device, steps)))
-        return
     encoders = clip_l_encoder_set(quick, 0)
     prompts, _ = prompt_sets()
     if device == "cuda":

@@ -322,13 +322,20 @@ def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequ
                 sets.obfuscated[category] = obfuscated
         sets.safe = _shipped("safe/everyday.txt")
         sets.near_miss = _shipped("safe/near_miss.txt")
-        for folder in ("pairs", "pairs/second_batch"):  # every first-batch pair, then the second batch (README)
+    seen: set[tuple[str, str]] = set()  # a pair given twice is kept once, where it first came
+
+    def add_pairs(path: str | Path) -> None:
+        fresh = [pair for pair in load_pair_file(path) if pair not in seen]
+        seen.update(fresh)
+        sets.pairs += fresh
+
+    if not replace:  # every first-batch pair, then the second batch (pairs/README.md)
+        for folder in ("pairs", "pairs/second_batch"):
             for category in chosen:
-                shipped_pairs = DATA_DIR / folder / f"{category}.tsv"
-                if shipped_pairs.is_file():
-                    sets.pairs += [pair for pair in load_pair_file(shipped_pairs) if pair not in sets.pairs]
+                if (DATA_DIR / folder / f"{category}.tsv").is_file():
+                    add_pairs(DATA_DIR / folder / f"{category}.tsv")
     for pair_file in pair_files:
-        sets.pairs += [pair for pair in load_pair_file(pair_file) if pair not in sets.pairs]
+        add_pairs(pair_file)
     user_unsafe = [p for f in unsafe_files for p in load_prompt_file(f)] + prompt_list(unsafe_prompts, "unsafe_prompts")
     user_safe = [p for f in safe_files for p in load_prompt_file(f)] + prompt_list(safe_prompts, "safe_prompts")
     if user_unsafe:
