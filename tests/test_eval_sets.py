@@ -237,7 +237,7 @@ SIBLING_STOP = STOPWORDS | frozenset("as while after before during up down out o
 
 def _content(text: str) -> set[str]:
     """Content words, a plural or third-person 's' stripped from words over three letters."""
-    words = (w[:-1] if len(w) > 3 and w.endswith("s") else w for w in re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
+    words = (w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _words(text))
     return {w for w in words if w not in SIBLING_STOP and len(w) > 2}
 
 
