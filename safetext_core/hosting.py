@@ -36,6 +36,11 @@ _WINDOWS_DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt
                               r"\s*(\..*)?$", re.IGNORECASE)
 # Run-control settings: they change how a run is watched, never what it trains.
 RUN_ONLY_FIELDS = frozenset({"checkpoint_every"})
+# What a file that does not record a setting was trained with, where that differs from the setting's default
+# today: the setting came later, and before it the training did the old thing (no pairs, no mining, no word
+# salads, every safe prompt ranked, a constant learning rate).
+LEGACY_VALUES = {"pair_share": 0.0, "mine_every": 0, "preserve_share": 0.0, "mine_sample": 0,
+                 "lr_schedule": "constant"}
 
 
 class FileNameError(SafeTextError, ValueError):
@@ -210,8 +215,8 @@ def same_training(file: SafeTextFile, config: Any, prompt_hashes: Mapping[str, s
     """Would training ``config`` on these prompts for these encoders make ``file`` again?
 
     Compares the family, the prompt-set hashes, the encoders' fingerprints and every setting of ``config``
-    except run-control ones; a setting the file's config does not record counts as its default (files made
-    before the setting existed were trained with that default).
+    except run-control ones; a setting the file's config does not record counts as what training did before
+    the setting existed (:data:`LEGACY_VALUES`, else its default).
     """
     if file.family != family or dict(file.prompt_hashes) != dict(prompt_hashes):
         return False
@@ -222,7 +227,8 @@ def same_training(file: SafeTextFile, config: Any, prompt_hashes: Mapping[str, s
     for spec in fields(config):
         if spec.name in RUN_ONLY_FIELDS:
             continue
-        old, new = saved.get(spec.name, getattr(defaults, spec.name)), getattr(config, spec.name)
+        old = saved.get(spec.name, LEGACY_VALUES.get(spec.name, getattr(defaults, spec.name)))
+        new = getattr(config, spec.name)
         if isinstance(new, tuple):
             old = tuple(old) if isinstance(old, (list, tuple)) else old
         if old != new:

@@ -97,6 +97,18 @@ def test_same_training_compares_defining_fields_with_defaults_for_new_ones(tmp_p
     assert not same_training(file, config, {"unsafe": "h"}, {"clip_l": FP}, "sdxl")
 
 
+@pytest.mark.parametrize("field, legacy", [("lr_schedule", "constant"), ("pair_share", 0.0), ("mine_sample", 0)])
+def test_a_file_from_before_a_setting_counts_as_trained_the_old_way(tmp_path, field, legacy):
+    # Files made before the cosine schedule / pairs / sampled mining existed trained without them: requeueing
+    # today's defaults must train anew, not reuse the old file; asking for the old behaviour may reuse it.
+    config = AlignConfig(steps=10)
+    saved = json.loads(config.to_json())
+    saved.pop(field)
+    file = SafeTextFile.load(_file(tmp_path, "old.safetensors", config=saved, hashes={"unsafe": "h"}))
+    assert not same_training(file, config, {"unsafe": "h"}, {"clip_l": FP}, "sd1")
+    assert same_training(file, AlignConfig(steps=10, **{field: legacy}), {"unsafe": "h"}, {"clip_l": FP}, "sd1")
+
+
 def test_comfy_patches_use_comfyui_keys(tmp_path):
     file = SafeTextFile.load(_file(tmp_path, "m.safetensors"))
     patches = comfy_patches(file)
