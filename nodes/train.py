@@ -47,7 +47,7 @@ def source_name(prompt: Any, node_id: Any, input_name: str = "clip", depth: int 
 
 
 def config_from(lambda_, steps, learning_rate, training_seed, batch_size, train_parameters, rank=0, lora_alpha=0.0,
-                lora_learning_rate=None, lora_targets="") -> AlignConfig:
+                lora_learning_rate=None, lora_targets="", lr_schedule=None) -> AlignConfig:
     patterns = {}
     for field, text in (("train_parameters", train_parameters), ("lora_targets", lora_targets)):
         pattern = (text or "").strip()
@@ -58,6 +58,8 @@ def config_from(lambda_, steps, learning_rate, training_seed, batch_size, train_
                 raise ConfigError(f"SafeText Train: {field} is not a valid regular expression ({error})") from None
         patterns[field] = (pattern,) if pattern else ()
     low = {"lora_learning_rate": float(lora_learning_rate)} if lora_learning_rate is not None else {}
+    if lr_schedule:  # left out (a workflow saved before the input existed): the core's default
+        low["lr_schedule"] = str(lr_schedule)
     return AlignConfig(steps=int(steps), learning_rate=float(learning_rate), lam=float(lambda_), seed=int(training_seed),
                        batch_size=int(batch_size), train=patterns["train_parameters"], rank=int(rank),
                        lora_alpha=float(lora_alpha), lora_targets=patterns["lora_targets"], **low)
@@ -129,18 +131,24 @@ class SafeTextTrain:
                 "lora_targets": ("STRING", {"default": "",
                                             "tooltip": "Advanced, rank > 0: regular expression of the linear layers that get "
                                                        "factors (empty: every layer inside the transformer blocks)."}),
+                "lr_schedule": (["cosine", "constant"], {"default": defaults.lr_schedule,
+                                                         "tooltip": "cosine: the learning rate falls to a tenth by the "
+                                                                    "last step (the default, for full-length runs). "
+                                                                    "constant: better for short runs of a few dozen "
+                                                                    "steps, whose late small steps cannot repair "
+                                                                    "what the early ones moved."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
         }
 
     def train(self, clip, file_name, steps, learning_rate, training_seed, overwrite=False,
               unsafe_prompts="", safe_prompts="", only_my_prompts=False, batch_size=16, train_parameters="",
-              rank=0, lora_alpha=0.0, lora_learning_rate=None, lora_targets="",
+              rank=0, lora_alpha=0.0, lora_learning_rate=None, lora_targets="", lr_schedule=None,
               unique_id=None, prompt=None, **flags):
         enforce.check_training()  # an operator's enforced mode picks files by fingerprint: no new ones
         # "lambda" is a Python keyword, so it (and the category switches) arrive in **flags.
         config = config_from(flags.get("lambda", AlignConfig().lam), steps, learning_rate, training_seed, batch_size,
-                             train_parameters, rank, lora_alpha, lora_learning_rate, lora_targets)
+                             train_parameters, rank, lora_alpha, lora_learning_rate, lora_targets, lr_schedule)
         path = host.output_path(file_name)
         family = comfy_clip.family_of(clip)
         # Text boxes: one prompt per line (blank lines and # comments skipped); a bad prompt is a PromptError naming it.

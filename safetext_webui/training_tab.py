@@ -31,11 +31,12 @@ def figures_html(figures: dict[str, float]) -> str:
 
 def ui_train(categories: Any, unsafe: Any, safe: Any, replace: Any, steps: Any, learning_rate: Any, lam: Any,
              batch_size: Any, name: Any, rank: Any = 0, lora_alpha: Any = 0.0, lora_learning_rate: Any = None,
-             lora_targets: Any = "") -> tuple[Any, str, str]:
+             lora_targets: Any = "", lr_schedule: Any = None) -> tuple[Any, str, str]:
     """The Train button: (report image, figures table, status line)."""
     try:
         result = train(categories, unsafe, safe, replace, steps, learning_rate, lam, batch_size, name, rank=rank,
-                       lora_alpha=lora_alpha, lora_learning_rate=lora_learning_rate, lora_targets=lora_targets)
+                       lora_alpha=lora_alpha, lora_learning_rate=lora_learning_rate, lora_targets=lora_targets,
+                       lr_schedule=lr_schedule)
     except core.AlignmentCancelled:
         return None, "", "<p>Interrupted: no file was written.</p>"
     except SafeTextError as error:
@@ -71,6 +72,10 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
                                     elem_id="safetext_train_lambda")
                     batch_size = gr.Number(value=defaults.batch_size, precision=0, label="Batch size",
                                            elem_id="safetext_train_batch")
+                    # cosine suits full-length runs; a run of a few dozen steps keeps more with a constant rate
+                    lr_schedule = gr.Dropdown(choices=["cosine", "constant"], value=defaults.lr_schedule,
+                                              label="Learning-rate schedule (constant for short runs)",
+                                              elem_id="safetext_train_lr_schedule")
                 with gr.Row():  # low-rank (LoRA) training: rank 0 fine-tunes the full weights
                     rank = gr.Number(value=defaults.rank, precision=0, label="LoRA rank (0: full weights)",
                                      elem_id="safetext_train_rank")
@@ -92,7 +97,7 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
                 status = gr.HTML(elem_id="safetext_train_status")
         start.click(fn=wrap_gradio_gpu_call(ui_train, extra_outputs=[None, ""]),
                     inputs=[categories, unsafe, safe, replace, steps, learning_rate, lam, batch_size, name, rank,
-                            lora_alpha, lora_learning_rate, lora_targets],
+                            lora_alpha, lora_learning_rate, lora_targets, lr_schedule],
                     outputs=[report, figures, status])
         stop.click(fn=lambda: shared.state.interrupt(), inputs=[], outputs=[])
     return [(tab, TITLE, "safetext")]

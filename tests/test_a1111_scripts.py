@@ -732,6 +732,9 @@ def test_training_settings_left_out_keep_the_core_defaults(webui):
         (12, defaults.learning_rate, 2.5, 8, 3, 4)
     with pytest.raises(SafeTextError, match="bad training settings"):
         webui.training._config("many", None, None, None, None)
+    assert webui.training._config(None, None, None, None, None, lr_schedule="constant").lr_schedule == "constant"
+    with pytest.raises(SafeTextError, match="lr_schedule"):
+        webui.training._config(None, None, None, None, None, lr_schedule="linear")
 
 
 def test_install_py_detects_host_and_never_installs_torch(monkeypatch, tmp_path):

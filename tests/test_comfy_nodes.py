@@ -463,6 +463,23 @@ def train(pack, clip, name="tiny", **changes):
 
 # ------------------------------------------------------------------------------------------ tests
 
+
+def test_train_node_schedule_is_chosen_and_left_out_keeps_the_core_default(pack, host):
+    from safetext_core import AlignConfig
+
+    spec = pack.NODE_CLASS_MAPPINGS["SafeTextTrain"].INPUT_TYPES()["optional"]["lr_schedule"]
+    assert spec[0] == ["cosine", "constant"] and spec[1]["default"] == AlignConfig().lr_schedule
+    clip = sd1_clip()
+    with torch.inference_mode():
+        train(pack, clip, name="short_constant", lr_schedule="constant")
+        train(pack, clip, name="saved_before_the_input")  # a workflow saved before the input existed
+    folder = Path(host.folder_paths.models_dir) / "safetext"
+    assert SafeTextFile.load(folder / "short_constant.safetensors").config["lr_schedule"] == "constant"
+    assert SafeTextFile.load(folder / "saved_before_the_input.safetensors").config["lr_schedule"] == \
+        AlignConfig().lr_schedule
+    with pytest.raises(Exception, match="lr_schedule"):
+        train(pack, clip, name="bad", lr_schedule="linear")
+
 def test_pack_exports_nodes_web_directory_and_folder(pack, host):
     assert set(pack.NODE_CLASS_MAPPINGS) == {"SafeTextApply", "SafeTextTrain", "SafeTextEvaluate", "SafeTextEvaluateImages"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)

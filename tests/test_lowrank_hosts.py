@@ -23,7 +23,8 @@ def _kohya_only(path) -> None:
 
 def test_train_node_trains_a_low_rank_file(pack, host):
     optional = list(pack.NODE_CLASS_MAPPINGS["SafeTextTrain"].INPUT_TYPES()["optional"])
-    assert optional[-len(LOW_RANK_INPUTS):] == LOW_RANK_INPUTS  # appended: older workflows load unchanged
+    # appended (then the schedule): older workflows load unchanged
+    assert optional[-len(LOW_RANK_INPUTS) - 1:] == LOW_RANK_INPUTS + ["lr_schedule"]
     clip = sd1_clip()
     with torch.inference_mode():
         result = train(pack, clip, name="tiny_lowrank", rank=2, lora_learning_rate=2e-2)
@@ -42,10 +43,12 @@ def test_webui_training_takes_a_rank(webui, sd1):
     assert set(LOW_RANK_INPUTS) <= set(webui.training.FIELDS)  # POST /safetext/v1/train accepts them
     unsafe = "\n".join(f"{w}, {s}" for w in UNSAFE_WORDS for s in ("photo", "sketch"))
     safe = "\n".join(f"{w}, {s}" for w in SAFE_WORDS for s in ("photo", "sketch"))
+    assert "lr_schedule" in webui.training.FIELDS
     result = webui.training.train([], unsafe, safe, True, steps=2, batch_size=4, name="lowrank", rank=2,
-                                  lora_targets=r"mlp\.fc[12]")
+                                  lora_targets=r"mlp\.fc[12]", lr_schedule="constant")
     path = webui.folder / result["file"]
     file = SafeTextFile.load(path)
     assert file.config["rank"] == 2 and file.config["lora_targets"] == [r"mlp\.fc[12]"]
+    assert file.config["lr_schedule"] == "constant"
     assert {p.split(".")[-2] for p in file.factors["clip_l"]} <= {"fc1", "fc2"}
     _kohya_only(path)
