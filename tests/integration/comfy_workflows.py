@@ -51,12 +51,13 @@ def safetext_apply(clip: list, file: str, enabled: bool = True, strength: float 
 
 def safetext_train(clip: list, file_name: str, steps: int = 3, learning_rate: float = 1e-3, lam: float = 1.0,
                    seed: int = 0, unsafe=UNSAFE, safe=SAFE, only_mine: bool = True, batch_size: int = 4,
-                   train_parameters: str = "", overwrite: bool = False, node: str = "train") -> dict:
+                   train_parameters: str = "", overwrite: bool = False, node: str = "train", **more: Any) -> dict:
+    """SafeText Train's inputs; ``more``: its other optional inputs (``rank``, ``lora_targets``, ...)."""
     inputs: dict[str, Any] = {"clip": clip, "file_name": file_name, "lambda": lam, "steps": steps,
                               "learning_rate": learning_rate, "training_seed": seed, "overwrite": overwrite,
                               "unsafe_prompts": "\n".join(unsafe), "safe_prompts": "\n".join(safe),
                               "only_my_prompts": only_mine, "batch_size": batch_size,
-                              "train_parameters": train_parameters}
+                              "train_parameters": train_parameters, **more}
     for category in CATEGORIES:
         inputs[f"unsafe_{category}"] = not only_mine
     return {node: {"class_type": "SafeTextTrain", "inputs": inputs}}
