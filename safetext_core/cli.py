@@ -52,6 +52,10 @@ class _CancelOnSignal:
         signal.signal(signal.SIGINT, self._previous)
 
 
+def _silent(*_: Any, **__: Any) -> None:
+    """print's stand-in on the processes that are not the main one."""
+
+
 def _print_figures(title: str, figures: dict[str, float]) -> None:
     print(f"\n{title}")
     for key in sorted(figures):
@@ -90,11 +94,22 @@ def _model_source(files: list[str]) -> str | list[str] | None:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from .errors import AlignmentCancelled
+    from .distributed import Processes
+    from .errors import AlignmentCancelled, ConfigError
     from .loaders import load_encoders
     from .outputs import atomic_write
     from .prompt_sets import load_prompt_sets
 
+    # Under `accelerate launch` / `torchrun`: this is one of several processes (docs/encoders.md, "Several
+    # processes"); the main one alone prints, shows progress and writes files.
+    device = args.device
+    processes = Processes.from_environment(cpu=device == "cpu")
+    if processes.distributed:
+        if device and device.split(":", 1)[0] != processes.device.type:
+            raise ConfigError(f"--device {device} does not fit the launcher's processes, which run on "
+                              f"{processes.device.type}: leave --device out, Accelerate gives each process its device")
+        device = processes.device
+    say = print if processes.is_main else _silent
     files = _model_files(args)
     encoders = load_encoders(_model_source(files), family=args.family, tokenizer_dir=args.tokenizer)
     prompts = load_prompt_sets(categories=args.categories, unsafe_files=args.unsafe_file, safe_files=args.safe_file,
@@ -103,16 +118,16 @@ def cmd_align(args: argparse.Namespace) -> int:
     stem = Path(files[0]).stem if files else "minilm-default"
     output = Path(args.output) if args.output else DEFAULT_OUTPUT_DIR / f"{stem}.safetext.safetensors"
     resume = output.with_name(output.name + ".resume")
-    if resume.exists() and not args.resume:
+    if resume.exists() and not args.resume and processes.is_main:
         print(f"note: {resume} holds an unfinished run; pass --resume to continue it (starting over now)",
               file=sys.stderr)
     stem_path = output.with_name(output.name[: -len(".safetensors")] if output.name.endswith(".safetensors") else output.name)
     report = Path(args.report) if args.report else stem_path.with_name(stem_path.name + ".report.png")
     figures_path = stem_path.with_name(stem_path.name + ".figures.json")
     counts = prompts.counts()
-    print(f"aligning {encoders.source} ({encoders.family}) on {counts['unsafe'] + counts['obfuscated']} unsafe and "
-          f"{counts['safe'] + counts['near_miss']} safe prompts and {counts['pairs']} minimal pairs; output {output}")
-    bar = _progress_bar(config.steps)
+    say(f"aligning {encoders.source} ({encoders.family}) on {counts['unsafe'] + counts['obfuscated']} unsafe and "
+        f"{counts['safe'] + counts['near_miss']} safe prompts and {counts['pairs']} minimal pairs; output {output}")
+    bar = _progress_bar(config.steps) if processes.is_main else None
 
     def progress(event: Any) -> None:
         if bar is None:
@@ -134,17 +149,20 @@ def cmd_align(args: argparse.Namespace) -> int:
     with _CancelOnSignal() as cancel:
         try:
             outcome = run_alignment(encoders, prompts, config, output=output, progress=progress,
-                                    should_cancel=lambda: cancel.requested, device=args.device,
+                                    should_cancel=lambda: cancel.requested, device=device,
                                     resume_path=resume, base_name=stem, strip_weighting=args.strip_weighting,
-                                    overwrite=args.overwrite, side_outputs=(report, figures_path), fresh=not args.resume)
+                                    overwrite=args.overwrite, side_outputs=(report, figures_path), fresh=not args.resume,
+                                    processes=processes)
         except AlignmentCancelled as stopped:
             if bar is not None:
                 bar.close()
-            print(f"cancelled at step {stopped.step}; no SafeText file was written."
-                  + (f" Resume with: --resume (checkpoint {stopped.resume_path})" if stopped.resume_path else ""))
+            say(f"cancelled at step {stopped.step}; no SafeText file was written."
+                + (f" Resume with: --resume (checkpoint {stopped.resume_path})" if stopped.resume_path else ""))
             return 130
     if bar is not None:
         bar.close()
+    if not processes.is_main:  # the main process reports and writes the figures
+        return 0
     _print_figures("held-out figures (prompts never trained on):", outcome.heldout)
     print(f"\nsteps run: {outcome.result.steps_run} (best at {outcome.result.best_step}), "
           f"{outcome.result.seconds:.0f} s; wrote {outcome.path}")

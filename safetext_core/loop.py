@@ -53,6 +53,7 @@ from .evaluation import Validator, feasible, length_batches, score
 from .families import EncoderSpec
 from .losses import anchor_distance, content_mask, cosine, safe_distance
 from . import lowrank
+from .distributed import Processes
 from .models import iter_named_trainable
 from .prompt_sets import PromptSets, unsafe_words, vocabulary_words, word_salads
 from .outputs import crash_point
@@ -345,7 +346,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
           progress: Callable[[ProgressEvent], None] | None = None,
           should_cancel: Callable[[], bool] | None = None, device: torch.device | str | None = None,
           resume_path: str | os.PathLike | None = None, strip_weighting: bool = False,
-          remove_resume: bool = True) -> AlignResult:
+          remove_resume: bool = True, processes: Processes | None = None) -> AlignResult:
     """Align every encoder of ``encoders`` on ``prompts``; the originals are never modified.
 
     ``should_cancel`` is polled between steps; when it returns True the run stops with
@@ -355,10 +356,17 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     ``remove_resume`` is False: then a last checkpoint marks the run finished (a crash after it loses no step)
     and the caller removes it once the result is safely stored (:func:`~safetext_core.pipeline.run_alignment`
     does).
+
+    ``processes``: the processes this run is one of (:meth:`Processes.from_environment
+    <safetext_core.distributed.Processes.from_environment>` under ``accelerate launch``): each step's batch is
+    shared out, gradients summed, mining and validation decided on the main process, which alone reports progress
+    and writes checkpoints (:mod:`safetext_core.distributed`). Default: one process. ``device`` defaults to the
+    process's own (``cuda:<local rank>`` on GPUs).
     """
     config = config or AlignConfig()
     prompts.validate()
-    device = torch.device(device or "cpu")
+    processes = processes or Processes()
+    device = torch.device(device or processes.device or "cpu")
     started = time.perf_counter()
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
@@ -404,8 +412,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     safe_used: set[int] = set()
     for planned in range(config.steps):
         unsafe_indices, safe_indices = _step_batches(planned, config, n_u, n_s, n_p, (), len(salads))
-        unsafe_used.update(unsafe_indices)
-        safe_used.update(safe_indices)
+        unsafe_used.update(processes.shard(unsafe_indices))
+        safe_used.update(processes.shard(safe_indices))
     if 0 < config.mine_every < config.steps:  # mining will run, and may put any safe prompt in a batch
         safe_used = set(range(len(safe_train)))
     # Encoding the originals of a long run takes minutes on a CPU: report it, and let cancel stop it.
@@ -415,10 +423,11 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     def originals_encoded(count: int) -> None:
         nonlocal encoded
         encoded += count
-        if progress is not None:
+        if progress is not None and processes.is_main:
             progress(ProgressEvent(encoded, to_encode, "originals",
                                    message=f"encoding the original outputs: {encoded}/{to_encode} prompts"))
-        if should_cancel is not None and should_cancel():
+        # Several processes encode different numbers of chunks: they agree on a cancel at the first step instead.
+        if should_cancel is not None and not processes.distributed and should_cancel():
             raise AlignmentCancelled(0)
 
     for spec in encoders.profile.encoders:
@@ -443,13 +452,14 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                                                 on_chunk=originals_encoded))
         lengths[spec.name] = (_token_counts(tok, safe_train, spec), _token_counts(tok, unsafe_train, spec))
 
-    validator = None
+    validator, validating = None, False
     if config.eval_every > 0:
         held = prompts.evaluation_sets("validation")
         val_sets = {"unsafe": prompts.unsafe_part("validation"), "safe": held.get("safe", []),
                     "near_miss": held.get("near_miss", []), "pair_harmless": held.get("pair_harmless", [])}
         val_sets = {k: as_trained(v) for k, v in val_sets.items() if v}
-        if "unsafe" in val_sets:
+        validating = "unsafe" in val_sets
+        if validating and processes.is_main:  # validation runs there; the others get its figures
             validator = Validator(encoders, val_sets, device, config.threshold, originals=trainees)
 
     trained = [p for ps in chosen.values() for _, p in ps]
@@ -520,21 +530,22 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         return {e: {n: p.detach().to("cpu", copy=True) for n, p in ps} for e, ps in chosen.items()}
 
     def emit(event: ProgressEvent) -> None:
-        if progress is not None:
+        if progress is not None and processes.is_main:
             progress(event)
 
     stopped_early = finished_early
     step = start - 1  # stays so when no step runs (resumed from a finished checkpoint)
     for step in range(start, start if finished else config.steps):
-        if should_cancel is not None and should_cancel():
+        if processes.any(should_cancel is not None and should_cancel()):
             kept = None
             if resume is not None and config.checkpoint_every > 0:
-                save_resume(resume, step, config, hashes, history, validation, chosen, optimizer, best, best_step,
-                            {"hard": hard})
+                if processes.is_main:
+                    save_resume(resume, step, config, hashes, history, validation, chosen, optimizer, best,
+                                best_step, {"hard": hard})
                 kept = str(resume)
             raise AlignmentCancelled(step, kept)
         if config.mine_every > 0 and step > 0 and step % config.mine_every == 0:
-            hard = mine(step)
+            hard = processes.from_main(lambda: mine(step))
         unsafe_batch, safe_batch = _step_batches(step, config, n_u, n_s, n_p, hard, len(salads))
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=device)
@@ -548,7 +559,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             for batch, pool, stored, counts in ((safe_batch, safe_train, originals[spec.name][0], lengths[spec.name][0]),
                                                 (unsafe_batch, unsafe_train, originals[spec.name][1], lengths[spec.name][1])):
                 groups = []
-                for group in _length_groups(batch, counts):
+                for group in _length_groups(processes.shard(batch), counts):  # this process's share
                     tokens = tokenize(tok, [pool[i] for i in group], spec, device)
                     groups.append((tokens, stored.gather(group, tokens["input_ids"].shape[1], device)))
                 halves.append(groups)
@@ -598,11 +609,13 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                     loss.backward()
                 total = total + loss.detach()
                 del new, new_pooled, loss
-        # One host sync per step; a non-finite loss stops before the optimiser touches the weights.
-        values = torch.stack([total, *parts.values()]).tolist()
+        # One host sync per step; a non-finite loss stops before the optimiser touches the weights. Several
+        # processes: the whole batch's loss and gradients are the sums of their shares (each divided by the batch).
+        values = processes.sum(torch.stack([total, *parts.values()])).tolist()
         if not math.isfinite(values[0]):
             raise FloatingPointError(f"the loss became {values[0]} at step {step}; lower the learning rate")
         parts = dict(zip(parts, values[1:]))
+        processes.sum_gradients(trained)
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for ps in chosen.values() for _, p in ps], config.grad_clip)
         for group in optimizer.param_groups:  # from the step alone, so a resumed run follows the same schedule
@@ -613,8 +626,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         emit(ProgressEvent(step + 1, config.steps, "train", record["loss"], parts))
 
         last = step + 1 == config.steps
-        if validator is not None and ((step + 1) % config.eval_every == 0 or last):
-            figures = validator(trainees)
+        if validating and ((step + 1) % config.eval_every == 0 or last):
+            figures = processes.from_main(lambda: validator(trainees))
             figures["step"] = step + 1
             validation.append(figures)
             step_score = score(figures, config)
@@ -625,14 +638,15 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                     figures.get("unsafe_share_moved", 0.0) >= config.target_unsafe_share:
                 stopped_early = not last
                 break
-        if resume is not None and config.checkpoint_every > 0 and (step + 1) % config.checkpoint_every == 0:
+        if resume is not None and config.checkpoint_every > 0 and (step + 1) % config.checkpoint_every == 0 \
+                and processes.is_main:
             save_resume(resume, step + 1, config, hashes, history, validation, chosen, optimizer, best, best_step,
                         {"hard": hard})
         crash_point("step", step + 1)  # the fault suite's kill "mid-training" (a no-op unless it asks)
 
     if best is None:
         best_step = step + 1
-    if resume is not None and config.checkpoint_every > 0 and not finished and not remove_resume:
+    if resume is not None and config.checkpoint_every > 0 and not finished and not remove_resume and processes.is_main:
         # Training is over: a crash from here on (held-out figures, the final write) loses no step.
         save_resume(resume, len(history), config, hashes, history, validation, chosen, optimizer, best, best_step,
                     {"hard": hard, "finished": True, "stopped_early": stopped_early})
@@ -652,7 +666,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                 deltas[encoder][name] = delta.contiguous()
     emit(ProgressEvent(step + 1, config.steps, "done", history[-1]["loss"] if history else None))
     del trainees, optimizer
-    if remove_resume and resume is not None and resume.is_file():
+    if remove_resume and resume is not None and processes.is_main and resume.is_file():
         resume.unlink()  # finished (run_alignment removes it itself, once the file is in place)
     return AlignResult(family=encoders.family, deltas=deltas, config=config, history=history,
                        validation=validation, best_step=best_step, steps_run=len(history),

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from .distributed import Processes
 from .errors import AlignmentCancelled, OutputError
 from .evaluation import evaluate
 from .loop import AlignConfig, AlignResult, ProgressEvent, align
@@ -53,7 +54,7 @@ def run_alignment(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig
                   resume_path: str | os.PathLike | None = None, base_name: str = "",
                   strip_weighting: bool = False, draw: bool = True, independent: bool = True,
                   overwrite: bool = False, side_outputs: Sequence[str | os.PathLike] = (),
-                  fresh: bool = False) -> Outcome:
+                  fresh: bool = False, processes: Processes | None = None) -> Outcome:
     """Align, evaluate on held-out prompts, package, and (with ``output``) save atomically.
 
     With ``output``, :func:`~safetext_core.outputs.preflight` checks it before any training (an existing file is
@@ -61,23 +62,36 @@ def run_alignment(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig
     report); an :class:`~safetext_core.errors.OutputError` says what is wrong. ``fresh``: discard an existing
     resume checkpoint at ``resume_path`` (after the check) instead of continuing from it.
 
+    ``processes``: the processes of ``accelerate launch`` (:mod:`safetext_core.distributed`); every one of them
+    calls this and trains its share, the main process alone checks, evaluates, saves and draws. The others return
+    an outcome without held-out figures, report or path as soon as training is over.
+
     The held-out figures cover the held-out split of the training sets and, with ``independent`` and the shipped
     sets in use, the independent evaluation sets (written apart from the training data, by topic).
     """
     config = config or AlignConfig()
+    processes = processes or Processes()
     resume = Path(resume_path) if resume_path else None
     if output is not None:
         output = SafeTextFile.output_path(output)
+    if output is not None and processes.is_main:
         checkpointing = resume is not None and config.checkpoint_every > 0
         derived = [resume] if checkpointing else []
         preflight(output, _space_needed(encoders, config, resume if checkpointing else None), overwrite,
                   derived + [Path(p) for p in side_outputs])
-    if fresh and resume is not None and resume.is_file():
+    if fresh and resume is not None and processes.is_main and resume.is_file():
         resume.unlink()
+    processes.barrier()  # every process decides whether to resume after the main one has checked and cleaned
     fingerprints = encoders.fingerprints()  # of the originals, before anything else happens
     result = align(encoders, prompts, config, progress=progress, should_cancel=should_cancel, device=device,
-                   resume_path=resume_path, strip_weighting=strip_weighting, remove_resume=output is None)
+                   resume_path=resume_path, strip_weighting=strip_weighting, remove_resume=output is None,
+                   processes=processes)
     crash_point("trained")  # the fault suite's kill right after training (a no-op unless it asks)
+    if not processes.is_main:  # the main process evaluates, saves and draws; nothing here is needed elsewhere
+        return Outcome(file=SafeTextFile(family=encoders.family, deltas=result.deltas, fingerprints=fingerprints,
+                                         config=json.loads(config.to_json()), prompt_hashes=result.prompt_hashes,
+                                         factors=result.factors),
+                       result=result, heldout={})
     if should_cancel is not None and should_cancel():  # the finished run's checkpoint (if any) is kept
         raise AlignmentCancelled(result.steps_run, str(resume) if resume is not None and resume.is_file() else None)
     heldout_sets = prompts.evaluation_sets("heldout")
