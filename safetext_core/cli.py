@@ -34,8 +34,9 @@ def _progress_bar(total: int) -> Any:
 class _CancelOnSignal:
     """First Ctrl-C: stop cleanly at the next step (saving a resume checkpoint). Second: stop now."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.requested = False
+        self.quiet = quiet  # the processes other than the main one under a launcher
         self._previous = None
 
     def __enter__(self) -> "_CancelOnSignal":
@@ -46,7 +47,8 @@ class _CancelOnSignal:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this step (Ctrl-C again to stop at once)...", file=sys.stderr)
+        if not self.quiet:
+            print("\nstopping after this step (Ctrl-C again to stop at once)...", file=sys.stderr)
 
     def __exit__(self, *exc: Any) -> None:
         signal.signal(signal.SIGINT, self._previous)
@@ -146,7 +148,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
     from .pipeline import run_alignment
 
-    with _CancelOnSignal() as cancel:
+    with _CancelOnSignal(quiet=not processes.is_main) as cancel:
         try:
             outcome = run_alignment(encoders, prompts, config, output=output, progress=progress,
                                     should_cancel=lambda: cancel.requested, device=device,

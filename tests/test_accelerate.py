@@ -5,7 +5,8 @@ process did) with a batch of 4 unsafe and 6 safe prompts per step, validation, m
 The same command in one process is the reference. Checked: every step's batch was split in two disjoint halves
 that together are the one-process batch; the trained file equals the one-process file within float rounding; only
 the main process wrote files (the output, the checkpoints, report and figures: one of each); the other printed
-nothing.
+nothing. And a two-process run killed while its checkpoint is written leaves no half-written file, and resumes in
+one process to the same weights.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 import tiny_models
@@ -43,40 +45,70 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(processes: int, inputs: Path, output: Path, records: Path, logs: Path) -> subprocess.CompletedProcess:
-    records.mkdir(parents=True, exist_ok=True)
+def _environment(crash: str | None = None) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    env.pop("SAFETEXT_CRASH_AT", None)
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SAFETEXT_CRASH_AT"):
+        env.pop(name, None)
+    if crash:
+        env["SAFETEXT_CRASH_AT"] = crash
+    return env
+
+
+def _launch(processes: int, inputs: Path, output: Path, records: Path, logs: Path, crash: str | None = None
+            ) -> subprocess.CompletedProcess:
+    records.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
                "--log-dir", str(logs), "--redirects", "3",  # each process's stdout and stderr in its own file
                str(CHILD), str(records), *_arguments(inputs, output)]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(command, cwd=ROOT, env=_environment(crash), capture_output=True, text=True, timeout=240)
+
+
+def _one_process(inputs: Path, output: Path, records: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The same child with no launcher: the single-process path, Accelerate never started."""
+    records.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([sys.executable, str(CHILD), str(records), *_arguments(inputs, output), *extra],
+                          cwd=ROOT, env=_environment(), capture_output=True, text=True, timeout=240)
 
 
 def _logs(logs: Path, rank: int, stream: str) -> str:
     return "".join(p.read_text() for p in logs.rglob(f"{rank}/{stream}.log"))
 
 
-def test_two_cpu_processes_split_each_batch_and_train_the_one_process_weights(tmp_path):
-    inputs = tmp_path / "inputs"
+def _assert_same_weights(expected_path: Path, got_path: Path) -> None:
+    """The gradient of the whole batch, summed from two halves, within float rounding (measured: at most 2.4e-7
+    against differences of up to 4.4e-3)."""
+    expected, got = load_file(str(expected_path)), load_file(str(got_path))
+    assert expected.keys() == got.keys() and expected
+    moved = max(float(t.abs().max()) for t in expected.values())
+    assert moved > 1e-3  # training did move the weights
+    for key, value in expected.items():
+        if key.endswith("self_attn.k_proj.diff_b"):
+            # A key bias adds the same amount to every logit of a softmax row: its true gradient is zero, and what
+            # moves it is rounding noise that AdamW scales up to the learning rate, in one process as in two.
+            assert float(value.abs().max()) < 0.05 * moved and float(got[key].abs().max()) < 0.05 * moved
+            continue
+        assert torch.allclose(got[key], value, atol=1e-3 * moved, rtol=0), (key, float((got[key] - value).abs().max()))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The inputs and the one-process run every test compares with."""
+    folder = tmp_path_factory.mktemp("accelerate")
+    inputs = folder / "inputs"
     inputs.mkdir()
     tiny_models.write_single_file(inputs / "m.safetensors", "sd1")
     sets = small_prompt_sets()
     (inputs / "u.txt").write_text("\n".join(sets.all_unsafe()))
     (inputs / "s.txt").write_text("\n".join(sets.safe + sets.near_miss))
-
-    # The reference: the same child in one process (no launcher: the single-process path, no Accelerate).
-    one = tmp_path / "one"
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SAFETEXT_CRASH_AT"):
-        env.pop(name, None)
-    (one / "records").mkdir(parents=True)
-    single = subprocess.run([sys.executable, str(CHILD), str(one / "records"),
-                             *_arguments(inputs, one / "out" / "a.safetensors")],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    one = folder / "one"
+    single = _one_process(inputs, one / "out" / "a.safetensors", one / "records")
     assert single.returncode == 0, single.stderr[-3000:]
+    return inputs, one
 
+
+def test_two_cpu_processes_split_each_batch_and_train_the_one_process_weights(reference, tmp_path):
+    inputs, one = reference
     two = tmp_path / "two"
     run = _launch(2, inputs, two / "out" / "a.safetensors", two / "records", two / "logs")
     assert run.returncode == 0, (run.stderr[-2000:], _logs(two / "logs", 0, "stderr")[-2000:],
@@ -103,19 +135,31 @@ def test_two_cpu_processes_split_each_batch_and_train_the_one_process_weights(tm
         ["a.figures.json", "a.report.png", "a.safetensors"]
     assert _logs(two / "logs", 1, "stdout") == "" and "wrote" in _logs(two / "logs", 0, "stdout")
 
-    # The weights: the gradient of the whole batch, summed from two halves, within float rounding (measured: at
-    # most 2.4e-7 against differences of up to 4.4e-3).
-    expected, got = load_file(str(one / "out" / "a.safetensors")), load_file(str(two / "out" / "a.safetensors"))
-    assert expected.keys() == got.keys() and expected
-    moved = max(float(t.abs().max()) for t in expected.values())
-    assert moved > 1e-3  # training did move the weights
-    for key, value in expected.items():
-        if key.endswith("self_attn.k_proj.diff_b"):
-            # A key bias adds the same amount to every logit of a softmax row: its true gradient is zero, and what
-            # moves it is rounding noise that AdamW scales up to the learning rate, in one process as in two.
-            assert float(value.abs().max()) < 0.05 * moved and float(got[key].abs().max()) < 0.05 * moved
-            continue
-        assert torch.allclose(got[key], value, atol=1e-3 * moved, rtol=0), (key, float((got[key] - value).abs().max()))
+    _assert_same_weights(one / "out" / "a.safetensors", two / "out" / "a.safetensors")
+
+
+def test_two_processes_killed_mid_checkpoint_leave_no_half_written_file_and_resume_in_one(reference, tmp_path):
+    inputs, one = reference
+    output = tmp_path / "out" / "a.safetensors"
+    resume = output.with_name(output.name + ".resume")
+    # The main process is killed (SIGKILL) between writing the checkpoint of step 6 and renaming it into place;
+    # the launcher then stops the other one, which is waiting for it in step 7.
+    run = _launch(2, inputs, output, tmp_path / "records", tmp_path / "logs", crash="checkpoint-write:6")
+    assert run.returncode != 0
+    assert not output.exists()
+    with safe_open(str(resume), framework="pt") as f:  # the checkpoint of step 3, whole
+        assert int(f.metadata()["step"]) == 3
+    left = sorted(p.name for p in output.parent.iterdir() if p.name.endswith(".partial"))
+    assert len(left) == 1 and left[0].startswith(".a.safetensors.resume."), left
+    assert sorted(p.name for p in output.parent.iterdir() if not p.name.startswith(".")) == ["a.safetensors.resume"]
+
+    # Resumed in one process: the checkpoint does not depend on how many processes made it.
+    resumed = _one_process(inputs, output, tmp_path / "resumed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sorted(p.name for p in output.parent.iterdir()) == ["a.figures.json", "a.report.png", "a.safetensors"]
+    history = json.loads((tmp_path / "out" / "a.figures.json").read_text())["history"]
+    assert [h["step"] for h in history] == list(range(1, STEPS + 1))
+    _assert_same_weights(one / "out" / "a.safetensors", output)
 
 
 def test_no_launcher_is_one_process_and_sharded_weights_are_refused(monkeypatch):
