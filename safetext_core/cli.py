@@ -153,8 +153,8 @@ def cmd_align(args: argparse.Namespace) -> int:
             outcome = run_alignment(encoders, prompts, config, output=output, progress=progress,
                                     should_cancel=lambda: cancel.requested, device=device,
                                     resume_path=resume, base_name=stem, strip_weighting=args.strip_weighting,
-                                    overwrite=args.overwrite, side_outputs=(report, figures_path), fresh=not args.resume,
-                                    processes=processes)
+                                    overwrite=args.overwrite, side_outputs=(report, figures_path),
+                                    fresh=not args.resume, processes=processes)
         except AlignmentCancelled as stopped:
             if bar is not None:
                 bar.close()
