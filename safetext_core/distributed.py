@@ -15,8 +15,9 @@ What each process does (docs/encoders.md, "Several processes"):
   parts (``accelerate.utils.reduce``, sum). The loop back-propagates a step in several passes (safe half, unsafe
   half, length groups, one encoder after another) whose number differs between processes; DDP's reducer
   all-reduces inside each backward pass and needs every process to run the same passes, so the passes stay
-  local and the sum is taken once, which is the same average DDP takes. Clipping and AdamW then see identical
-  gradients everywhere, so the weights stay identical without being broadcast.
+  local and the sum is taken once, which is the same average DDP takes. The trained weights are the main
+  process's at the start (broadcast once, as DDP does); clipping and AdamW then see identical gradients
+  everywhere, so they stay identical.
 * **Decided on the main process**: mining and validation run there only, and their results (the most-moved
   prompts, the figures that pick the best step and stop early) are broadcast (``broadcast_object_list``), as is
   a cancel request (any process's Ctrl-C stops all of them at the same step).
@@ -63,6 +64,9 @@ class Processes:
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` summed over the processes (one process: ``values`` itself)."""
         return values
+
+    def start_from_main(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """Give every process the main process's values of ``params`` (as DDP does when it wraps a model)."""
 
     def sum_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Replace every parameter's gradient by its sum over the processes."""
@@ -118,6 +122,13 @@ class AccelerateProcesses(Processes):
         from accelerate.utils import reduce
 
         return reduce(values, reduction="sum")
+
+    def start_from_main(self, params: Sequence[torch.nn.Parameter]) -> None:
+        from accelerate.utils import broadcast
+
+        with torch.no_grad():
+            for param in params:
+                broadcast(param.data)  # in place
 
     def sum_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         from accelerate.utils import reduce

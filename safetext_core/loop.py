@@ -526,6 +526,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         if validation:
             best_score = max(score(v, config) for v in validation)
 
+    processes.start_from_main(trained)  # every process trains the same weights from here on
+
     def snapshot() -> dict[str, dict[str, torch.Tensor]]:
         return {e: {n: p.detach().to("cpu", copy=True) for n, p in ps} for e, ps in chosen.items()}
 
