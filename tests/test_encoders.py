@@ -1,12 +1,14 @@
-"""The T5 and LLM families (Flux.1, SD 3, Chroma, Lumina 2) on tiny models of the real architectures.
+"""The T5 and LLM families (Flux.1, SD 3, Chroma, Lumina 2, Z-Image, Flux.2 Klein, Anima, Qwen-Image) on tiny
+models of the real architectures.
 
-transformers ``T5EncoderModel`` / ``Gemma2Model`` and ``CLIPTextModel`` with random weights; tokenizers trained in
-memory (tests/tiny_encoders.py says how). Loading from ComfyUI's files and diffusers folders, what the host feeds
+transformers ``T5EncoderModel`` / ``Gemma2Model`` / ``Qwen3Model`` / ``Qwen2_5_VLTextModel`` and ``CLIPTextModel`` with
+random weights; tokenizers trained in memory (tests/tiny_encoders.py says how). Loading from ComfyUI's files and diffusers folders, what the host feeds
 the diffusion model, training, the file in ComfyUI's key layout, loading it back and both blend modes.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,16 @@ def t5_tok_dir(tmp_path_factory, t5_tok):
 @pytest.fixture(scope="module")
 def gemma_tok_dir(tmp_path_factory, gemma_tok):
     return tiny_encoders.save_tokenizer(gemma_tok, tmp_path_factory.mktemp("gemmatok"))
+
+
+@pytest.fixture(scope="module")
+def qwen_tok():
+    return tiny_encoders.qwen_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def qwen_tok_dir(tmp_path_factory, qwen_tok):
+    return tiny_encoders.save_tokenizer(qwen_tok, tmp_path_factory.mktemp("qwentok"))
 
 
 def _write(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
@@ -238,7 +250,18 @@ FAST = AlignConfig(steps=40, batch_size=8, learning_rate=5e-3, anchor_weight=0.1
                    mine_every=0)
 
 
-def _encoders(family: str, tmp_path: Path, t5_tok_dir: Path, gemma_tok_dir: Path):
+# The Qwen families' tiny encoders: Klein reads hidden state 27, so its Qwen3 has 28 layers (narrow: 16 wide).
+QWEN_STATES = {"z_image": lambda seed: tiny_encoders.qwen3_state(seed=seed),
+               "anima": lambda seed: tiny_encoders.qwen3_state(seed=seed),
+               "flux2_klein_4b": lambda seed: tiny_encoders.qwen3_state(hidden=16, heads=1, head_dim=16, intermediate=32,
+                                                                        layers=28, seed=seed),
+               "qwen_image": lambda seed: tiny_encoders.qwen25vl_state(seed=seed)}
+
+
+def _encoders(family: str, tmp_path: Path, t5_tok_dir: Path, gemma_tok_dir: Path, qwen_tok_dir: Path | None = None):
+    if family in QWEN_STATES:  # a separate text-encoder file as ComfyUI's models/text_encoders hold them
+        path = _write(tmp_path / f"{family}_te.safetensors", QWEN_STATES[family](3))
+        return load_encoders(path, family=family, tokenizer_dir=qwen_tok_dir)
     if family == "lumina2":
         path = _write(tmp_path / "gemma.safetensors", tiny_encoders.gemma2_state(seed=3))
         return load_encoders(path, tokenizer_dir=gemma_tok_dir)
@@ -261,24 +284,30 @@ def _outputs(encoders, models, prompts):
     return out
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "chroma", "lumina2"])
-def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, prompt_sets):
-    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir)
+@pytest.mark.parametrize("family", ["flux", "sd3", "chroma", "lumina2", "z_image", "flux2_klein_4b", "anima",
+                                    "qwen_image"])
+def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir, prompt_sets):
+    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir)
     before = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in encoders.models.items()}
-    outcome = run_alignment(encoders, prompt_sets, FAST, output=tmp_path / "out.safetext.safetensors", draw=False,
+    # Klein's 512 consumed positions through 28 layers cost 20 times a prompt of the others (a 40-step run takes
+    # 96 s here and meets the figures below): a short run that checks the plumbing, not how far prompts move.
+    klein = family == "flux2_klein_4b"
+    config = replace(FAST, steps=6, batch_size=4, preserve_pool=8) if klein else FAST
+    outcome = run_alignment(encoders, prompt_sets, config, output=tmp_path / "out.safetext.safetensors", draw=False,
                             independent=False)
     for name, model in encoders.models.items():  # the originals are never modified
         assert all(torch.equal(v, before[name][k]) for k, v in model.state_dict().items())
     figures = outcome.heldout
-    assert figures["unsafe_share_moved"] > 0.5 and figures["safe_cos_mean"] > figures["unsafe_cos_mean"] + 0.3
+    if not klein:
+        assert figures["unsafe_share_moved"] > 0.5 and figures["safe_cos_mean"] > figures["unsafe_cos_mean"] + 0.3
 
     path = outcome.path
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         keys = list(f.keys())
-    main = "gemma2_2b" if family == "lumina2" else "t5xxl"
-    expected = ("text_encoders.gemma2_2b.transformer.model.layers.0.self_attn.q_proj.diff" if family == "lumina2" else
+    main = encoders.profile.encoders[-1].name  # the T5 / LLM encoder
+    expected = (f"text_encoders.{main}.transformer.model.layers.0.self_attn.q_proj.diff" if main != "t5xxl" else
                 "text_encoders.t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.diff")
     assert expected in keys and all(k.startswith("text_encoders.") for k in keys)
     loaded = SafeTextFile.load(path)
@@ -307,15 +336,16 @@ def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, prom
     assert moved.abs().max() > 1e-3  # the unsafe prompt's conditioning changed
 
 
-@pytest.mark.parametrize("family", ["chroma", "lumina2"])
-def test_low_rank_on_the_family_adapter_targets(family, tmp_path, t5_tok_dir, gemma_tok_dir, prompt_sets):
+@pytest.mark.parametrize("family", ["chroma", "lumina2", "qwen_image"])
+def test_low_rank_on_the_family_adapter_targets(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir,
+                                                prompt_sets):
     """Low-rank training (issue 12's path) takes the family's adapter_targets: T5's block projections and
-    feed-forward, Gemma's attention and MLP projections; the file stores factors under ComfyUI's keys."""
+    feed-forward, Gemma's and Qwen2.5's attention and MLP projections; the file stores factors under ComfyUI's keys."""
     from dataclasses import replace
 
     from safetensors import safe_open
 
-    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir)
+    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir)
     config = replace(FAST, rank=4, steps=40, lora_learning_rate=3e-2)
     outcome = run_alignment(encoders, prompt_sets, config, output=tmp_path / "low.safetext.safetensors", draw=False,
                             independent=False)
@@ -326,7 +356,7 @@ def test_low_rank_on_the_family_adapter_targets(family, tmp_path, t5_tok_dir, ge
         keys = set(f.keys())
     layers = (("encoder.block.1.layer.0.SelfAttention.o", "encoder.block.0.layer.1.DenseReluDense.wi_1")
               if family == "chroma" else ("model.layers.1.self_attn.v_proj", "model.layers.0.mlp.down_proj"))
-    encoder = "t5xxl" if family == "chroma" else "gemma2_2b"
+    encoder = encoders.profile.encoders[0].name
     for layer in layers:
         assert f"text_encoders.{encoder}.transformer.{layer}.lora_up.weight" in keys
     assert not any("norm" in k or "embed" in k or "shared" in k for k in keys)  # only the targeted linears
