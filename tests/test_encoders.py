@@ -146,6 +146,87 @@ def test_diffusers_folders_of_the_new_families(tmp_path, t5_tok, gemma_tok):
     assert chroma.family == "chroma"
 
 
+def _wide_qwen3(width: int, layers: int = 1) -> dict[str, torch.Tensor]:
+    """A Qwen3 of a real model's width (what ComfyUI's detect_te_model reads), narrow inside and shallow."""
+    return tiny_encoders.qwen3_state(hidden=width, layers=layers, heads=2, kv_heads=1, head_dim=16, intermediate=16)
+
+
+def test_qwen_separate_files_and_single_files(tmp_path, qwen_tok_dir, recording):
+    """ComfyUI's qwen_3_06b / qwen_3_4b / qwen_3_8b / qwen_2.5_vl_7b files, recognised by the tensors comfy/sd.py's
+    detect_te_model reads (a q_norm and the width; a 512-wide k_proj bias); Qwen-Image's vision tower and the output
+    head are never read; a qwen3_4b is Z-Image's or Klein 4B's, so the family must be named or told by the file."""
+    anima_state = _wide_qwen3(1024)
+    anima = load_encoders(_write(tmp_path / "qwen_3_06b.safetensors", anima_state), tokenizer_dir=qwen_tok_dir)
+    assert anima.family == "anima" and _same(anima.models["qwen3_06b"], anima_state)
+    assert next(iter(dict(anima.models["qwen3_06b"].named_parameters()))).startswith("model.")  # ComfyUI's names
+
+    four = _write(tmp_path / "qwen_3_4b.safetensors", {k: v.to(torch.bfloat16) for k, v in _wide_qwen3(2560).items()})
+    with pytest.raises(CheckpointError, match="z_image.*flux2_klein_4b"):
+        load_encoders(four, tokenizer_dir=qwen_tok_dir)  # ComfyUI decides by the CLIP type: SafeText asks
+    assert load_encoders(four, family="z_image", tokenizer_dir=qwen_tok_dir).spec("qwen3_4b").arch == "qwen3"
+    with pytest.raises(CheckpointError, match="1 layers.*hidden state 27"):
+        load_encoders(four, family="flux2_klein_4b", tokenizer_dir=qwen_tok_dir)  # Klein reads hidden states 9..27
+    eight = _write(tmp_path / "qwen_3_8b.safetensors", _wide_qwen3(4096))
+    with pytest.raises(CheckpointError, match="hidden state 27"):
+        load_encoders(eight, tokenizer_dir=qwen_tok_dir)  # detected as Klein 9B's qwen3_8b
+    with pytest.raises(CheckpointError, match="Z-Image has no qwen3_8b"):
+        load_encoders(eight, family="z_image", tokenizer_dir=qwen_tok_dir)
+    narrow = _write(tmp_path / "qwen3_small.safetensors", tiny_encoders.qwen3_state())
+    with pytest.raises(CheckpointError, match="none of the sizes"):
+        load_encoders(narrow, tokenizer_dir=qwen_tok_dir)
+    with pytest.raises(TokenizerUnavailable, match="qwen3_4b"):
+        load_encoders(narrow, family="z_image")  # a Qwen file carries no tokenizer: say what is needed
+
+    vl = tiny_encoders.qwen25vl_state(hidden=512, heads=4, kv_heads=4, layers=1, intermediate=16)  # k_proj bias: 512
+    recording.clear()
+    qwen_image = load_encoders(_write(tmp_path / "qwen_2.5_vl_7b.safetensors", vl), tokenizer_dir=qwen_tok_dir)
+    assert qwen_image.family == "qwen_image" and _same(qwen_image.models["qwen25_7b"], vl)
+    assert recording and not [k for k in recording if k.startswith("visual.") or "lm_head" in k]
+
+    # ComfyUI-layout single files: the encoder under text_encoders.<name>.transformer, the diffusion model beside it.
+    small = tiny_encoders.qwen3_state()
+    te = {f"text_encoders.qwen3_4b.transformer.{k}": v for k, v in small.items()}
+    z_image = {**te, "model.diffusion_model.noise_refiner.0.attention.qkv.weight": torch.randn(8, 8)}
+    recording.clear()
+    assert load_encoders(_write(tmp_path / "z_image_aio.safetensors", z_image), tokenizer_dir=qwen_tok_dir).family \
+        == "z_image"
+    assert recording and all(k.startswith("text_encoders.") for k in recording)
+    with pytest.raises(CheckpointError, match="name the family"):
+        load_encoders(_write(tmp_path / "which.safetensors", te), tokenizer_dir=qwen_tok_dir)
+    image = {f"text_encoders.qwen25_7b.transformer.{k}": v for k, v in tiny_encoders.qwen25vl_state().items()}
+    recording.clear()
+    loaded = load_encoders(_write(tmp_path / "qwen_image_aio.safetensors",
+                                  {**image, "model.diffusion_model.img_in.weight": torch.randn(8, 8)}),
+                           tokenizer_dir=qwen_tok_dir)
+    assert loaded.family == "qwen_image"
+    assert recording and all(k.startswith("text_encoders.") and ".visual." not in k for k in recording)
+
+
+def test_diffusers_folders_of_the_qwen_families(tmp_path, qwen_tok):
+    """ZImagePipeline (a bare Qwen3Model's names), Flux2KleinPipeline (Qwen3ForCausalLM; 4B or 9B by the width in
+    its config) and QwenImagePipeline (transformers 5's Qwen2_5_VLForConditionalGeneration names: model.language_model,
+    model.visual, lm_head)."""
+    small = tiny_encoders.qwen3_state()
+    bare = {k[len("model."):]: v for k, v in small.items()}
+    z_image = load_encoders(_diffusers_folder(tmp_path / "z", "ZImagePipeline", {"text_encoder": (bare, qwen_tok)}))
+    assert z_image.family == "z_image" and _same(z_image.models["qwen3_4b"], small)
+
+    klein_state = _wide_qwen3(2560, layers=28)
+    root = _diffusers_folder(tmp_path / "klein", "Flux2KleinPipeline",
+                             {"text_encoder": ({**klein_state, "lm_head.weight": torch.zeros(4, 2560)}, qwen_tok)})
+    (root / "text_encoder" / "config.json").write_text(json.dumps({"hidden_size": 2560}))
+    klein = load_encoders(root)
+    assert klein.family == "flux2_klein_4b" and _same(klein.models["qwen3_4b"], klein_state)
+
+    vl = tiny_encoders.qwen25vl_state(vision=False)
+    saved = {k.replace("model.", "model.language_model.", 1): v for k, v in vl.items()}
+    saved.update({"model.visual.blocks.0.attn.qkv.weight": torch.randn(48, 16), "lm_head.weight": torch.randn(4, 32)})
+    qwen_image = load_encoders(_diffusers_folder(tmp_path / "qi", "QwenImagePipeline", {"text_encoder": (saved, qwen_tok)}))
+    assert qwen_image.family == "qwen_image" and _same(qwen_image.models["qwen25_7b"], vl)
+    with pytest.raises(CheckpointError, match="Flux.2 \\[dev\\]"):
+        load_encoders(_diffusers_folder(tmp_path / "dev", "Flux2Pipeline", {}))
+
+
 # ----------------------------------------------------------------------------------- what the host feeds
 
 def _t5(family: str, t5_tok):
@@ -213,6 +294,115 @@ def test_lumina_system_prompt_and_layer(gemma_tok):
         again, _ = consumed_outputs(model, batch, spec)
         inner.norm.weight.sub_(1.0)
     assert torch.equal(outs[0], full.hidden_states[-2]) and torch.equal(again[0], outs[0])
+
+
+def _qwen(family: str):
+    from safetext_core.models import build_text_model
+
+    spec = get_family(family).encoders[0]
+    return build_text_model(QWEN_STATES[family](0), family, spec.name), spec
+
+
+def _alone_equals_batched(model, spec, tok, prompts, outs, batch) -> None:
+    for row, prompt in enumerate(prompts):
+        alone = tokenize(tok, [prompt], spec)
+        n = int(alone["attention_mask"].sum())
+        assert torch.equal(batch["input_ids"][row, :n], alone["input_ids"][0, :n])
+        single, _ = consumed_outputs(model, alone, spec)
+        for a, b in zip(outs, single):
+            width = b.shape[1] if spec.pad_to else n  # Klein: every one of the 512 positions, alone or batched
+            assert torch.allclose(a[row, :width], b[0, :width], atol=1e-5)
+
+
+def test_z_image_and_anima_layers_and_template(qwen_tok):
+    """Z-Image: hidden layer -2 without the final norm over the chat template's real tokens; "<|im_start|>user\\n" is the
+    same for every prompt and out of the unsafe terms. Anima: the last hidden state after the final norm over the bare
+    prompt; its empty prompt is one pad token, consumed, as ComfyUI's min_length=1 gives it."""
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    model, spec = _qwen("z_image")
+    batch = tokenize(qwen_tok, prompts, spec)
+    outs, _ = consumed_outputs(model, batch, spec)
+    prefix = qwen_tok("<|im_start|>user\n")["input_ids"]
+    lead = batch["mask"].lead_tokens
+    assert lead == len(prefix) and batch["input_ids"][:, :lead].tolist() == [prefix, prefix]
+    assert batch["input_ids"][0, :int(batch["mask"][0].sum())].tolist() == qwen_tok(
+        "<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
+    assert torch.equal(outs[0][0, :lead], outs[0][1, :lead])  # causal: the template's lead says nothing of the prompt
+    assert content_mask(batch["mask"], spec)[:, :lead].sum() == 0 and batch["mask"][:, :lead].all()
+    _alone_equals_batched(model, spec, qwen_tok, prompts, outs, batch)
+    with torch.no_grad():
+        full = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        model.model.norm.weight.add_(1.0)  # the final norm must not touch layer -2
+        again, _ = consumed_outputs(model, batch, spec)
+        model.model.norm.weight.sub_(1.0)
+    assert torch.equal(outs[0], full.hidden_states[-2]) and torch.equal(again[0], outs[0])
+
+    model, spec = _qwen("anima")
+    batch = tokenize(qwen_tok, prompts + [""], spec)
+    assert batch["input_ids"][0, :int(batch["mask"][0].sum())].tolist() == qwen_tok("a cat")["input_ids"]
+    assert batch["mask"].lead_tokens == 0 and batch["mask"][2].sum() == 1  # the empty prompt: one consumed pad
+    outs, _ = consumed_outputs(model, batch, spec)
+    with torch.no_grad():
+        last = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    assert torch.equal(outs[0], last)  # after the final norm
+    _alone_equals_batched(model, spec, qwen_tok, prompts + [""], outs, batch)
+
+
+def test_flux2_klein_layers_9_18_27_and_512_consumed_positions(qwen_tok):
+    """Klein: hidden states 9, 18 and 27 (no norm), joined along features, at all 512 positions; the encoder masks
+    its padding, and the padding's outputs (pad queries attend to the prompt) are consumed and differ per prompt."""
+    from safetext_core.encoding import primary_output
+
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    model, spec = _qwen("flux2_klein_4b")
+    batch = tokenize(qwen_tok, prompts, spec)
+    ids = batch["input_ids"]
+    real = qwen_tok(spec.template.replace("{}", "a cat"))["input_ids"]
+    assert ids.shape == (2, 512) and ids[0, :len(real)].tolist() == real
+    assert set(ids[0, len(real):].tolist()) == {qwen_tok.pad_token_id} and batch["attention_mask"][0].sum() == len(real)
+    assert batch["mask"].sum() == 2 * 512 and content_mask(batch["mask"], spec)[:, batch["mask"].lead_tokens:].all()
+    outs, _ = consumed_outputs(model, batch, spec)
+    with torch.no_grad():
+        full = model.model(input_ids=ids, attention_mask=batch["attention_mask"], output_hidden_states=True)
+        bare = model.model(input_ids=ids, output_hidden_states=True)  # padding attended: another output
+    assert [o.shape for o in outs] == [(2, 512, 16)] * 3
+    assert all(torch.equal(o, full.hidden_states[i]) for o, i in zip(outs, (9, 18, 27)))
+    assert not torch.allclose(outs[2][0, len(real):], bare.hidden_states[27][0, len(real):], atol=1e-4)
+    assert not torch.allclose(outs[2][0, -1], outs[2][1, -1], atol=1e-4)  # the last pad depends on the prompt
+    joined = primary_output(outs, spec)
+    assert joined.shape == (2, 512, 48) and torch.equal(joined[..., 16:32], outs[1])
+    _alone_equals_batched(model, spec, qwen_tok, prompts, outs, batch)
+
+
+def test_qwen_image_drops_the_template_lead(qwen_tok, tmp_path, qwen_tok_dir):
+    """Qwen-Image: the last hidden state after the final norm; the system turn and "<|im_start|>user\\n" are cut off
+    (in no term; the conditioning starts at the prompt's first token), the tail "<|im_end|>\\n<|im_start|>assistant\\n"
+    stays. What diffusers' QwenImagePipeline does with its drop_idx (34 real tokens), on the tiny tokenizer."""
+    from safetext_core.encoding import conditioning
+    from safetext_core.families import QWEN_IMAGE_TEMPLATE
+
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    model, spec = _qwen("qwen_image")
+    batch = tokenize(qwen_tok, prompts, spec)
+    outs, _ = consumed_outputs(model, batch, spec)
+    prefix = qwen_tok(QWEN_IMAGE_TEMPLATE.partition("{}")[0])["input_ids"]
+    lead = batch["mask"].lead_tokens
+    assert lead == len(prefix) and batch["mask"][:, :lead].sum() == 0  # in no term, the safe one included
+    tail = qwen_tok("<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
+    for row, prompt in enumerate(prompts):
+        kept = batch["input_ids"][row][batch["mask"][row].bool()].tolist()
+        assert kept == qwen_tok(prompt)["input_ids"] + tail
+    with torch.no_grad():
+        last = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    assert torch.equal(outs[0], last)
+    _alone_equals_batched(model, spec, qwen_tok, prompts, outs, batch)
+
+    path = _write(tmp_path / "qwen_2.5_vl.safetensors", QWEN_STATES["qwen_image"](0))
+    encoders = load_encoders(path, family="qwen_image", tokenizer_dir=qwen_tok_dir)
+    cond, pooled, mask = conditioning(encoders, prompts)
+    n = len(qwen_tok("a cat")["input_ids"]) + len(tail)
+    assert pooled is None and mask[0].sum() == n and mask[0, :n].all()
+    assert torch.allclose(cond[0, :n], last[0][batch["attention_mask"][0].bool()][lead:], atol=1e-5)  # diffusers' cut
 
 
 def test_fingerprints_ignore_the_order_a_host_lists_tensors_in():
