@@ -408,7 +408,8 @@ def test_qwen_image_drops_the_template_lead(qwen_tok, tmp_path, qwen_tok_dir):
 def test_fingerprints_ignore_the_order_a_host_lists_tensors_in():
     from safetext_core.fingerprint import fingerprint_state_dict, fingerprints_match
 
-    for state in (tiny_encoders.t5_state(), tiny_encoders.gemma2_state()):
+    for state in (tiny_encoders.t5_state(), tiny_encoders.gemma2_state(), tiny_encoders.qwen3_state(),
+                  tiny_encoders.qwen25vl_state(vision=False)):
         reverse = dict(reversed(list(state.items())))  # ComfyUI's T5 registers the encoder before `shared`
         assert fingerprint_state_dict(state) == fingerprint_state_dict(reverse)
         assert fingerprints_match(fingerprint_state_dict(state), fingerprint_state_dict({k: v.half() for k, v in state.items()}))
@@ -526,16 +527,21 @@ def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen
     assert moved.abs().max() > 1e-3  # the unsafe prompt's conditioning changed
 
 
-@pytest.mark.parametrize("family", ["chroma", "lumina2", "qwen_image"])
+@pytest.mark.parametrize("family", ["chroma", "lumina2", "z_image", "anima", "qwen_image"])
 def test_low_rank_on_the_family_adapter_targets(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir,
                                                 prompt_sets):
     """Low-rank training (issue 12's path) takes the family's adapter_targets: T5's block projections and
-    feed-forward, Gemma's and Qwen2.5's attention and MLP projections; the file stores factors under ComfyUI's keys."""
+    feed-forward, Gemma's, Qwen3's and Qwen2.5's (biased) attention and MLP projections; the file stores factors under
+    ComfyUI's keys."""
     from dataclasses import replace
 
     from safetensors import safe_open
 
-    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir)
+    if family == "qwen_image":  # rank 4 on the 2-layer model moves 3 of 10 held-out prompts; 3 layers as Gemma's
+        path = _write(tmp_path / "qwen_2.5_vl.safetensors", tiny_encoders.qwen25vl_state(layers=3, seed=3))
+        encoders = load_encoders(path, family=family, tokenizer_dir=qwen_tok_dir)
+    else:
+        encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir)
     config = replace(FAST, rank=4, steps=40, lora_learning_rate=3e-2)
     outcome = run_alignment(encoders, prompt_sets, config, output=tmp_path / "low.safetext.safetensors", draw=False,
                             independent=False)
@@ -550,7 +556,7 @@ def test_low_rank_on_the_family_adapter_targets(family, tmp_path, t5_tok_dir, ge
     for layer in layers:
         assert f"text_encoders.{encoder}.transformer.{layer}.lora_up.weight" in keys
     assert not any("norm" in k or "embed" in k or "shared" in k for k in keys)  # only the targeted linears
-    if family == "lumina2":  # the last of 3 blocks does not feed layer -2: its factors never move, none are saved
+    if family in ("lumina2", "z_image"):  # the last of 3 blocks does not feed layer -2: its factors never move, none saved
         assert not any(".layers.2." in k for k in keys)
     loaded = SafeTextFile.load(outcome.path)
     loaded.validate_against({n: m.state_dict() for n, m in encoders.models.items()})
@@ -770,6 +776,24 @@ def test_cli_aligns_flux_from_comfyui_text_encoder_files(tmp_path, t5_tok_dir):
     assert {"text_encoder", "text_encoder_2"} <= {p.name for p in exported.iterdir()}  # CLIP-L, T5 (diffusers order)
     with pytest.raises(SystemExit, match="--text-encoder"):
         main(["export", str(out), "--format", "transformers", "--output", str(tmp_path / "none")])
+
+
+def test_cli_aligns_anima_from_a_comfyui_qwen_file(tmp_path, qwen_tok_dir):
+    """``safetext align --text-encoder qwen_3_06b.safetensors --tokenizer QWEN_TOKENIZER``: Anima from ComfyUI's file
+    (detected by its width), and ``eval`` on the same file."""
+    from safetext_core.cli import main
+
+    te = _write(tmp_path / "qwen_3_06b.safetensors", {k: v.half() for k, v in _wide_qwen3(1024).items()})
+    out = tmp_path / "anima.safetext.safetensors"
+    files = ["--text-encoder", str(te), "--tokenizer", str(qwen_tok_dir)]
+    assert main(["align", *files, "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--categories", "sexual",
+                 "--output", str(out)]) in (0, None)
+    loaded = SafeTextFile.load(out)
+    assert loaded.family == "anima" and set(loaded.deltas) == {"qwen3_06b"}
+    figures = tmp_path / "figures.json"
+    assert main(["eval", str(out), *files, "--prompts", str(_lines(tmp_path / "unsafe_x.txt", ["a naked body, photo"])),
+                 "--json", str(figures)]) in (0, None)
+    assert "unsafe_x" in json.loads(figures.read_text())["cosines"]
 
 
 def _lines(path: Path, lines: list[str]) -> Path:
