@@ -41,7 +41,8 @@ class Target:
     ``layer_from_end == 0`` is the pooled vector alone (the encoder's only consumed output, e.g. Flux's
     CLIP-L), handled as a sequence of one position. ``index`` counts from the start instead, as hosts that
     name layers by number do (ComfyUI's ``layer=[9, 18, 27]``): transformers' ``hidden_states[index]``, the
-    input of block ``index`` (0: the embeddings), never normed; ``layer_from_end`` is then unused."""
+    input of block ``index`` (0: the embeddings; normed only past the last block, as ComfyUI's list layers are);
+    ``layer_from_end`` is then unused."""
 
     layer_from_end: int
     final_norm: bool

@@ -2,7 +2,7 @@
 
 ``python comfy_reference.py COMFYUI_PATH WORK_DIR`` reads ``WORK_DIR/job.json`` (cases: encoder kind, weights
 file, tokenizer folder, prompts, config) and writes ``WORK_DIR/<case>.safetensors`` with what ComfyUI hands the
-diffusion model for each prompt (``encode_token_weights`` of the encoder class the family uses, tokenised by
+diffusion model for each prompt (Qwen-Image: with ComfyUI's own tokenizer and template) (``encode_token_weights`` of the encoder class the family uses, tokenised by
 ComfyUI's ``SDTokenizer`` with the arguments of that family's tokenizer). tests/test_encoders.py compares it with
 SafeText's ``consumed_outputs``. Nothing from ComfyUI is copied into this repository; it is imported where it is.
 """
@@ -31,6 +31,25 @@ def main() -> None:
     job = json.loads((work / "job.json").read_text())
     for case in job["cases"]:
         state = load_file(case["weights"])
+        if case["kind"] == "qwen_image":
+            # Qwen-Image: ComfyUI's own QwenImageTokenizer (its qwen25_tokenizer folder, the real Qwen vocabulary) and
+            # QwenImageTEModel, whose encode_token_weights cuts the template's lead off. Its Qwen2.5-VL also builds the
+            # vision tower, which a text prompt never runs: those weights are left unloaded.
+            import comfy.text_encoders.qwen_image
+
+            tokenizer = comfy.text_encoders.qwen_image.QwenImageTokenizer()
+            model = comfy.text_encoders.qwen_image.QwenImageTEModel(
+                dtype=torch.float32, model_options={"qwen25_7b_model_config": case["config"]})
+            missing, unexpected = model.load_sd(state)
+            assert not [m for m in missing if not m.startswith("visual.")], missing
+            out = {}
+            with torch.no_grad():
+                for index, prompt in enumerate(case["prompts"]):
+                    tokens = tokenizer.tokenize_with_weights(prompt)
+                    out[f"cond.{index}"] = model.encode_token_weights(tokens)[0].float().contiguous()
+                    out[f"ids.{index}"] = torch.tensor([t for t, _ in tokens["qwen25_7b"][0]])
+            save_file(out, str(work / f"{case['name']}.safetensors"))
+            continue
         if case["kind"] == "t5":
             # Flux: flux.T5XXLTokenizer(min_length=256) + sd3_clip.T5XXLModel (no attention mask); Chroma: PixArt's
             # tokenizer (min_length=1) and the same model class.

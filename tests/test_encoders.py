@@ -628,9 +628,56 @@ def test_consumed_outputs_equal_comfyui_encoders(tmp_path, t5_tok, gemma_tok, t5
             assert torch.allclose(together[index, :theirs.shape[0]], theirs, atol=2e-4, rtol=1e-4), case
 
 
+@pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to compare with")
+def test_qwen_image_equals_comfyui_encoder(tmp_path):
+    """Qwen-Image is in ComfyUI 0.3.64 (its text-only path is the current source's): ComfyUI's own QwenImageTokenizer
+    (the real Qwen vocabulary, from ComfyUI's folder) and QwenImageTEModel on the same tiny weights give the token ids
+    and the cut conditioning SafeText computes; SafeText's cut (the template's shared lead) is ComfyUI's
+    template_end, 34 with the real vocabulary, alone and batched."""
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    from safetext_core.loaders import load_hf_tokenizer
+    from safetext_core.models import build_text_model
+
+    comfy_path, python = _comfy_python()
+    folder = comfy_path / "comfy" / "text_encoders" / "qwen25_tokenizer"
+    tok = load_hf_tokenizer(folder, "qwen25_7b")
+    # ComfyUI fixes the head at 128: one head, 128 wide; the real vocabulary's ids need its 151936 rows.
+    state = tiny_encoders.qwen25vl_state(hidden=128, heads=1, kv_heads=1, layers=2, intermediate=64, vocab=151936,
+                                         vision=False)
+    _write(tmp_path / "qwen.safetensors", state)
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting, close up", " leading space, photo"]
+    config = {"vocab_size": 151936, "hidden_size": 128, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 1, "num_key_value_heads": 1}
+    case = {"name": "qwen_image", "kind": "qwen_image", "weights": str(tmp_path / "qwen.safetensors"), "config": config,
+            "prompts": prompts}
+    (tmp_path / "job.json").write_text(json.dumps({"cases": [case]}))
+    run = subprocess.run([python, str(Path(__file__).with_name("comfy_reference.py")), str(comfy_path), str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    reference = load_file(str(tmp_path / "qwen_image.safetensors"))
+    spec = get_family("qwen_image").encoder("qwen25_7b")
+    model = build_text_model(state, "qwen_image", "qwen25_7b")
+    together = tokenize(tok, prompts, spec)
+    outs = consumed_outputs(model, together, spec)[0][0]
+    for index, prompt in enumerate(prompts):
+        batch = tokenize(tok, [prompt], spec)
+        ids, theirs = reference[f"ids.{index}"], reference[f"cond.{index}"][0]
+        assert batch["input_ids"][0].tolist() == ids.tolist(), prompt
+        lead = batch["mask"].lead_tokens
+        assert lead == len(ids) - theirs.shape[0] == 34, (prompt, lead)  # ComfyUI's template_end, diffusers' drop_idx
+        ours = consumed_outputs(model, batch, spec)[0][0][0, lead:]
+        assert torch.allclose(ours, theirs, atol=2e-4, rtol=1e-4), (prompt, (ours - theirs).abs().max())
+        n = len(ids)
+        assert torch.allclose(outs[index, lead:n], theirs, atol=2e-4, rtol=1e-4)  # batched: the same
+
+
 @pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to run the adapter in")
 def test_comfyui_adapter_on_real_clip_objects(tmp_path):
-    """Chroma (T5), Lumina 2 (Gemma-2), Flux.1 (CLIP-L + T5) and SD 3 (CLIP-L + bigG + T5) CLIPs built by ComfyUI: the adapter trains a file on them; stock
+    """Chroma (T5), Lumina 2 (Gemma-2), Flux.1 (CLIP-L + T5), SD 3 (CLIP-L + bigG + T5) and Qwen-Image (Qwen2.5-VL,
+    low-rank) CLIPs built by ComfyUI: the adapter trains a file on them; stock
     LoraLoader loads it without "lora key not loaded"; off (strength 0) is bit for bit the original; on changes
     the conditioning, both blend modes agree at strength 1, the embedding blend is the exact lerp at 0.5."""
     import subprocess
@@ -671,6 +718,15 @@ def test_comfyui_adapter_on_real_clip_objects(tmp_path):
                          "clip_g_model_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
                                                  "num_attention_heads": 4, "projection_dim": 64, "hidden_act": "gelu"}}},
     ]
+    # Qwen-Image (in 0.3.64): comfy.sd.load_text_encoder_state_dicts itself (CLIP type qwen_image), which tells a
+    # qwen25_7b by its 512-wide k_proj bias: 4 heads of ComfyUI's fixed 128, the real vocabulary's 151936 rows.
+    _write(tmp_path / "qwen25.safetensors", tiny_encoders.qwen25vl_state(hidden=512, heads=4, kv_heads=4, layers=2,
+                                                                           intermediate=64, vocab=151936, vision=False))
+    cases.append({"name": "qwen_image", "clip_type": "QWEN_IMAGE", "encoder": "qwen25_7b", "rank": 4,
+                  "weights": [str(tmp_path / "qwen25.safetensors")], "probe_weight": "model.layers.0.self_attn.q_proj.weight",
+                  "template": "{}",  # QwenImageTokenizer puts its template around the prompt itself
+                  "config": {"vocab_size": 151936, "hidden_size": 512, "intermediate_size": 64, "num_hidden_layers": 2,
+                             "num_attention_heads": 4, "num_key_value_heads": 4}})
     _write(tmp_path / "clip_l.safetensors", tiny_models.random_clip_state(seed=4))
     _write(tmp_path / "clip_l3.safetensors", tiny_models.random_clip_state(layers=3, seed=7))  # layer -2 needs 3
     _write(tmp_path / "clip_g.safetensors", tiny_models.random_clip_state(64, 3, "gelu", True, seed=8))
