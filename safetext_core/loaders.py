@@ -76,10 +76,14 @@ def _family_of_clip(hidden: int) -> str:
 
 
 # model_index.json's _class_name -> family (first match; SD 1.x / 2.x are told apart by the encoder's width, Flux.2
-# Klein 4B / 9B by its Qwen3's). Flux.2 [dev] (Mistral-3) before Flux.1, which its name also contains.
-_DIFFUSERS_CLASSES = (("Flux2Klein", "flux2_klein"), ("Flux2", ""), ("Flux", "flux"), ("StableDiffusion3", "sd3"),
-                      ("Chroma", "chroma"), ("Lumina2", "lumina2"), ("ZImage", "z_image"), ("QwenImage", "qwen_image"),
-                      ("XL", "sdxl"))
+# Klein 4B / 9B by its Qwen3's), or "!" and why it is refused: Flux.2 [dev] before Flux.1, Qwen-Image-Edit before
+# Qwen-Image, whose names they contain.
+_DIFFUSERS_CLASSES = (("Flux2Klein", "flux2_klein"), ("Flux2", "!Flux.2 [dev] (Mistral-3 24B encoder) is not supported yet"),
+                      ("Flux", "flux"), ("StableDiffusion3", "sd3"), ("Chroma", "chroma"), ("Lumina2", "lumina2"),
+                      ("ZImage", "z_image"),
+                      ("QwenImageEdit", "!Qwen-Image-Edit encodes the input image with the prompt (another template and "
+                                        "Qwen2.5-VL's vision tower), which SafeText does not align yet"),
+                      ("QwenImage", "qwen_image"), ("XL", "sdxl"))
 
 
 def _read_folder_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -101,8 +105,8 @@ def _load_diffusers(folder: Path, family: str | None = None) -> EncoderSet:
     cls = str(index.get("_class_name", ""))
     if family is None:
         family = next((fam for marker, fam in _DIFFUSERS_CLASSES if marker in cls), None)
-        if family == "":
-            raise CheckpointError(f"{folder.name}: a {cls} (Flux.2 [dev], Mistral-3 24B encoder) is not supported yet")
+        if family is not None and family.startswith("!"):
+            raise CheckpointError(f"{folder.name}: a {cls}: {family[1:]}")
         if family == "flux2_klein":  # 4B: Qwen3-4B (2560 wide); 9B: Qwen3-8B (4096)
             config = json.loads((folder / "text_encoder" / "config.json").read_text())
             family = {"qwen3_4b": "flux2_klein_4b", "qwen3_8b": "flux2_klein_9b"}.get(

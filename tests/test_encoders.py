@@ -225,6 +225,8 @@ def test_diffusers_folders_of_the_qwen_families(tmp_path, qwen_tok):
     assert qwen_image.family == "qwen_image" and _same(qwen_image.models["qwen25_7b"], vl)
     with pytest.raises(CheckpointError, match="Flux.2 \\[dev\\]"):
         load_encoders(_diffusers_folder(tmp_path / "dev", "Flux2Pipeline", {}))
+    with pytest.raises(CheckpointError, match="input image"):
+        load_encoders(_diffusers_folder(tmp_path / "edit", "QwenImageEditPlusPipeline", {}))
 
 
 # ----------------------------------------------------------------------------------- what the host feeds
