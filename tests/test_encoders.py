@@ -676,6 +676,46 @@ def test_qwen_image_equals_comfyui_encoder(tmp_path):
         assert torch.allclose(outs[index, lead:n], theirs, atol=2e-4, rtol=1e-4)  # batched: the same
 
 
+@pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to compare with")
+def test_qwen3_outputs_equal_comfyui_llama(tmp_path, qwen_tok):
+    """The Qwen3 of Z-Image, Klein and Anima against ComfyUI's own Llama2_ (0.3.64's, which has no Qwen3 class but
+    computes one from the current source's Qwen3 config values): on the same weights, ids and masks, SafeText's
+    layer -2 (Z-Image), hidden states 9 / 18 / 27 (Klein, 512 positions, padding masked in the encoder) and
+    final-normed last state (Anima) are ComfyUI's. Checks the numerics (q/k norms, RoPE, masks), not ComfyUI's
+    Qwen3 classes, which only its newer versions have."""
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    comfy_path, python = _comfy_python()
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    cases, expected = [], {}
+    for family in ("z_image", "flux2_klein_4b", "anima"):
+        model, spec = _qwen(family)
+        state = QWEN_STATES[family](0)
+        _write(tmp_path / f"{family}.safetensors", state)
+        batch = tokenize(qwen_tok, prompts, spec)
+        c = model.config
+        cases.append({"name": family, "kind": "qwen3", "weights": str(tmp_path / f"{family}.safetensors"),
+                      "ids": batch["input_ids"].tolist(), "mask": batch["attention_mask"].tolist(),
+                      "config": {"vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
+                                 "intermediate_size": c.intermediate_size, "num_hidden_layers": c.num_hidden_layers,
+                                 "num_attention_heads": c.num_attention_heads,
+                                 "num_key_value_heads": c.num_key_value_heads, "head_dim": c.head_dim}})
+        expected[family] = (consumed_outputs(model, batch, spec)[0], batch["mask"])
+    (tmp_path / "job.json").write_text(json.dumps({"cases": cases}))
+    run = subprocess.run([python, str(Path(__file__).with_name("comfy_reference.py")), str(comfy_path), str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    for family, (ours, mask) in expected.items():
+        theirs = load_file(str(tmp_path / f"{family}.safetensors"))
+        wanted = ([theirs["all"][:, i] for i in (9, 18, 27)] if family == "flux2_klein_4b" else
+                  [theirs["minus2"]] if family == "z_image" else [theirs["last"]])
+        for a, b in zip(ours, wanted):
+            m = mask.unsqueeze(-1)  # the consumed positions (Klein: all 512)
+            assert torch.allclose(a * m, b * m, atol=2e-4, rtol=1e-4), (family, (a * m - b * m).abs().max())
+
+
 @pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to run the adapter in")
 def test_comfyui_adapter_on_real_clip_objects(tmp_path):
     """Chroma (T5), Lumina 2 (Gemma-2), Flux.1 (CLIP-L + T5), SD 3 (CLIP-L + bigG + T5) and Qwen-Image (Qwen2.5-VL,
