@@ -868,7 +868,6 @@ def test_cli_aligns_flux_from_comfyui_text_encoder_files(tmp_path, t5_tok_dir):
     assert main(["eval", str(out), *files, "--prompts", str(_lines(tmp_path / "unsafe_x.txt", ["a naked body, photo"])),
                  "--json", str(figures)]) in (0, None)
     assert "unsafe_x" in json.loads(figures.read_text())["cosines"]
-    assert main(["why", str(out), "a naked body, photo", *files, "--categories", "sexual", "--json"]) in (0, None)
     exported = tmp_path / "exported"
     assert main(["export", str(out), "--format", "transformers", "--output", str(exported), *files]) in (0, None)
     assert {"text_encoder", "text_encoder_2"} <= {p.name for p in exported.iterdir()}  # CLIP-L, T5 (diffusers order)
@@ -876,18 +875,19 @@ def test_cli_aligns_flux_from_comfyui_text_encoder_files(tmp_path, t5_tok_dir):
         main(["export", str(out), "--format", "transformers", "--output", str(tmp_path / "none")])
 
 
-def test_cli_aligns_anima_from_a_comfyui_qwen_file(tmp_path, qwen_tok_dir):
-    """``safetext align --text-encoder qwen_3_06b.safetensors --tokenizer QWEN_TOKENIZER``: Anima from ComfyUI's file
-    (detected by its width), and ``eval`` on the same file."""
+def test_cli_aligns_z_image_from_a_comfyui_qwen_file(tmp_path, qwen_tok_dir):
+    """``safetext align --text-encoder qwen_3_4b.safetensors --family z_image --tokenizer QWEN_TOKENIZER``: Z-Image
+    from a ComfyUI-style file (a qwen3_4b is Klein 4B's too, and this tiny one has no real size: align is told the
+    family); ``eval`` on the same file takes the family from the SafeText file."""
     from safetext_core.cli import main
 
-    te = _write(tmp_path / "qwen_3_06b.safetensors", {k: v.half() for k, v in _wide_qwen3(1024).items()})
-    out = tmp_path / "anima.safetext.safetensors"
+    te = _write(tmp_path / "qwen_3_4b.safetensors", {k: v.half() for k, v in tiny_encoders.qwen3_state().items()})
+    out = tmp_path / "z_image.safetext.safetensors"
     files = ["--text-encoder", str(te), "--tokenizer", str(qwen_tok_dir)]
-    assert main(["align", *files, "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--categories", "sexual",
-                 "--output", str(out)]) in (0, None)
+    assert main(["align", *files, "--family", "z_image", "--steps", "2", "--batch-size", "4", "--eval-every", "0",
+                 "--categories", "sexual", "--output", str(out)]) in (0, None)
     loaded = SafeTextFile.load(out)
-    assert loaded.family == "anima" and set(loaded.deltas) == {"qwen3_06b"}
+    assert loaded.family == "z_image" and set(loaded.deltas) == {"qwen3_4b"}
     figures = tmp_path / "figures.json"
     assert main(["eval", str(out), *files, "--prompts", str(_lines(tmp_path / "unsafe_x.txt", ["a naked body, photo"])),
                  "--json", str(figures)]) in (0, None)
