@@ -297,6 +297,10 @@ class PrefixedEncoder(nn.Module):
                 output_hidden_states: bool = True, **_: Any) -> Any:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
 
+    def to_transformers(self) -> nn.Module:
+        """The transformers base model itself (``Gemma2Model``, ``Qwen3Model``...), for ``save_pretrained`` (export)."""
+        return self.model
+
 
 def _layer_count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
     found = [int(m.group(1)) for k in state if (m := re.match(pattern, k))]

@@ -892,6 +892,15 @@ def test_cli_aligns_z_image_from_a_comfyui_qwen_file(tmp_path, qwen_tok_dir):
     assert main(["eval", str(out), *files, "--prompts", str(_lines(tmp_path / "unsafe_x.txt", ["a naked body, photo"])),
                  "--json", str(figures)]) in (0, None)
     assert "unsafe_x" in json.loads(figures.read_text())["cosines"]
+    exported = tmp_path / "exported"  # the aligned Qwen3Model and the tokenizer, as a pipeline's folders
+    assert main(["export", str(out), "--format", "transformers", "--output", str(exported), *files]) in (0, None)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(exported / "text_encoder" / "model.safetensors"))
+    delta = loaded.deltas["qwen3_4b"]["model.layers.0.self_attn.q_proj.weight"]
+    original = tiny_encoders.qwen3_state()["model.layers.0.self_attn.q_proj.weight"].half().float()
+    assert torch.allclose(saved["layers.0.self_attn.q_proj.weight"], original + delta, atol=1e-6)
+    assert (exported / "tokenizer" / "tokenizer.json").is_file()
 
 
 def _lines(path: Path, lines: list[str]) -> Path:
