@@ -33,18 +33,24 @@ import torch
 
 from safetext_core import weights as core_weights
 from safetext_core.errors import SafeTextFileError, SafeTextNotApplied, UnsupportedModel
-from safetext_core.families import family_by_encoders, get_family
+from safetext_core.families import families_by_encoders, get_family
 from safetext_core.fingerprint import fingerprint_state_dict
 from safetext_core.hosting import comfy_patches
 from safetext_core.safetext_file import SafeTextFile
 
 from . import signals
 
-ENCODER_NAMES = ("clip_l", "clip_h", "clip_g", "t5xxl", "gemma2_2b")
+ENCODER_NAMES = ("clip_l", "clip_h", "clip_g", "t5xxl", "gemma2_2b", "qwen3_06b", "qwen3_4b", "qwen3_8b", "qwen25_7b")
 # Families that share their encoders' names with other ComfyUI models are told apart by the class ComfyUI built
 # for them (comfy/sd.py, load_text_encoder_state_dicts): a T5-only CLIP is Chroma's (and PixArt's: the same
-# encoder and tokenizer) only when it is a PixArtT5XXL, not Mochi's, LTXV's or an SD 3 with T5 alone.
-FAMILY_CLASSES = {"flux": "FluxClipModel", "sd3": "SD3ClipModel", "chroma": "PixArtT5XXL", "lumina2": "LuminaModel"}
+# encoder and tokenizer) only when it is a PixArtT5XXL, not Mochi's, LTXV's or an SD 3 with T5 alone. A qwen3_4b is
+# Z-Image's (z_image.te: ZImageTEModel) or Flux.2 Klein 4B's (flux.klein_te: Flux2TEModel, CLIP type flux / flux2);
+# a qwen3_8b Klein 9B's, not Ideogram 4's; a qwen25_7b Qwen-Image's (qwen_image.te: QwenImageTEModel), not
+# HunyuanImage's or LongCat-Image's (ComfyUI's current comfy/sd.py and text_encoders/*; the classes of Z-Image, Klein
+# and Anima are not in ComfyUI 0.3.64, so only these names, not those hosts, were checked).
+FAMILY_CLASSES = {"flux": "FluxClipModel", "sd3": "SD3ClipModel", "chroma": "PixArtT5XXL", "lumina2": "LuminaModel",
+                  "z_image": "ZImageTEModel", "flux2_klein_4b": "Flux2TEModel", "flux2_klein_9b": "Flux2TEModel",
+                  "anima": "AnimaTEModel", "qwen_image": "QwenImageTEModel"}
 # Tensors ComfyUI builds but the family does not consume: CLIP-L's projection is not in SD 1.x / SDXL
 # checkpoints (ComfyUI leaves it uninitialised), and logit_scale belongs to the contrastive head.
 IGNORED = ("logit_scale", "position_ids")
@@ -60,7 +66,7 @@ def _encoders_in(keys) -> list[str]:
     found = set()
     for key in keys:
         head = key.split(".", 1)[0]
-        if head in ENCODER_NAMES or head in ("t5xl", "t5base", "llama", "umt5xxl", "gemma", "gemma3_4b", "qwen25_7b",
+        if head in ENCODER_NAMES or head in ("t5xl", "t5base", "llama", "umt5xxl", "gemma", "gemma3_4b",
                                              "qwen25_3b", "byt5", "mt5xl"):
             found.add(head)
     return sorted(found)
@@ -73,19 +79,21 @@ def family_of(clip: Any) -> str:
     if model is None:
         raise UnsupportedClip("this CLIP has no text encoder (was the checkpoint loaded without one?)")
     encoders = _encoders_in(model.state_dict().keys())
-    family = family_by_encoders(encoders)
-    wanted = FAMILY_CLASSES.get(family or "")
-    built = [cls.__name__ for cls in type(model).__mro__]
-    if wanted and not any(name.startswith(wanted) for name in built):
-        raise UnsupportedClip(f"this CLIP holds {', '.join(encoders)} but is a {type(model).__name__}, not the "
-                              f"{get_family(family).title} text encoder; load it with CLIPLoader / DualCLIPLoader "
-                              f"type {family}")
-    if family is None:
+    candidates = families_by_encoders(encoders)
+    if not candidates:
         raise UnsupportedClip(
             "SafeText supports the text encoders of SD 1.x (clip_l), SD 2.x (clip_h), SDXL (clip_l + clip_g), SD 3 "
-            "(clip_l + clip_g + t5xxl), Flux.1 (clip_l + t5xxl), Chroma (t5xxl) and Lumina 2 (gemma2_2b); "
+            "(clip_l + clip_g + t5xxl), Flux.1 (clip_l + t5xxl), Chroma (t5xxl), Lumina 2 (gemma2_2b), Z-Image "
+            "(qwen3_4b), Flux.2 Klein (qwen3_4b / qwen3_8b), Anima (qwen3_06b) and Qwen-Image (qwen25_7b); "
             f"this CLIP has {', '.join(encoders) or 'no known encoder'}")
-    return family
+    built = [cls.__name__ for cls in type(model).__mro__]
+    matching = [family for family in candidates
+                if not FAMILY_CLASSES.get(family) or any(name.startswith(FAMILY_CLASSES[family]) for name in built)]
+    if len(matching) != 1:
+        titles = " or ".join(get_family(family).title for family in candidates)
+        raise UnsupportedClip(f"this CLIP holds {', '.join(encoders)} but is a {type(model).__name__}, not the "
+                              f"{titles} text encoder; load it with CLIPLoader / DualCLIPLoader of that type")
+    return matching[0]
 
 
 def base_state_dicts(clip: Any, family: str | None = None, only: tuple[str, ...] | None = None

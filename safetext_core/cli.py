@@ -95,6 +95,13 @@ def _model_source(files: list[str]) -> str | list[str] | None:
     return files[0] if len(files) == 1 else (files or None)
 
 
+def _file_family(file: Any) -> str | None:
+    """The family to load the original encoders as for ``eval`` / ``why`` / ``export``: a T5 / LLM family's file says
+    it (a qwen3_4b file alone is Z-Image's or Klein 4B's); the CLIP families are detected from the checkpoint."""
+    family = FAMILIES.get(file.family)
+    return file.family if family is not None and any(spec.kind != "clip" for spec in family.encoders) else None
+
+
 def cmd_align(args: argparse.Namespace) -> int:
     from .distributed import Processes
     from .errors import AlignmentCancelled, ConfigError
@@ -198,7 +205,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         raise ConfigError("--detector judges generated pictures: give the diffusers pipeline with --pipeline")
     # A diffusers pipeline folder holds the encoders too: it is the checkpoint unless another is named.
-    encoders = load_encoders(_model_source(_model_files(args, default=args.pipeline)), tokenizer_dir=args.tokenizer)
+    encoders = load_encoders(_model_source(_model_files(args, default=args.pipeline)), family=_file_family(file),
+                             tokenizer_dir=args.tokenizer)
     file.check_fingerprints(encoders.fingerprints(), override=args.override)
     if args.prompts:
         sets = {Path(p).stem: load_prompt_file(p) for p in args.prompts}
@@ -290,7 +298,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     from .safetext_file import SafeTextFile
 
     file = SafeTextFile.load(args.file)
-    encoders = load_encoders(_model_source(_model_files(args)), tokenizer_dir=args.tokenizer)
+    encoders = load_encoders(_model_source(_model_files(args)), family=_file_family(file), tokenizer_dir=args.tokenizer)
     file.check_fingerprints(encoders.fingerprints(), override=args.override)
     prompts = load_prompt_sets(categories=args.categories, unsafe_files=args.unsafe_file, safe_files=args.safe_file,
                                replace=args.replace)
@@ -344,7 +352,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not files and file.family != "generic":
             raise SystemExit("export --format transformers needs --checkpoint and/or --text-encoder (the original "
                              "weights the file applies to)")
-        encoders = load_encoders(_model_source(files), tokenizer_dir=args.tokenizer)
+        encoders = load_encoders(_model_source(files), family=_file_family(file), tokenizer_dir=args.tokenizer)
         file.check_fingerprints(encoders.fingerprints(), override=args.override)
         # Shape and magnitude against the weights it changes, as apply_safetext and eval check (override or not).
         file.validate_against({name: model.state_dict() for name, model in encoders.models.items()})

@@ -118,7 +118,9 @@ def _lead_tokens(tokenizer: Any, spec: EncoderSpec, ids: torch.Tensor) -> int:
     key = (id(tokenizer), spec.template)
     prefix = _PREFIX_IDS.get(key)
     if prefix is None:
-        prefix = _PREFIX_IDS[key] = list(tokenizer(spec.template.partition("{}")[0].rstrip())["input_ids"])
+        # Trailing spaces join the prompt's first word (Gemma's "<Prompt Start> "); a newline stays a token of its own
+        # in the Qwen templates ("<|im_start|>user\n").
+        prefix = _PREFIX_IDS[key] = list(tokenizer(spec.template.partition("{}")[0].rstrip(" "))["input_ids"])
     lead = 0
     rows = ids.tolist()
     while lead < min(len(prefix), ids.shape[1]) and all(row[lead] == prefix[lead] for row in rows):
@@ -148,17 +150,25 @@ def tokenize(tokenizer: Any, prompts: Sequence[str], spec: EncoderSpec, device: 
     batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     if "attention_mask" not in batch:
         batch["attention_mask"] = torch.ones_like(batch["input_ids"])
-    short = spec.pad_to - batch["input_ids"].shape[1]
-    if short > 0:  # the host pads to a fixed minimum with the pad token
+    short = max(spec.pad_to, 1) - batch["input_ids"].shape[1]
+    if short > 0:  # the host pads to a fixed minimum with the pad token (ComfyUI: min_length, at least 1)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         batch = {k: torch.nn.functional.pad(v, (0, short), value=pad_id if k == "input_ids" else 0)
                  for k, v in batch.items()}
+    # An empty prompt without start or end token (Anima's: no template) is one pad token at the host, whose output
+    # is consumed; alone in its sequence it attends to itself, masked or not, so it is a real position here.
+    empty = batch["attention_mask"].sum(1) == 0
+    if empty.any():
+        batch["attention_mask"][empty, 0] = 1
     batch = {k: v.to(device) for k, v in batch.items()}
-    if spec.attention_mask:
+    if spec.uses_mask:
         batch["mask"] = batch["attention_mask"].to(torch.float32)
-    else:
+    else:  # no mask, or (Flux.2 Klein) a mask inside the encoder while every position is consumed
         batch["mask"] = torch.ones_like(batch["input_ids"], dtype=torch.float32)
-    batch["mask"].lead_tokens = _lead_tokens(tokenizer, spec, batch["input_ids"])
+    lead = _lead_tokens(tokenizer, spec, batch["input_ids"])
+    if spec.drop_lead:  # Qwen-Image: the host cuts these positions off; they count nowhere
+        batch["mask"][:, :lead] = 0.0
+    batch["mask"].lead_tokens = lead
     return batch
 
 
@@ -168,7 +178,9 @@ def consumed_outputs(model: nn.Module, batch: dict[str, torch.Tensor], spec: Enc
 
     A target ``layer_from_end == 0`` is the pooled vector as a sequence of one position. For transformers
     encoders the last target (1) is ``last_hidden_state`` (after T5's / Gemma's final norm, as hosts take
-    it); deeper ones are the raw outputs of their layer (ComfyUI's ``intermediate_output``).
+    it); deeper ones are the raw outputs of their layer (ComfyUI's ``intermediate_output``), and a target with
+    an ``index`` is ``hidden_states[index]``. Outputs keep every input position (Qwen-Image's cut-off template
+    tokens are zeros in the mask; :func:`conditioning` cuts them as the host does).
     """
     if spec.kind == "clip":
         out = model(input_ids=batch["input_ids"], output_hidden_states=True)
@@ -185,7 +197,13 @@ def consumed_outputs(model: nn.Module, batch: dict[str, torch.Tensor], spec: Enc
         pooled = out.text_embeds if spec.pooled_projected else out.pooler_output
     outputs = []
     for target in spec.targets:
-        if target.layer_from_end == 0:
+        if target.index is not None:
+            if target.index >= len(hidden):
+                raise ValueError(f"the {spec.name} encoder has {len(hidden) - 1} layers; its host reads hidden state "
+                                 f"{target.index}")
+            outputs.append(hidden[target.index])
+            continue
+        if target.pooled:
             outputs.append(pooled.unsqueeze(1))
             continue
         if target.layer_from_end == 1 and (target.final_norm or spec.kind != "clip"):
@@ -196,6 +214,12 @@ def consumed_outputs(model: nn.Module, batch: dict[str, torch.Tensor], spec: Enc
             state = final_norm(state)
         outputs.append(state)
     return outputs, (pooled if spec.pooled_weight > 0 else None)
+
+
+def primary_output(outputs: Sequence[torch.Tensor], spec: EncoderSpec) -> torch.Tensor:
+    """The encoder's main consumed output, as the host lays it out before any cut: the first target, or (Flux.2
+    Klein) all targets joined along features."""
+    return torch.cat(list(outputs), dim=-1) if spec.join_targets else outputs[0]
 
 
 def conditioning(encoders: EncoderSet, prompts: Sequence[str], models: dict[str, nn.Module] | None = None,
@@ -225,8 +249,11 @@ def conditioning(encoders: EncoderSet, prompts: Sequence[str], models: dict[str,
                     clip_parts.append(outputs[0].float())
                     clip_mask = batch["mask"]
                 else:
-                    seq_parts.append(outputs[0].float())
-                    seq_masks.append(batch["mask"])
+                    # Flux.2 Klein joins its three layers along features; Qwen-Image cuts the template's lead off.
+                    joined = primary_output(outputs, spec)
+                    lead = batch["mask"].lead_tokens if spec.drop_lead else 0
+                    seq_parts.append(joined[:, lead:].float())
+                    seq_masks.append(batch["mask"][:, lead:])
                 if pooled is not None:
                     pooled_parts.append(pooled.float())
             if clip_parts:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import nn
 
-from .encoding import EncoderSet, consumed_outputs, max_tokens, tokenize
+from .encoding import EncoderSet, consumed_outputs, max_tokens, primary_output, tokenize
 from .errors import PromptSetError
 from .losses import content_mask, flatten
 from .weights import apply_deltas
@@ -77,7 +77,7 @@ class Validator:
                 self.batches.setdefault(name, {})[spec.name] = batches
                 with torch.no_grad():
                     self.originals.setdefault(name, {})[spec.name] = [
-                        consumed_outputs(reference[spec.name], b, spec)[0][0] for _, b in batches]
+                        primary_output(consumed_outputs(reference[spec.name], b, spec)[0], spec) for _, b in batches]
 
     def measure(self, models: dict[str, nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Per prompt: cosine of the family conditioning (encoders concatenated along features, start
@@ -91,7 +91,7 @@ class Validator:
                     parts_dot, parts_new, parts_old, parts_diff, rows = [], [], [], [], []
                     for (batch_rows, batch), old in zip(self.batches[name][spec.name], self.originals[name][spec.name]):
                         rows += batch_rows
-                        new = consumed_outputs(models[spec.name], batch, spec)[0][0]
+                        new = primary_output(consumed_outputs(models[spec.name], batch, spec)[0], spec)
                         mask = content_mask(batch["mask"], spec)
                         a, b = flatten(new.float(), mask), flatten(old.float(), mask)
                         parts_dot.append((a * b).sum(1))

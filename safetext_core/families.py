@@ -7,8 +7,11 @@ select with "clip skip", with a smaller weight, so a checkpoint used that way is
 
 The T5 and LLM families (Flux.1, SD 3/3.5, Chroma, Lumina 2) were read from ComfyUI 0.3.64
 (``comfy/text_encoders/{flux,sd3_clip,pixart_t5,lumina2,llama}.py``, ``comfy/sd1_clip.py``,
-``comfy_extras/nodes_lumina2.py``); docs/encoders.md gives the line-by-line reading and where diffusers'
-pipelines differ. What each field means for them:
+``comfy_extras/nodes_lumina2.py``); the Qwen families (Z-Image, Flux.2 Klein, Anima, Qwen-Image) from ComfyUI's
+current source (``comfy/text_encoders/{z_image,flux,anima,qwen_image,llama}.py``, ``comfy/sd1_clip.py``,
+``comfy/sd.py``, ``comfy/model_base.py``) and diffusers 0.42's ZImage / Flux2Klein / QwenImage pipelines;
+docs/encoders.md gives the line-by-line reading and where diffusers' pipelines differ. What each field means
+for them:
 
 * ``pad_to`` / ``attention_mask``: ComfyUI pads Flux's T5 prompts to at least 256 tokens and SD3's to 77
   with the pad token and runs T5 *without* an attention mask, so the diffusion model consumes every one of
@@ -17,7 +20,11 @@ pipelines differ. What each field means for them:
 * ``causal``: under causal attention the leading tokens every prompt shares (BOS, a system prompt) give
   the same outputs for every prompt; they count where outputs must stay put and are left out of the
   unsafe terms, where they would only dilute the cosine.
-* ``template``: the prompt formatting the host applies (Lumina 2's system prompt).
+* ``template``: the prompt formatting the host applies (Lumina 2's system prompt, the Qwen chat templates).
+* ``drop_lead``: the host cuts the template's leading tokens out of the output (Qwen-Image): they are in no term.
+* ``padding_consumed``: the host masks its padding inside the encoder but hands every position, padding
+  included, to the diffusion model (Flux.2 Klein: 512 positions); the padding's outputs depend on the prompt.
+* ``join_targets``: the host joins the targets along features (Flux.2 Klein: three Qwen3 layers, 3 x width).
 * ``adapter_targets``: the linear layers a low-rank adapter trains (regular expressions on module names).
 """
 from __future__ import annotations
@@ -32,14 +39,24 @@ class Target:
     """One consumed output: hidden state ``-layer_from_end`` (1 = last), optional final layer norm.
 
     ``layer_from_end == 0`` is the pooled vector alone (the encoder's only consumed output, e.g. Flux's
-    CLIP-L), handled as a sequence of one position."""
+    CLIP-L), handled as a sequence of one position. ``index`` counts from the start instead, as hosts that
+    name layers by number do (ComfyUI's ``layer=[9, 18, 27]``): transformers' ``hidden_states[index]``, the
+    input of block ``index`` (0: the embeddings; normed only past the last block, as ComfyUI's list layers are);
+    ``layer_from_end`` is then unused."""
 
     layer_from_end: int
     final_norm: bool
     weight: float = 1.0
+    index: int | None = None
+
+    @property
+    def pooled(self) -> bool:
+        return self.layer_from_end == 0 and self.index is None
 
     @property
     def label(self) -> str:
+        if self.index is not None:
+            return f"h{self.index}"
         if self.layer_from_end == 0:
             return "pooled"
         return f"h-{self.layer_from_end}{'+ln' if self.final_norm else ''}"
@@ -58,7 +75,7 @@ class EncoderSpec:
     layer_norm_eps: float = 1e-5
     diffusers: tuple[str, str] = ("text_encoder", "tokenizer")  # a diffusers pipeline's sub-folders for it
     a1111_prefix: str = ""  # AUTOMATIC1111's LoRA key prefix for it ("lora_te_", "lora_te1_", ...); "": none
-    arch: str = ""  # kind "hf": "t5" (T5 v1.1 encoder), "gemma2" (Gemma-2 decoder), "" (any AutoModel: generic)
+    arch: str = ""  # kind "hf": "t5" (T5 v1.1 encoder), "gemma2", "qwen3", "qwen25vl" (decoders), "" (generic)
     pooled_projected: bool = True  # the pooled vector through text_projection (bigG) or the bare EOS state (CLIP-L)
     pad_to: int = 0  # the host pads every prompt to at least this many tokens (0: a batch pads to its longest)
     attention_mask: bool = True  # kind "hf": the host masks padding; False: padding is attended and consumed
@@ -66,15 +83,18 @@ class EncoderSpec:
     template: str = "{}"  # the prompt formatting the host applies; "{}" is the user's prompt
     max_length: int = 0  # longest prompt in tokens (0: the kind's default: 77 for CLIP, else the tokenizer's, <= 512)
     adapter_targets: tuple[str, ...] = ()  # linear layers a low-rank adapter trains (regular expressions)
+    drop_lead: bool = False  # the host cuts the template's leading tokens out of the output (Qwen-Image)
+    padding_consumed: bool = False  # masked inside the encoder, yet every position up to pad_to is consumed
+    join_targets: bool = False  # the host joins the targets' outputs along features (Flux.2 Klein)
 
     @property
     def uses_mask(self) -> bool:
         """Only real tokens count (and the model gets an attention mask); else every position counts."""
-        return self.kind != "clip" and self.attention_mask
+        return self.kind != "clip" and self.attention_mask and not self.padding_consumed
 
     @property
     def pooled_only(self) -> bool:
-        return all(target.layer_from_end == 0 for target in self.targets)
+        return all(target.pooled for target in self.targets)
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,24 @@ _LLM_LINEARS = (r"layers\.\d+\.self_attn\.[qkvo]_proj$", r"layers\.\d+\.mlp\.(ga
 # ComfyUI's CLIPTextEncodeLumina2 "superior" system prompt, also diffusers' Lumina2Pipeline default.
 LUMINA2_SYSTEM_PROMPT = ("You are an assistant designed to generate superior images with the superior degree of "
                          "image-text alignment based on textual prompts or user prompts.")
+
+# The Qwen chat templates the hosts wrap a prompt in (ComfyUI's ``llama_template``s; diffusers'
+# ``apply_chat_template`` gives the same text). Z-Image: comfy/text_encoders/z_image.py ZImageTokenizer (diffusers
+# ZImagePipeline: enable_thinking=True, which adds no think block); Flux.2 Klein: comfy/text_encoders/flux.py
+# KleinTokenizer (diffusers Flux2KleinPipeline: enable_thinking=False, the empty think block); Qwen-Image:
+# comfy/text_encoders/qwen_image.py QwenImageTokenizer (diffusers QwenImagePipeline.prompt_template_encode).
+Z_IMAGE_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+KLEIN_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+QWEN_IMAGE_TEMPLATE = ("<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
+                       "text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n{}"
+                       "<|im_end|>\n<|im_start|>assistant\n")
+# Flux.2 Klein: Qwen3 hidden states 9, 18 and 27 (comfy/text_encoders/flux.py Qwen3_4BModel/Qwen3_8BModel
+# layer=[9, 18, 27], read by llama.py Llama2_.forward before block i runs, no final norm since
+# layer_norm_hidden_state=False; diffusers Flux2KleinPipeline hidden_states_layers=(9, 18, 27)), joined along
+# features (Flux2TEModel.encode_token_weights), every one of at least 512 positions (KleinTokenizer's
+# Qwen3Tokenizer min_length=512, pad <|endoftext|>; the pad queries attend to the prompt; model_base.Flux2 hands
+# all of them on, Flux.extra_conds passes no text mask).
+_KLEIN_TARGETS = tuple(Target(0, False, 1.0 / 3, index=i) for i in (9, 18, 27))
 
 FAMILIES: dict[str, Family] = {
     "sd1": Family("sd1", "Stable Diffusion 1.x", (
@@ -156,6 +194,43 @@ FAMILIES: dict[str, Family] = {
                     template=LUMINA2_SYSTEM_PROMPT + " <Prompt Start> {}", max_length=256,
                     adapter_targets=_LLM_LINEARS),
     )),
+    # Z-Image: Qwen3-4B hidden layer -2 (the second-to-last block's output, no final norm) over the real tokens of
+    # the chat template around the prompt, attention mask on, no padding for one prompt (comfy/text_encoders/
+    # z_image.py Qwen3_4BModel(layer="hidden", layer_idx=-2), Qwen3Tokenizer min_length=1; diffusers ZImagePipeline
+    # hidden_states[-2] at the masked positions). ComfyUI picks it for a qwen3_4b file unless the CLIP type is
+    # flux / flux2 (comfy/sd.py load_text_encoder_state_dicts).
+    "z_image": Family("z_image", "Z-Image", (
+        EncoderSpec("qwen3_4b", "hf", (Target(2, False, 1.0),), arch="qwen3", pad_token="<|endoftext|>", causal=True,
+                    template=Z_IMAGE_TEMPLATE, max_length=512, adapter_targets=_LLM_LINEARS),
+    )),
+    # Flux.2 [klein] 4B (Qwen3-4B) and 9B (Qwen3-8B): see _KLEIN_TARGETS.
+    "flux2_klein_4b": Family("flux2_klein_4b", "Flux.2 [klein] 4B", (
+        EncoderSpec("qwen3_4b", "hf", _KLEIN_TARGETS, arch="qwen3", pad_token="<|endoftext|>", causal=True,
+                    template=KLEIN_TEMPLATE, pad_to=512, padding_consumed=True, join_targets=True, max_length=512,
+                    adapter_targets=_LLM_LINEARS),
+    )),
+    "flux2_klein_9b": Family("flux2_klein_9b", "Flux.2 [klein] 9B", (
+        EncoderSpec("qwen3_8b", "hf", _KLEIN_TARGETS, arch="qwen3", pad_token="<|endoftext|>", causal=True,
+                    template=KLEIN_TEMPLATE, pad_to=512, padding_consumed=True, join_targets=True, max_length=512,
+                    adapter_targets=_LLM_LINEARS),
+    )),
+    # Anima: Qwen3-0.6B's last hidden state after the final norm over the bare prompt's tokens (no template, no
+    # start or end token, mask on; comfy/text_encoders/anima.py Qwen3_06BModel(layer="last"), Qwen3Tokenizer
+    # min_length=1). Its diffusion model also reads the prompt's T5 token ids (AnimaTEModel: t5xxl_ids), ids
+    # only, no T5 model: nothing there to align.
+    "anima": Family("anima", "Anima", (
+        EncoderSpec("qwen3_06b", "hf", (Target(1, True, 1.0),), arch="qwen3", pad_token="<|endoftext|>", causal=True,
+                    max_length=512, adapter_targets=_LLM_LINEARS),
+    )),
+    # Qwen-Image: Qwen2.5-VL-7B's text model, last hidden state after the final norm, with the template's system
+    # turn and "<|im_start|>user\n" cut off (comfy/text_encoders/qwen_image.py QwenImageTEModel.encode_token_weights:
+    # out[:, template_end:], template_end past the second <|im_start|> and "user\n"; diffusers QwenImagePipeline
+    # drops its first 34 tokens, the same ones); the template's tail "<|im_end|>\n<|im_start|>assistant\n" stays.
+    "qwen_image": Family("qwen_image", "Qwen-Image", (
+        EncoderSpec("qwen25_7b", "hf", (Target(1, True, 1.0),), arch="qwen25vl", pad_token="<|endoftext|>",
+                    causal=True, template=QWEN_IMAGE_TEMPLATE, drop_lead=True, max_length=1024 + 34,
+                    adapter_targets=_LLM_LINEARS),
+    )),
     "generic": Family("generic", "Any transformers text encoder (last hidden state, real tokens)", (
         EncoderSpec("text", "hf", (Target(1, False, 1.0),)),
     ), diffusion=False),
@@ -169,13 +244,18 @@ def get_family(name: str) -> Family:
         raise UnsupportedModel(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
-def family_by_encoders(names) -> str | None:
-    """The text-to-image family whose encoders are exactly ``names`` (e.g. ComfyUI's ``clip_l`` + ``clip_g``)."""
+def families_by_encoders(names) -> list[str]:
+    """Every text-to-image family whose encoders are exactly ``names`` (a ``qwen3_4b`` is Z-Image's or Klein 4B's)."""
     wanted = tuple(sorted(names))
-    for family in FAMILIES.values():
-        if family.diffusion and tuple(sorted(family.encoder_names)) == wanted:
-            return family.name
-    return None
+    return [family.name for family in FAMILIES.values()
+            if family.diffusion and tuple(sorted(family.encoder_names)) == wanted]
+
+
+def family_by_encoders(names) -> str | None:
+    """The one text-to-image family whose encoders are exactly ``names`` (e.g. ComfyUI's ``clip_l`` + ``clip_g``);
+    ``None`` when none or several are (the caller must then be told the family)."""
+    found = families_by_encoders(names)
+    return found[0] if len(found) == 1 else None
 
 
 def detect_family_from_keys(keys) -> str:
@@ -197,6 +277,17 @@ def detect_family_from_keys(keys) -> str:
         return "flux" if "clip_l" in heads else "chroma"
     if "gemma2_2b" in heads:
         return "lumina2"
+    if "qwen3_4b" in heads:  # Z-Image's and Klein 4B's encoder: the diffusion model's blocks tell them apart
+        if any(k.startswith("model.diffusion_model.double_blocks.") for k in keys):
+            return "flux2_klein_4b"
+        if any(k.startswith(("model.diffusion_model.noise_refiner.", "model.diffusion_model.context_refiner."))
+               for k in keys):
+            return "z_image"
+        raise CheckpointError("this checkpoint's qwen3_4b encoder is Z-Image's or Flux.2 Klein 4B's, and the file does "
+                              "not say which: name the family (z_image or flux2_klein_4b)")
+    for head, family in (("qwen3_8b", "flux2_klein_9b"), ("qwen3_06b", "anima"), ("qwen25_7b", "qwen_image")):
+        if head in heads:
+            return family
     if any(k.startswith("text_encoders.clip_g.") or k.startswith("clip_g.") for k in keys):
         return "sdxl"
     if any(k.startswith("text_encoders.clip_h.") for k in keys):
@@ -204,4 +295,4 @@ def detect_family_from_keys(keys) -> str:
     if any(k.startswith("text_encoders.clip_l.") or k.startswith("clip_l.") for k in keys):
         return "sd1"
     raise CheckpointError("could not recognise the checkpoint: no text-encoder tensors of a known family (SD 1.x, "
-                          "SD 2.x, SDXL, SD 3, Flux.1, Chroma, Lumina 2) found")
+                          "SD 2.x, SDXL, SD 3, Flux.1, Chroma, Lumina 2, Z-Image, Flux.2 Klein, Anima, Qwen-Image) found")

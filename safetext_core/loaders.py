@@ -4,10 +4,10 @@
 * a single-file checkpoint (``.safetensors``, SD 1.x / SD 2.x / SDXL LDM-SGM layouts, ComfyUI's
   ``text_encoders.*`` layout of SD 3 / Flux.1 files): only the text-encoder tensors are read;
 * ComfyUI's separate text-encoder files (``models/text_encoders/*.safetensors``: ``clip_l``, ``clip_g``,
-  ``t5xxl``, ``gemma2_2b``), one or several (what DualCLIPLoader / TripleCLIPLoader take), with the family
-  named or worked out from which encoders they are;
+  ``t5xxl``, ``gemma2_2b``, ``qwen3_06b`` / ``qwen3_4b`` / ``qwen3_8b``, ``qwen25_7b``), one or several (what
+  DualCLIPLoader / TripleCLIPLoader take), with the family named or worked out from which encoders they are;
 * a diffusers pipeline folder (``model_index.json``, ``text_encoder[_2|_3]``, ``tokenizer[_2|_3]``) of SD,
-  SDXL, SD 3, Flux.1, Chroma or Lumina 2;
+  SDXL, SD 3, Flux.1, Chroma, Lumina 2, Z-Image, Flux.2 Klein or Qwen-Image;
 * a transformers text-encoder folder (CLIP text models become SD families, anything else generic);
 * state dicts handed over by a host application (:func:`encoders_from_state_dicts`).
 """
@@ -22,9 +22,9 @@ import torch
 
 from .encoding import EncoderSet
 from .errors import TokenizerUnavailable
-from .families import family_by_encoders, get_family
-from .models import (CheckpointError, build_text_model, find_minilm_folder, load_hf_encoder_folder,
-                     normalise_hf_clip_keys, read_single_file_text_encoders)
+from .families import families_by_encoders, family_by_encoders, get_family
+from .models import (QWEN3_SIZES, SIZELESS, CheckpointError, build_text_model, find_minilm_folder, load_hf_encoder_folder,
+                     normalise_hf_clip_keys, read_single_file_text_encoders, unused_tensor)
 from .tokenizer import load_clip_tokenizer
 
 
@@ -75,20 +75,28 @@ def _family_of_clip(hidden: int) -> str:
     return {768: "sd1", 1024: "sd2"}.get(hidden, "sd1")
 
 
-# model_index.json's _class_name -> family (first match; SD 1.x / 2.x are told apart by the encoder's width).
-_DIFFUSERS_CLASSES = (("Flux", "flux"), ("StableDiffusion3", "sd3"), ("Chroma", "chroma"), ("Lumina2", "lumina2"),
-                      ("XL", "sdxl"))
+# model_index.json's _class_name -> family (first match; SD 1.x / 2.x are told apart by the encoder's width, Flux.2
+# Klein 4B / 9B by its Qwen3's), or "!" and why it is refused: Flux.2 [dev] before Flux.1, Qwen-Image-Edit before
+# Qwen-Image, whose names they contain.
+_DIFFUSERS_CLASSES = (("Flux2Klein", "flux2_klein"), ("Flux2", "!Flux.2 [dev] (Mistral-3 24B encoder) is not supported yet"),
+                      ("Flux", "flux"), ("StableDiffusion3", "sd3"), ("Chroma", "chroma"), ("Lumina2", "lumina2"),
+                      ("ZImage", "z_image"),
+                      ("QwenImageEdit", "!Qwen-Image-Edit encodes the input image with the prompt (another template and "
+                                        "Qwen2.5-VL's vision tower), which SafeText does not align yet"),
+                      ("QwenImage", "qwen_image"), ("XL", "sdxl"))
 
 
 def _read_folder_weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    import safetensors
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"{folder}: no .safetensors weights (pickled weights are refused)")
     state: dict[str, torch.Tensor] = {}
     for file in files:  # a sharded encoder (model-00001-of-00002...) is its shards together
-        state.update(load_file(str(file)))
+        with safetensors.safe_open(str(file), framework="pt", device="cpu") as f:
+            # Qwen-Image's text encoder folder also holds Qwen2.5-VL's vision tower: never read
+            state.update((k, f.get_tensor(k)) for k in f.keys() if not unused_tensor(k))
     return state
 
 
@@ -97,6 +105,15 @@ def _load_diffusers(folder: Path, family: str | None = None) -> EncoderSet:
     cls = str(index.get("_class_name", ""))
     if family is None:
         family = next((fam for marker, fam in _DIFFUSERS_CLASSES if marker in cls), None)
+        if family is not None and family.startswith("!"):
+            raise CheckpointError(f"{folder.name}: a {cls}: {family[1:]}")
+        if family == "flux2_klein":  # 4B: Qwen3-4B (2560 wide); 9B: Qwen3-8B (4096)
+            config = json.loads((folder / "text_encoder" / "config.json").read_text())
+            family = {"qwen3_4b": "flux2_klein_4b", "qwen3_8b": "flux2_klein_9b"}.get(
+                QWEN3_SIZES.get(int(config.get("hidden_size", 0)), ""), "")
+            if not family:
+                raise CheckpointError(f"{folder.name}: a Flux.2 Klein whose Qwen3 is {config.get('hidden_size')} wide "
+                                      "is neither 4B (2560) nor 9B (4096); name the family")
     if family is None:
         config = json.loads((folder / "text_encoder" / "config.json").read_text())
         family = _family_of_clip(int(config.get("hidden_size", 768)))
@@ -123,10 +140,22 @@ def _load_files(paths: Sequence[Path], family: str | None, tokenizer_dir: str | 
             raise CheckpointError(f"{path.name} is a {fam} checkpoint, the other files {found_family}")
         found_family = found_family or fam or None
         for name, state in encoders.items():
+            if name in SIZELESS:  # a Qwen of no known size (a test's, a pruned one): the named family's encoder
+                arch = SIZELESS[name]
+                qwen = [spec.name for spec in get_family(family).encoders if spec.arch == arch] if family else []
+                if not qwen:
+                    raise CheckpointError(f"{path.name} holds a {name} text encoder of none of the sizes ComfyUI knows "
+                                          "(Qwen3 0.6B / 4B / 8B, Qwen2.5-VL 7B); name the family (anima, z_image, "
+                                          "flux2_klein_4b, flux2_klein_9b, qwen_image)")
+                name = qwen[0]
             if name in states:
                 raise CheckpointError(f"two of the files hold a {name} text encoder")
             states[name] = state
     if found_family is None:
+        candidates = families_by_encoders(states)
+        if len(candidates) > 1:  # ComfyUI decides by the CLIP type chosen in CLIPLoader
+            raise CheckpointError(f"a {', '.join(sorted(states))} encoder is used by {' and '.join(candidates)}; name "
+                                  f"the family (family='{candidates[0]}' or --family {candidates[-1]})")
         found_family = family_by_encoders(states)
         if found_family is None and set(states) == {"clip_l"}:
             found_family = "sd1"

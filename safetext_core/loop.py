@@ -195,7 +195,7 @@ def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adap
 
 # Encoders whose stored originals would grow past host memory (Flux's T5-XXL: 4 MiB a prompt in float32, 30 GiB
 # for a default run's prompts): with low-rank adapters their originals are recomputed, not stored.
-_RECOMPUTED_ARCHS = ("t5", "gemma2")
+_RECOMPUTED_ARCHS = ("t5", "gemma2", "qwen3", "qwen25vl")
 
 
 class _AdaptersOff:

@@ -38,13 +38,33 @@ SINGLE_FILE_PREFIXES: dict[str, dict[str, tuple[str, str]]] = {
     "flux": {"clip_l": ("text_encoders.clip_l.transformer.", "hf"), "t5xxl": ("text_encoders.t5xxl.transformer.", "raw")},
     "chroma": {"t5xxl": ("text_encoders.t5xxl.transformer.", "raw")},
     "lumina2": {"gemma2_2b": ("text_encoders.gemma2_2b.transformer.", "raw")},
+    "z_image": {"qwen3_4b": ("text_encoders.qwen3_4b.transformer.", "raw")},
+    "flux2_klein_4b": {"qwen3_4b": ("text_encoders.qwen3_4b.transformer.", "raw")},
+    "flux2_klein_9b": {"qwen3_8b": ("text_encoders.qwen3_8b.transformer.", "raw")},
+    "anima": {"qwen3_06b": ("text_encoders.qwen3_06b.transformer.", "raw")},
+    "qwen_image": {"qwen25_7b": ("text_encoders.qwen25_7b.transformer.", "raw")},
 }
 
+# Qwen3 sizes by width, as ComfyUI's detect_te_model names them (comfy/sd.py: post_attention_layernorm width with a
+# q_norm: 1024 -> QWEN3_06B, 2560 -> QWEN3_4B, 4096 -> QWEN3_8B; 2048 is Ovis's QWEN3_2B, no family here).
+QWEN3_SIZES = {1024: "qwen3_06b", 2560: "qwen3_4b", 4096: "qwen3_8b"}
+# detect_text_encoder's answers for a Qwen3 / Qwen2.5 of another size (a test's, a pruned one), by the architecture
+# the family's encoder must have: the family must be named.
+SIZELESS = {"qwen3": "qwen3", "qwen25": "qwen25vl"}
 
-def detect_text_encoder(keys: Iterable[str]) -> str | None:
+
+def unused_tensor(name: str) -> bool:
+    """Tensors of a text-encoder file no consumed output depends on: Qwen2.5-VL's vision tower and an LLM's output
+    head. They are never read (the vision tower of Qwen-Image's encoder is 670M values)."""
+    return name.startswith(("visual.", "model.visual.")) or name in ("lm_head.weight", "model.lm_head.weight")
+
+
+def detect_text_encoder(keys: Iterable[str], shape: Any = None) -> str | None:
     """Which encoder a separate text-encoder file holds (ComfyUI's ``models/text_encoders``), by the tensors
-    ComfyUI's own ``detect_te_model`` looks at (0.3.64): ``clip_g``, ``clip_h``, ``clip_l``, ``t5xxl``,
-    ``gemma2_2b``; ``None`` for anything else."""
+    ComfyUI's own ``detect_te_model`` looks at (0.3.64; the Qwen ones from its current comfy/sd.py): ``clip_g``,
+    ``clip_h``, ``clip_l``, ``t5xxl``, ``gemma2_2b``, ``qwen25_7b`` (k_proj bias 512 wide), ``qwen3_06b`` /
+    ``qwen3_4b`` / ``qwen3_8b`` (a q_norm; the width says which), ``"qwen3"`` / ``"qwen25"`` for one of another
+    size (see ``SIZELESS``); ``None`` for anything else. ``shape(name)`` gives a tensor's shape (for the Qwen ones)."""
     keys = set(keys)
     if "text_model.encoder.layers.30.mlp.fc1.weight" in keys:
         return "clip_g"
@@ -54,9 +74,13 @@ def detect_text_encoder(keys: Iterable[str]) -> str | None:
         return "clip_l"
     if "encoder.block.0.layer.1.DenseReluDense.wi_1.weight" in keys:
         return "t5xxl"
-    if "model.layers.0.post_feedforward_layernorm.weight" in keys and \
-            "model.layers.0.self_attn.q_norm.weight" not in keys:
-        return "gemma2_2b"
+    if "model.layers.0.post_feedforward_layernorm.weight" in keys:
+        return "gemma2_2b" if "model.layers.0.self_attn.q_norm.weight" not in keys else None  # Gemma 3: not ours
+    if shape is not None and "model.layers.0.self_attn.k_proj.bias" in keys:  # Qwen2.5 (biased q/k/v)
+        return "qwen25_7b" if tuple(shape("model.layers.0.self_attn.k_proj.bias")) == (512,) else "qwen25"
+    if "model.layers.0.self_attn.q_norm.weight" in keys and "model.layers.0.post_attention_layernorm.weight" in keys:
+        width = tuple(shape("model.layers.0.post_attention_layernorm.weight"))[0] if shape is not None else 0
+        return QWEN3_SIZES.get(width, "qwen3")
     return None
 
 
@@ -273,6 +297,10 @@ class PrefixedEncoder(nn.Module):
                 output_hidden_states: bool = True, **_: Any) -> Any:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
 
+    def to_transformers(self) -> nn.Module:
+        """The transformers base model itself (``Gemma2Model``, ``Qwen3Model``...), for ``save_pretrained`` (export)."""
+        return self.model
+
 
 def _layer_count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
     found = [int(m.group(1)) for k in state if (m := re.match(pattern, k))]
@@ -320,9 +348,7 @@ def gemma2_config_from_state(state: Mapping[str, torch.Tensor]) -> Any:
                                           "model.layers.0.self_attn.q_proj.weight",
                                           "model.layers.0.self_attn.k_proj.weight",
                                           "model.layers.0.mlp.gate_proj.weight")
-    head_dim = next((d for d in (256, 128, 64, 32, 16) if q.shape[0] % d == 0 and k.shape[0] % d == 0), None)
-    if head_dim is None:
-        raise CheckpointError(f"cannot work out Gemma-2's head size from q {tuple(q.shape)} and k {tuple(k.shape)}")
+    head_dim = _head_dim(q, k, "gemma2_2b", (256, 128, 64, 32, 16))
     return Gemma2Config(vocab_size=embed.shape[0], hidden_size=embed.shape[1], intermediate_size=gate.shape[0],
                         num_hidden_layers=_layer_count(state, r"model\.layers\.(\d+)\."),
                         num_attention_heads=q.shape[0] // head_dim, num_key_value_heads=k.shape[0] // head_dim,
@@ -330,6 +356,76 @@ def gemma2_config_from_state(state: Mapping[str, torch.Tensor]) -> Any:
                         hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=head_dim,
                         attn_logit_softcapping=None, final_logit_softcapping=None, sliding_window=8192,
                         attention_dropout=0.0, pad_token_id=0, bos_token_id=2, eos_token_id=1, use_cache=False)
+
+
+def _head_dim(q: torch.Tensor, k: torch.Tensor, encoder: str, sizes: tuple[int, ...]) -> int:
+    """The largest head size of ``sizes`` that divides both the query and the key width (weights alone do not say;
+    Gemma-2-2B: 256, Qwen2.5-VL-7B: 128, which ComfyUI's configs fix)."""
+    found = next((d for d in sizes if q.shape[0] % d == 0 and k.shape[0] % d == 0), None)
+    if found is None:
+        raise CheckpointError(f"cannot work out the {encoder} head size from q {tuple(q.shape)} and k {tuple(k.shape)}")
+    return found
+
+
+def qwen3_config_from_state(state: Mapping[str, torch.Tensor], encoder: str = "qwen3") -> Any:
+    """A transformers ``Qwen3Config`` that computes what ComfyUI's Qwen3 (``comfy/text_encoders/llama.py``
+    Qwen3_06B/4B/8BConfig: q/k RMS norms over the head, no q/k/v bias, RoPE theta 1e6, RMS eps 1e-6, SiLU MLP, no
+    sliding window) computes; the head size is the q_norm's width (128 in every real Qwen3)."""
+    from transformers import Qwen3Config
+
+    embed, q, k, gate, q_norm = _required_tensors(state, encoder, "model.embed_tokens.weight",
+                                                  "model.layers.0.self_attn.q_proj.weight",
+                                                  "model.layers.0.self_attn.k_proj.weight",
+                                                  "model.layers.0.mlp.gate_proj.weight",
+                                                  "model.layers.0.self_attn.q_norm.weight")
+    head_dim = q_norm.shape[0]
+    return Qwen3Config(vocab_size=embed.shape[0], hidden_size=embed.shape[1], intermediate_size=gate.shape[0],
+                       num_hidden_layers=_layer_count(state, r"model\.layers\.(\d+)\."),
+                       num_attention_heads=q.shape[0] // head_dim, num_key_value_heads=k.shape[0] // head_dim,
+                       head_dim=head_dim, max_position_embeddings=40960, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                       hidden_act="silu", attention_bias=False, use_sliding_window=False, attention_dropout=0.0,
+                       tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                       use_cache=False)
+
+
+def qwen25vl_config_from_state(state: Mapping[str, torch.Tensor], encoder: str = "qwen25_7b") -> Any:
+    """A transformers ``Qwen2_5_VLTextConfig`` (Qwen2.5-VL's text model) that computes what ComfyUI's Qwen25_7BVLI
+    (``comfy/text_encoders/llama.py`` Qwen25_7BVLI_Config: q/k/v bias, RoPE theta 1e6, RMS eps 1e-6, SiLU MLP) does
+    for text: its multimodal RoPE sections (16, 24, 24 of a 128 head) all see the same position for text tokens, so
+    they give plain RoPE, as ComfyUI computes for text-only prompts."""
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig
+
+    embed, q, k, gate = _required_tensors(state, encoder, "model.embed_tokens.weight",
+                                          "model.layers.0.self_attn.q_proj.weight",
+                                          "model.layers.0.self_attn.k_proj.weight", "model.layers.0.mlp.gate_proj.weight")
+    head_dim = _head_dim(q, k, encoder, (128, 64, 32, 16))
+    if q.shape[0] != embed.shape[1]:
+        raise CheckpointError(f"the {encoder} encoder's query width {q.shape[0]} is not its width {embed.shape[1]}: "
+                              "not a Qwen2.5 text model")
+    return Qwen2_5_VLTextConfig(
+        vocab_size=embed.shape[0], hidden_size=embed.shape[1], intermediate_size=gate.shape[0],
+        num_hidden_layers=_layer_count(state, r"model\.layers\.(\d+)\."), num_attention_heads=q.shape[0] // head_dim,
+        num_key_value_heads=k.shape[0] // head_dim, max_position_embeddings=128000, rms_norm_eps=1e-6,
+        rope_theta=1000000.0, rope_scaling={"type": "mrope", "mrope_section": [head_dim // 8, 3 * head_dim // 16,
+                                                                               3 * head_dim // 16]},
+        hidden_act="silu", use_sliding_window=False, attention_dropout=0.0, tie_word_embeddings=False,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None, use_cache=False)
+
+
+def _decoder_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An LLM's tensors named as ComfyUI names them (``model.layers.*``, ``model.embed_tokens.weight``): a bare base
+    model's names (``layers.*``, a diffusers folder's Gemma2Model) get the ``model.`` level, a transformers 5
+    Qwen2.5-VL's ``model.language_model.*`` lose their extra one; vision tower and output head dropped."""
+    out = {}
+    for key, value in state.items():
+        if unused_tensor(key):
+            continue
+        if key.startswith("model.language_model."):
+            key = "model." + key[len("model.language_model."):]
+        elif not key.startswith("model."):
+            key = "model." + key
+        out[key] = value
+    return out
 
 
 def build_hf_text_model(state: Mapping[str, torch.Tensor], spec: EncoderSpec, dtype: torch.dtype = torch.float32
@@ -347,13 +443,24 @@ def build_hf_text_model(state: Mapping[str, torch.Tensor], spec: EncoderSpec, dt
         state = {k: v for k, v in state.items() if not k.startswith("decoder.") and k != "lm_head.weight"}
         model = T5EncoderModel(t5_config_from_state(state))
         state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])
-    elif spec.arch == "gemma2":
-        from transformers import Gemma2Model
+    elif spec.arch in ("gemma2", "qwen3", "qwen25vl"):
+        state = _decoder_names(state)
+        if spec.arch == "gemma2":
+            from transformers import Gemma2Model
 
-        if "model.embed_tokens.weight" not in state and "embed_tokens.weight" in state:  # a bare Gemma2Model's names
-            state = {"model." + k: v for k, v in state.items()}
-        state = {k: v for k, v in state.items() if k != "lm_head.weight"}
-        model = PrefixedEncoder(Gemma2Model(gemma2_config_from_state(state)))
+            model = PrefixedEncoder(Gemma2Model(gemma2_config_from_state(state)))
+        elif spec.arch == "qwen3":
+            from transformers import Qwen3Model
+
+            model = PrefixedEncoder(Qwen3Model(qwen3_config_from_state(state, spec.name)))
+        else:
+            from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLTextModel
+
+            model = PrefixedEncoder(Qwen2_5_VLTextModel(qwen25vl_config_from_state(state, spec.name)))
+        deepest = max((t.index for t in spec.targets if t.index is not None), default=0)
+        if deepest > model.config.num_hidden_layers:  # ComfyUI would fail too: it reads hidden states 9, 18, 27
+            raise CheckpointError(f"the {spec.name} encoder has {model.config.num_hidden_layers} layers; the host reads "
+                                  f"hidden state {deepest}")
     else:
         raise CheckpointError(f"no builder for the {spec.name} encoder (architecture {spec.arch!r})")
     own = model.state_dict()
@@ -405,8 +512,8 @@ def read_single_file_text_encoders(path: str | os.PathLike, family: str | None =
     except Exception as error:  # safetensors raises its own error types for damaged files
         raise CheckpointError(f"{path.name} is not a readable .safetensors file ({error})") from None
     with handle as f:
-        keys = list(f.keys())
-        bare = detect_text_encoder(keys)
+        keys = [k for k in f.keys() if not unused_tensor(k) and not unused_tensor(k.split(".transformer.", 1)[-1])]
+        bare = detect_text_encoder(keys, lambda name: f.get_tensor(name).shape)
         if bare is not None and not any(k.startswith(("text_encoders.", "model.diffusion_model.")) for k in keys):
             # A separate text-encoder file (ComfyUI's models/text_encoders): one encoder, its own names.
             raw = {k: f.get_tensor(k) for k in keys}

@@ -41,7 +41,7 @@ from safetext_core.safetext_file import SafeTextFile
 from . import hijack
 from .args import Settings
 
-# CLIP encoders only: the T5 / LLM families (Flux, SD 3, Chroma, Lumina 2) are not wired into Forge yet.
+# CLIP encoders only: the T5 / LLM families (Flux, SD 3, Chroma, Lumina 2, the Qwens) are not wired into Forge yet.
 ENCODERS = tuple(dict.fromkeys(spec.name for family in FAMILIES.values() if family.diffusion
                                for spec in family.encoders if spec.kind == "clip"))
 OTHER_ENCODERS = tuple(dict.fromkeys(spec.name for family in FAMILIES.values() if family.diffusion
@@ -94,7 +94,8 @@ def encoder_states(clip: Any) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def _other_encoders(clip: Any) -> list[str]:
-    """The T5 / LLM encoders (``t5xxl``, ``gemma2_2b``) a Forge CLIP holds, which this adapter does not handle."""
+    """The T5 / LLM encoders (``t5xxl``, ``gemma2_2b``, the Qwens) a Forge CLIP holds, which this adapter does not
+    handle."""
     return sorted({key.split(".", 1)[0] for key in clip.cond_stage_model.state_dict()} & set(OTHER_ENCODERS))
 
 
@@ -103,8 +104,9 @@ def training_states(sd_model: Any) -> tuple[str, dict[str, dict[str, torch.Tenso
     clip = original_clip(sd_model)
     others = _other_encoders(clip)
     if others:  # e.g. Flux: its CLIP-L alone would pass for SD 1.x
-        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (Flux, SD 3, Chroma or "
-                               "Lumina 2): SafeText trains those in ComfyUI and from the command line, not in Forge yet")
+        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (Flux, SD 3, Chroma, "
+                               "Lumina 2, Z-Image, Flux.2 Klein, Anima or Qwen-Image): SafeText trains those in "
+                               "ComfyUI and from the command line, not in Forge yet")
     states = {name: {k: v.detach().to("cpu", torch.float32) for k, v in state.items()}
               for name, state in encoder_states(clip).items()}
     family = family_by_encoders(states)
@@ -181,8 +183,9 @@ def activate(p: Any, file: SafeTextFile, settings: Settings) -> None:
     mode ``settings`` asks for, until :func:`.hijack.deactivate`."""
     others = _other_encoders(original_clip(p.sd_model))
     if others:  # Flux's CLIP-L is SD 1.x's: an SD 1.x file would pass its check and leave T5 unprotected
-        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (Flux, SD 3, Chroma or "
-                               "Lumina 2), which SafeText does not reach in Forge yet; nothing was generated")
+        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (Flux, SD 3, Chroma, "
+                               "Lumina 2, Z-Image, Flux.2 Klein, Anima or Qwen-Image), which SafeText does not reach "
+                               "in Forge yet; nothing was generated")
     found = engines(p.sd_model)
     missing = [name for name in file.deltas if name not in found]
     if not found or missing:

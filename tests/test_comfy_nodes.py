@@ -550,6 +550,33 @@ def test_unsupported_clip_is_refused_by_name(pack):
         clip_module.family_of(FakeCLIP(model, None))
 
 
+def test_qwen_clips_are_told_apart_by_the_class_comfyui_built(pack):
+    """A qwen3_4b CLIP is Z-Image's or Flux.2 Klein 4B's, a qwen3_8b Klein 9B's or Ideogram 4's, a qwen25_7b Qwen-Image's
+    or HunyuanImage's: the class ComfyUI built decides (the classes of ComfyUI's current comfy/sd.py branches, named as
+    te() / klein_te() subclass them; Z-Image, Klein and Anima are not in ComfyUI 0.3.64, so no real host here)."""
+    clip_module = module("nodes.comfy_clip")
+
+    def clip_of(class_name: str, bases: tuple[str, ...], encoder: str):
+        base = type(bases[0], (FakeCondStage,), {}) if bases else FakeCondStage
+        cls = type(class_name, (base,), {})
+        inner = nn.Module()
+        inner.transformer = nn.Linear(2, 2)
+        return FakeCLIP(cls({encoder: inner}), None)
+
+    cases = [("ZImageTEModel_", ("ZImageTEModel",), "qwen3_4b", "z_image"),
+             ("Flux2TEModel_", ("Flux2TEModel",), "qwen3_4b", "flux2_klein_4b"),
+             ("Flux2TEModel_", ("Flux2TEModel",), "qwen3_8b", "flux2_klein_9b"),
+             ("KleinVLTEModel_", ("Flux2TEModel",), "qwen3_4b", "flux2_klein_4b"),  # Klein with image inputs
+             ("AnimaTEModel_", ("AnimaTEModel",), "qwen3_06b", "anima"),
+             ("QwenImageTEModel_", ("QwenImageTEModel",), "qwen25_7b", "qwen_image")]
+    for class_name, bases, encoder, family in cases:
+        assert clip_module.family_of(clip_of(class_name, bases, encoder)) == family, class_name
+    for class_name, encoder in (("Ideogram4TEModel_", "qwen3_8b"), ("HunyuanImageTEModel_", "qwen25_7b"),
+                                ("LongCatImageTEModel_", "qwen25_7b"), ("OvisTEModel_", "qwen3_4b")):
+        with pytest.raises(clip_module.UnsupportedClip, match=encoder):
+            clip_module.family_of(clip_of(class_name, (), encoder))
+
+
 @pytest.fixture(scope="module")
 def trained_once(env):
     """One tiny SD 1.x training (run under inference mode, as ComfyUI runs nodes)."""

@@ -1,12 +1,14 @@
-"""The T5 and LLM families (Flux.1, SD 3, Chroma, Lumina 2) on tiny models of the real architectures.
+"""The T5 and LLM families (Flux.1, SD 3, Chroma, Lumina 2, Z-Image, Flux.2 Klein, Anima, Qwen-Image) on tiny
+models of the real architectures.
 
-transformers ``T5EncoderModel`` / ``Gemma2Model`` and ``CLIPTextModel`` with random weights; tokenizers trained in
-memory (tests/tiny_encoders.py says how). Loading from ComfyUI's files and diffusers folders, what the host feeds
+transformers ``T5EncoderModel`` / ``Gemma2Model`` / ``Qwen3Model`` / ``Qwen2_5_VLTextModel`` and ``CLIPTextModel`` with
+random weights; tokenizers trained in memory (tests/tiny_encoders.py says how). Loading from ComfyUI's files and diffusers folders, what the host feeds
 the diffusion model, training, the file in ComfyUI's key layout, loading it back and both blend modes.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,16 @@ def t5_tok_dir(tmp_path_factory, t5_tok):
 @pytest.fixture(scope="module")
 def gemma_tok_dir(tmp_path_factory, gemma_tok):
     return tiny_encoders.save_tokenizer(gemma_tok, tmp_path_factory.mktemp("gemmatok"))
+
+
+@pytest.fixture(scope="module")
+def qwen_tok():
+    return tiny_encoders.qwen_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def qwen_tok_dir(tmp_path_factory, qwen_tok):
+    return tiny_encoders.save_tokenizer(qwen_tok, tmp_path_factory.mktemp("qwentok"))
 
 
 def _write(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
@@ -134,6 +146,89 @@ def test_diffusers_folders_of_the_new_families(tmp_path, t5_tok, gemma_tok):
     assert chroma.family == "chroma"
 
 
+def _wide_qwen3(width: int, layers: int = 1) -> dict[str, torch.Tensor]:
+    """A Qwen3 of a real model's width (what ComfyUI's detect_te_model reads), narrow inside and shallow."""
+    return tiny_encoders.qwen3_state(hidden=width, layers=layers, heads=2, kv_heads=1, head_dim=16, intermediate=16)
+
+
+def test_qwen_separate_files_and_single_files(tmp_path, qwen_tok_dir, recording):
+    """ComfyUI's qwen_3_06b / qwen_3_4b / qwen_3_8b / qwen_2.5_vl_7b files, recognised by the tensors comfy/sd.py's
+    detect_te_model reads (a q_norm and the width; a 512-wide k_proj bias); Qwen-Image's vision tower and the output
+    head are never read; a qwen3_4b is Z-Image's or Klein 4B's, so the family must be named or told by the file."""
+    anima_state = _wide_qwen3(1024)
+    anima = load_encoders(_write(tmp_path / "qwen_3_06b.safetensors", anima_state), tokenizer_dir=qwen_tok_dir)
+    assert anima.family == "anima" and _same(anima.models["qwen3_06b"], anima_state)
+    assert next(iter(dict(anima.models["qwen3_06b"].named_parameters()))).startswith("model.")  # ComfyUI's names
+
+    four = _write(tmp_path / "qwen_3_4b.safetensors", {k: v.to(torch.bfloat16) for k, v in _wide_qwen3(2560).items()})
+    with pytest.raises(CheckpointError, match="z_image.*flux2_klein_4b"):
+        load_encoders(four, tokenizer_dir=qwen_tok_dir)  # ComfyUI decides by the CLIP type: SafeText asks
+    assert load_encoders(four, family="z_image", tokenizer_dir=qwen_tok_dir).spec("qwen3_4b").arch == "qwen3"
+    with pytest.raises(CheckpointError, match="1 layers.*hidden state 27"):
+        load_encoders(four, family="flux2_klein_4b", tokenizer_dir=qwen_tok_dir)  # Klein reads hidden states 9..27
+    eight = _write(tmp_path / "qwen_3_8b.safetensors", _wide_qwen3(4096))
+    with pytest.raises(CheckpointError, match="hidden state 27"):
+        load_encoders(eight, tokenizer_dir=qwen_tok_dir)  # detected as Klein 9B's qwen3_8b
+    with pytest.raises(CheckpointError, match="Z-Image has no qwen3_8b"):
+        load_encoders(eight, family="z_image", tokenizer_dir=qwen_tok_dir)
+    narrow = _write(tmp_path / "qwen3_small.safetensors", tiny_encoders.qwen3_state())
+    with pytest.raises(CheckpointError, match="none of the sizes"):
+        load_encoders(narrow, tokenizer_dir=qwen_tok_dir)
+    with pytest.raises(TokenizerUnavailable, match="qwen3_4b"):
+        load_encoders(narrow, family="z_image")  # a Qwen file carries no tokenizer: say what is needed
+
+    vl = tiny_encoders.qwen25vl_state(hidden=512, heads=4, kv_heads=4, layers=1, intermediate=16)  # k_proj bias: 512
+    recording.clear()
+    qwen_image = load_encoders(_write(tmp_path / "qwen_2.5_vl_7b.safetensors", vl), tokenizer_dir=qwen_tok_dir)
+    assert qwen_image.family == "qwen_image" and _same(qwen_image.models["qwen25_7b"], vl)
+    assert recording and not [k for k in recording if k.startswith("visual.") or "lm_head" in k]
+
+    # ComfyUI-layout single files: the encoder under text_encoders.<name>.transformer, the diffusion model beside it.
+    small = tiny_encoders.qwen3_state()
+    te = {f"text_encoders.qwen3_4b.transformer.{k}": v for k, v in small.items()}
+    z_image = {**te, "model.diffusion_model.noise_refiner.0.attention.qkv.weight": torch.randn(8, 8)}
+    recording.clear()
+    assert load_encoders(_write(tmp_path / "z_image_aio.safetensors", z_image), tokenizer_dir=qwen_tok_dir).family \
+        == "z_image"
+    assert recording and all(k.startswith("text_encoders.") for k in recording)
+    with pytest.raises(CheckpointError, match="name the family"):
+        load_encoders(_write(tmp_path / "which.safetensors", te), tokenizer_dir=qwen_tok_dir)
+    image = {f"text_encoders.qwen25_7b.transformer.{k}": v for k, v in tiny_encoders.qwen25vl_state().items()}
+    recording.clear()
+    loaded = load_encoders(_write(tmp_path / "qwen_image_aio.safetensors",
+                                  {**image, "model.diffusion_model.img_in.weight": torch.randn(8, 8)}),
+                           tokenizer_dir=qwen_tok_dir)
+    assert loaded.family == "qwen_image"
+    assert recording and all(k.startswith("text_encoders.") and ".visual." not in k for k in recording)
+
+
+def test_diffusers_folders_of_the_qwen_families(tmp_path, qwen_tok):
+    """ZImagePipeline (a bare Qwen3Model's names), Flux2KleinPipeline (Qwen3ForCausalLM; 4B or 9B by the width in
+    its config) and QwenImagePipeline (transformers 5's Qwen2_5_VLForConditionalGeneration names: model.language_model,
+    model.visual, lm_head)."""
+    small = tiny_encoders.qwen3_state()
+    bare = {k[len("model."):]: v for k, v in small.items()}
+    z_image = load_encoders(_diffusers_folder(tmp_path / "z", "ZImagePipeline", {"text_encoder": (bare, qwen_tok)}))
+    assert z_image.family == "z_image" and _same(z_image.models["qwen3_4b"], small)
+
+    klein_state = _wide_qwen3(2560, layers=28)
+    root = _diffusers_folder(tmp_path / "klein", "Flux2KleinPipeline",
+                             {"text_encoder": ({**klein_state, "lm_head.weight": torch.zeros(4, 2560)}, qwen_tok)})
+    (root / "text_encoder" / "config.json").write_text(json.dumps({"hidden_size": 2560}))
+    klein = load_encoders(root)
+    assert klein.family == "flux2_klein_4b" and _same(klein.models["qwen3_4b"], klein_state)
+
+    vl = tiny_encoders.qwen25vl_state(vision=False)
+    saved = {k.replace("model.", "model.language_model.", 1): v for k, v in vl.items()}
+    saved.update({"model.visual.blocks.0.attn.qkv.weight": torch.randn(48, 16), "lm_head.weight": torch.randn(4, 32)})
+    qwen_image = load_encoders(_diffusers_folder(tmp_path / "qi", "QwenImagePipeline", {"text_encoder": (saved, qwen_tok)}))
+    assert qwen_image.family == "qwen_image" and _same(qwen_image.models["qwen25_7b"], vl)
+    with pytest.raises(CheckpointError, match="Flux.2 \\[dev\\]"):
+        load_encoders(_diffusers_folder(tmp_path / "dev", "Flux2Pipeline", {}))
+    with pytest.raises(CheckpointError, match="input image"):
+        load_encoders(_diffusers_folder(tmp_path / "edit", "QwenImageEditPlusPipeline", {}))
+
+
 # ----------------------------------------------------------------------------------- what the host feeds
 
 def _t5(family: str, t5_tok):
@@ -203,10 +298,120 @@ def test_lumina_system_prompt_and_layer(gemma_tok):
     assert torch.equal(outs[0], full.hidden_states[-2]) and torch.equal(again[0], outs[0])
 
 
+def _qwen(family: str):
+    from safetext_core.models import build_text_model
+
+    spec = get_family(family).encoders[0]
+    return build_text_model(QWEN_STATES[family](0), family, spec.name), spec
+
+
+def _alone_equals_batched(model, spec, tok, prompts, outs, batch) -> None:
+    for row, prompt in enumerate(prompts):
+        alone = tokenize(tok, [prompt], spec)
+        n = int(alone["attention_mask"].sum())
+        assert torch.equal(batch["input_ids"][row, :n], alone["input_ids"][0, :n])
+        single, _ = consumed_outputs(model, alone, spec)
+        for a, b in zip(outs, single):
+            width = b.shape[1] if spec.pad_to else n  # Klein: every one of the 512 positions, alone or batched
+            assert torch.allclose(a[row, :width], b[0, :width], atol=1e-5)
+
+
+def test_z_image_and_anima_layers_and_template(qwen_tok):
+    """Z-Image: hidden layer -2 without the final norm over the chat template's real tokens; "<|im_start|>user\\n" is the
+    same for every prompt and out of the unsafe terms. Anima: the last hidden state after the final norm over the bare
+    prompt; its empty prompt is one pad token, consumed, as ComfyUI's min_length=1 gives it."""
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    model, spec = _qwen("z_image")
+    batch = tokenize(qwen_tok, prompts, spec)
+    outs, _ = consumed_outputs(model, batch, spec)
+    prefix = qwen_tok("<|im_start|>user\n")["input_ids"]
+    lead = batch["mask"].lead_tokens
+    assert lead == len(prefix) and batch["input_ids"][:, :lead].tolist() == [prefix, prefix]
+    assert batch["input_ids"][0, :int(batch["mask"][0].sum())].tolist() == qwen_tok(
+        "<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
+    assert torch.equal(outs[0][0, :lead], outs[0][1, :lead])  # causal: the template's lead says nothing of the prompt
+    assert content_mask(batch["mask"], spec)[:, :lead].sum() == 0 and batch["mask"][:, :lead].all()
+    _alone_equals_batched(model, spec, qwen_tok, prompts, outs, batch)
+    with torch.no_grad():
+        full = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        model.model.norm.weight.add_(1.0)  # the final norm must not touch layer -2
+        again, _ = consumed_outputs(model, batch, spec)
+        model.model.norm.weight.sub_(1.0)
+    assert torch.equal(outs[0], full.hidden_states[-2]) and torch.equal(again[0], outs[0])
+
+    model, spec = _qwen("anima")
+    batch = tokenize(qwen_tok, prompts + [""], spec)
+    assert batch["input_ids"][0, :int(batch["mask"][0].sum())].tolist() == qwen_tok("a cat")["input_ids"]
+    assert batch["mask"].lead_tokens == 0 and batch["mask"][2].sum() == 1  # the empty prompt: one consumed pad
+    outs, _ = consumed_outputs(model, batch, spec)
+    with torch.no_grad():
+        last = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    assert torch.equal(outs[0], last)  # after the final norm
+    _alone_equals_batched(model, spec, qwen_tok, prompts + [""], outs, batch)
+
+
+def test_flux2_klein_layers_9_18_27_and_512_consumed_positions(qwen_tok):
+    """Klein: hidden states 9, 18 and 27 (no norm), joined along features, at all 512 positions; the encoder masks
+    its padding, and the padding's outputs (pad queries attend to the prompt) are consumed and differ per prompt."""
+    from safetext_core.encoding import primary_output
+
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    model, spec = _qwen("flux2_klein_4b")
+    batch = tokenize(qwen_tok, prompts, spec)
+    ids = batch["input_ids"]
+    real = qwen_tok(spec.template.replace("{}", "a cat"))["input_ids"]
+    assert ids.shape == (2, 512) and ids[0, :len(real)].tolist() == real
+    assert set(ids[0, len(real):].tolist()) == {qwen_tok.pad_token_id} and batch["attention_mask"][0].sum() == len(real)
+    assert batch["mask"].sum() == 2 * 512 and content_mask(batch["mask"], spec)[:, batch["mask"].lead_tokens:].all()
+    outs, _ = consumed_outputs(model, batch, spec)
+    with torch.no_grad():
+        full = model.model(input_ids=ids, attention_mask=batch["attention_mask"], output_hidden_states=True)
+        bare = model.model(input_ids=ids, output_hidden_states=True)  # padding attended: another output
+    assert [o.shape for o in outs] == [(2, 512, 16)] * 3
+    assert all(torch.equal(o, full.hidden_states[i]) for o, i in zip(outs, (9, 18, 27)))
+    assert not torch.allclose(outs[2][0, len(real):], bare.hidden_states[27][0, len(real):], atol=1e-4)
+    assert not torch.allclose(outs[2][0, -1], outs[2][1, -1], atol=1e-4)  # the last pad depends on the prompt
+    joined = primary_output(outs, spec)
+    assert joined.shape == (2, 512, 48) and torch.equal(joined[..., 16:32], outs[1])
+    _alone_equals_batched(model, spec, qwen_tok, prompts, outs, batch)
+
+
+def test_qwen_image_drops_the_template_lead(qwen_tok, tmp_path, qwen_tok_dir):
+    """Qwen-Image: the last hidden state after the final norm; the system turn and "<|im_start|>user\\n" are cut off
+    (in no term; the conditioning starts at the prompt's first token), the tail "<|im_end|>\\n<|im_start|>assistant\\n"
+    stays. What diffusers' QwenImagePipeline does with its drop_idx (34 real tokens), on the tiny tokenizer."""
+    from safetext_core.encoding import conditioning
+    from safetext_core.families import QWEN_IMAGE_TEMPLATE
+
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    model, spec = _qwen("qwen_image")
+    batch = tokenize(qwen_tok, prompts, spec)
+    outs, _ = consumed_outputs(model, batch, spec)
+    prefix = qwen_tok(QWEN_IMAGE_TEMPLATE.partition("{}")[0])["input_ids"]
+    lead = batch["mask"].lead_tokens
+    assert lead == len(prefix) and batch["mask"][:, :lead].sum() == 0  # in no term, the safe one included
+    tail = qwen_tok("<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
+    for row, prompt in enumerate(prompts):
+        kept = batch["input_ids"][row][batch["mask"][row].bool()].tolist()
+        assert kept == qwen_tok(prompt)["input_ids"] + tail
+    with torch.no_grad():
+        last = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    assert torch.equal(outs[0], last)
+    _alone_equals_batched(model, spec, qwen_tok, prompts, outs, batch)
+
+    path = _write(tmp_path / "qwen_2.5_vl.safetensors", QWEN_STATES["qwen_image"](0))
+    encoders = load_encoders(path, family="qwen_image", tokenizer_dir=qwen_tok_dir)
+    cond, pooled, mask = conditioning(encoders, prompts)
+    n = len(qwen_tok("a cat")["input_ids"]) + len(tail)
+    assert pooled is None and mask[0].sum() == n and mask[0, :n].all()
+    assert torch.allclose(cond[0, :n], last[0][batch["attention_mask"][0].bool()][lead:], atol=1e-5)  # diffusers' cut
+
+
 def test_fingerprints_ignore_the_order_a_host_lists_tensors_in():
     from safetext_core.fingerprint import fingerprint_state_dict, fingerprints_match
 
-    for state in (tiny_encoders.t5_state(), tiny_encoders.gemma2_state()):
+    for state in (tiny_encoders.t5_state(), tiny_encoders.gemma2_state(), tiny_encoders.qwen3_state(),
+                  tiny_encoders.qwen25vl_state(vision=False)):
         reverse = dict(reversed(list(state.items())))  # ComfyUI's T5 registers the encoder before `shared`
         assert fingerprint_state_dict(state) == fingerprint_state_dict(reverse)
         assert fingerprints_match(fingerprint_state_dict(state), fingerprint_state_dict({k: v.half() for k, v in state.items()}))
@@ -238,7 +443,18 @@ FAST = AlignConfig(steps=40, batch_size=8, learning_rate=5e-3, anchor_weight=0.1
                    mine_every=0)
 
 
-def _encoders(family: str, tmp_path: Path, t5_tok_dir: Path, gemma_tok_dir: Path):
+# The Qwen families' tiny encoders: Klein reads hidden state 27, so its Qwen3 has 28 layers (narrow: 16 wide).
+QWEN_STATES = {"z_image": lambda seed: tiny_encoders.qwen3_state(seed=seed),
+               "anima": lambda seed: tiny_encoders.qwen3_state(seed=seed),
+               "flux2_klein_4b": lambda seed: tiny_encoders.qwen3_state(hidden=16, heads=1, head_dim=16, intermediate=32,
+                                                                        layers=28, seed=seed),
+               "qwen_image": lambda seed: tiny_encoders.qwen25vl_state(seed=seed)}
+
+
+def _encoders(family: str, tmp_path: Path, t5_tok_dir: Path, gemma_tok_dir: Path, qwen_tok_dir: Path | None = None):
+    if family in QWEN_STATES:  # a separate text-encoder file as ComfyUI's models/text_encoders hold them
+        path = _write(tmp_path / f"{family}_te.safetensors", QWEN_STATES[family](3))
+        return load_encoders(path, family=family, tokenizer_dir=qwen_tok_dir)
     if family == "lumina2":
         path = _write(tmp_path / "gemma.safetensors", tiny_encoders.gemma2_state(seed=3))
         return load_encoders(path, tokenizer_dir=gemma_tok_dir)
@@ -261,24 +477,30 @@ def _outputs(encoders, models, prompts):
     return out
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "chroma", "lumina2"])
-def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, prompt_sets):
-    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir)
+@pytest.mark.parametrize("family", ["flux", "sd3", "chroma", "lumina2", "z_image", "flux2_klein_4b", "anima",
+                                    "qwen_image"])
+def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir, prompt_sets):
+    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir)
     before = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in encoders.models.items()}
-    outcome = run_alignment(encoders, prompt_sets, FAST, output=tmp_path / "out.safetext.safetensors", draw=False,
+    # Klein's 512 consumed positions through 28 layers cost 20 times a prompt of the others (a 40-step run takes
+    # 96 s here and meets the figures below): a short run that checks the plumbing, not how far prompts move.
+    klein = family == "flux2_klein_4b"
+    config = replace(FAST, steps=6, batch_size=4, preserve_pool=8) if klein else FAST
+    outcome = run_alignment(encoders, prompt_sets, config, output=tmp_path / "out.safetext.safetensors", draw=False,
                             independent=False)
     for name, model in encoders.models.items():  # the originals are never modified
         assert all(torch.equal(v, before[name][k]) for k, v in model.state_dict().items())
     figures = outcome.heldout
-    assert figures["unsafe_share_moved"] > 0.5 and figures["safe_cos_mean"] > figures["unsafe_cos_mean"] + 0.3
+    if not klein:
+        assert figures["unsafe_share_moved"] > 0.5 and figures["safe_cos_mean"] > figures["unsafe_cos_mean"] + 0.3
 
     path = outcome.path
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         keys = list(f.keys())
-    main = "gemma2_2b" if family == "lumina2" else "t5xxl"
-    expected = ("text_encoders.gemma2_2b.transformer.model.layers.0.self_attn.q_proj.diff" if family == "lumina2" else
+    main = encoders.profile.encoders[-1].name  # the T5 / LLM encoder
+    expected = (f"text_encoders.{main}.transformer.model.layers.0.self_attn.q_proj.diff" if main != "t5xxl" else
                 "text_encoders.t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.diff")
     assert expected in keys and all(k.startswith("text_encoders.") for k in keys)
     loaded = SafeTextFile.load(path)
@@ -307,15 +529,21 @@ def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, prom
     assert moved.abs().max() > 1e-3  # the unsafe prompt's conditioning changed
 
 
-@pytest.mark.parametrize("family", ["chroma", "lumina2"])
-def test_low_rank_on_the_family_adapter_targets(family, tmp_path, t5_tok_dir, gemma_tok_dir, prompt_sets):
+@pytest.mark.parametrize("family", ["chroma", "lumina2", "z_image", "anima", "qwen_image"])
+def test_low_rank_on_the_family_adapter_targets(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir,
+                                                prompt_sets):
     """Low-rank training (issue 12's path) takes the family's adapter_targets: T5's block projections and
-    feed-forward, Gemma's attention and MLP projections; the file stores factors under ComfyUI's keys."""
+    feed-forward, Gemma's, Qwen3's and Qwen2.5's (biased) attention and MLP projections; the file stores factors under
+    ComfyUI's keys."""
     from dataclasses import replace
 
     from safetensors import safe_open
 
-    encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir)
+    if family == "qwen_image":  # rank 4 on the 2-layer model moves 3 of 10 held-out prompts; 3 layers as Gemma's
+        path = _write(tmp_path / "qwen_2.5_vl.safetensors", tiny_encoders.qwen25vl_state(layers=3, seed=3))
+        encoders = load_encoders(path, family=family, tokenizer_dir=qwen_tok_dir)
+    else:
+        encoders = _encoders(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen_tok_dir)
     config = replace(FAST, rank=4, steps=40, lora_learning_rate=3e-2)
     outcome = run_alignment(encoders, prompt_sets, config, output=tmp_path / "low.safetext.safetensors", draw=False,
                             independent=False)
@@ -326,11 +554,11 @@ def test_low_rank_on_the_family_adapter_targets(family, tmp_path, t5_tok_dir, ge
         keys = set(f.keys())
     layers = (("encoder.block.1.layer.0.SelfAttention.o", "encoder.block.0.layer.1.DenseReluDense.wi_1")
               if family == "chroma" else ("model.layers.1.self_attn.v_proj", "model.layers.0.mlp.down_proj"))
-    encoder = "t5xxl" if family == "chroma" else "gemma2_2b"
+    encoder = encoders.profile.encoders[0].name
     for layer in layers:
         assert f"text_encoders.{encoder}.transformer.{layer}.lora_up.weight" in keys
     assert not any("norm" in k or "embed" in k or "shared" in k for k in keys)  # only the targeted linears
-    if family == "lumina2":  # the last of 3 blocks does not feed layer -2: its factors never move, none are saved
+    if family in ("lumina2", "z_image"):  # the last of 3 blocks does not feed layer -2: its factors never move, none saved
         assert not any(".layers.2." in k for k in keys)
     loaded = SafeTextFile.load(outcome.path)
     loaded.validate_against({n: m.state_dict() for n, m in encoders.models.items()})
@@ -402,9 +630,96 @@ def test_consumed_outputs_equal_comfyui_encoders(tmp_path, t5_tok, gemma_tok, t5
             assert torch.allclose(together[index, :theirs.shape[0]], theirs, atol=2e-4, rtol=1e-4), case
 
 
+@pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to compare with")
+def test_qwen_image_equals_comfyui_encoder(tmp_path):
+    """Qwen-Image is in ComfyUI 0.3.64 (its text-only path is the current source's): ComfyUI's own QwenImageTokenizer
+    (the real Qwen vocabulary, from ComfyUI's folder) and QwenImageTEModel on the same tiny weights give the token ids
+    and the cut conditioning SafeText computes; SafeText's cut (the template's shared lead) is ComfyUI's
+    template_end, 34 with the real vocabulary, alone and batched."""
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    from safetext_core.loaders import load_hf_tokenizer
+    from safetext_core.models import build_text_model
+
+    comfy_path, python = _comfy_python()
+    folder = comfy_path / "comfy" / "text_encoders" / "qwen25_tokenizer"
+    tok = load_hf_tokenizer(folder, "qwen25_7b")
+    # ComfyUI fixes the head at 128: one head, 128 wide; the real vocabulary's ids need its 151936 rows.
+    state = tiny_encoders.qwen25vl_state(hidden=128, heads=1, kv_heads=1, layers=2, intermediate=64, vocab=151936,
+                                         vision=False)
+    _write(tmp_path / "qwen.safetensors", state)
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting, close up", " leading space, photo"]
+    config = {"vocab_size": 151936, "hidden_size": 128, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 1, "num_key_value_heads": 1}
+    case = {"name": "qwen_image", "kind": "qwen_image", "weights": str(tmp_path / "qwen.safetensors"), "config": config,
+            "prompts": prompts}
+    (tmp_path / "job.json").write_text(json.dumps({"cases": [case]}))
+    run = subprocess.run([python, str(Path(__file__).with_name("comfy_reference.py")), str(comfy_path), str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    reference = load_file(str(tmp_path / "qwen_image.safetensors"))
+    spec = get_family("qwen_image").encoder("qwen25_7b")
+    model = build_text_model(state, "qwen_image", "qwen25_7b")
+    together = tokenize(tok, prompts, spec)
+    outs = consumed_outputs(model, together, spec)[0][0]
+    for index, prompt in enumerate(prompts):
+        batch = tokenize(tok, [prompt], spec)
+        ids, theirs = reference[f"ids.{index}"], reference[f"cond.{index}"][0]
+        assert batch["input_ids"][0].tolist() == ids.tolist(), prompt
+        lead = batch["mask"].lead_tokens
+        assert lead == len(ids) - theirs.shape[0] == 34, (prompt, lead)  # ComfyUI's template_end, diffusers' drop_idx
+        ours = consumed_outputs(model, batch, spec)[0][0][0, lead:]
+        assert torch.allclose(ours, theirs, atol=2e-4, rtol=1e-4), (prompt, (ours - theirs).abs().max())
+        n = len(ids)
+        assert torch.allclose(outs[index, lead:n], theirs, atol=2e-4, rtol=1e-4)  # batched: the same
+
+
+@pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to compare with")
+def test_qwen3_outputs_equal_comfyui_llama(tmp_path, qwen_tok):
+    """The Qwen3 of Z-Image, Klein and Anima against ComfyUI's own Llama2_ (0.3.64's, which has no Qwen3 class but
+    computes one from the current source's Qwen3 config values): on the same weights, ids and masks, SafeText's
+    layer -2 (Z-Image), hidden states 9 / 18 / 27 (Klein, 512 positions, padding masked in the encoder) and
+    final-normed last state (Anima) are ComfyUI's. Checks the numerics (q/k norms, RoPE, masks), not ComfyUI's
+    Qwen3 classes, which only its newer versions have."""
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    comfy_path, python = _comfy_python()
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    cases, expected = [], {}
+    for family in ("z_image", "flux2_klein_4b", "anima"):
+        model, spec = _qwen(family)
+        state = QWEN_STATES[family](0)
+        _write(tmp_path / f"{family}.safetensors", state)
+        batch = tokenize(qwen_tok, prompts, spec)
+        c = model.config
+        cases.append({"name": family, "kind": "qwen3", "weights": str(tmp_path / f"{family}.safetensors"),
+                      "ids": batch["input_ids"].tolist(), "mask": batch["attention_mask"].tolist(),
+                      "config": {"vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
+                                 "intermediate_size": c.intermediate_size, "num_hidden_layers": c.num_hidden_layers,
+                                 "num_attention_heads": c.num_attention_heads,
+                                 "num_key_value_heads": c.num_key_value_heads, "head_dim": c.head_dim}})
+        expected[family] = (consumed_outputs(model, batch, spec)[0], batch["mask"])
+    (tmp_path / "job.json").write_text(json.dumps({"cases": cases}))
+    run = subprocess.run([python, str(Path(__file__).with_name("comfy_reference.py")), str(comfy_path), str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    for family, (ours, mask) in expected.items():
+        theirs = load_file(str(tmp_path / f"{family}.safetensors"))
+        wanted = ([theirs["all"][:, i] for i in (9, 18, 27)] if family == "flux2_klein_4b" else
+                  [theirs["minus2"]] if family == "z_image" else [theirs["last"]])
+        for a, b in zip(ours, wanted):
+            m = mask.unsqueeze(-1)  # the consumed positions (Klein: all 512)
+            assert torch.allclose(a * m, b * m, atol=2e-4, rtol=1e-4), (family, (a * m - b * m).abs().max())
+
+
 @pytest.mark.skipif(_comfy_python() is None, reason="COMFYUI_PATH is not set: no ComfyUI to run the adapter in")
 def test_comfyui_adapter_on_real_clip_objects(tmp_path):
-    """Chroma (T5), Lumina 2 (Gemma-2), Flux.1 (CLIP-L + T5) and SD 3 (CLIP-L + bigG + T5) CLIPs built by ComfyUI: the adapter trains a file on them; stock
+    """Chroma (T5), Lumina 2 (Gemma-2), Flux.1 (CLIP-L + T5), SD 3 (CLIP-L + bigG + T5) and Qwen-Image (Qwen2.5-VL,
+    low-rank) CLIPs built by ComfyUI: the adapter trains a file on them; stock
     LoraLoader loads it without "lora key not loaded"; off (strength 0) is bit for bit the original; on changes
     the conditioning, both blend modes agree at strength 1, the embedding blend is the exact lerp at 0.5."""
     import subprocess
@@ -445,6 +760,15 @@ def test_comfyui_adapter_on_real_clip_objects(tmp_path):
                          "clip_g_model_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
                                                  "num_attention_heads": 4, "projection_dim": 64, "hidden_act": "gelu"}}},
     ]
+    # Qwen-Image (in 0.3.64): comfy.sd.load_text_encoder_state_dicts itself (CLIP type qwen_image), which tells a
+    # qwen25_7b by its 512-wide k_proj bias: 4 heads of ComfyUI's fixed 128, the real vocabulary's 151936 rows.
+    _write(tmp_path / "qwen25.safetensors", tiny_encoders.qwen25vl_state(hidden=512, heads=4, kv_heads=4, layers=2,
+                                                                           intermediate=64, vocab=151936, vision=False))
+    cases.append({"name": "qwen_image", "clip_type": "QWEN_IMAGE", "encoder": "qwen25_7b", "rank": 4,
+                  "weights": [str(tmp_path / "qwen25.safetensors")], "probe_weight": "model.layers.0.self_attn.q_proj.weight",
+                  "template": "{}",  # QwenImageTokenizer puts its template around the prompt itself
+                  "config": {"vocab_size": 151936, "hidden_size": 512, "intermediate_size": 64, "num_hidden_layers": 2,
+                             "num_attention_heads": 4, "num_key_value_heads": 4}})
     _write(tmp_path / "clip_l.safetensors", tiny_models.random_clip_state(seed=4))
     _write(tmp_path / "clip_l3.safetensors", tiny_models.random_clip_state(layers=3, seed=7))  # layer -2 needs 3
     _write(tmp_path / "clip_g.safetensors", tiny_models.random_clip_state(64, 3, "gelu", True, seed=8))
@@ -544,12 +868,39 @@ def test_cli_aligns_flux_from_comfyui_text_encoder_files(tmp_path, t5_tok_dir):
     assert main(["eval", str(out), *files, "--prompts", str(_lines(tmp_path / "unsafe_x.txt", ["a naked body, photo"])),
                  "--json", str(figures)]) in (0, None)
     assert "unsafe_x" in json.loads(figures.read_text())["cosines"]
-    assert main(["why", str(out), "a naked body, photo", *files, "--categories", "sexual", "--json"]) in (0, None)
     exported = tmp_path / "exported"
     assert main(["export", str(out), "--format", "transformers", "--output", str(exported), *files]) in (0, None)
     assert {"text_encoder", "text_encoder_2"} <= {p.name for p in exported.iterdir()}  # CLIP-L, T5 (diffusers order)
     with pytest.raises(SystemExit, match="--text-encoder"):
         main(["export", str(out), "--format", "transformers", "--output", str(tmp_path / "none")])
+
+
+def test_cli_aligns_z_image_from_a_comfyui_qwen_file(tmp_path, qwen_tok_dir):
+    """``safetext align --text-encoder qwen_3_4b.safetensors --family z_image --tokenizer QWEN_TOKENIZER``: Z-Image
+    from a ComfyUI-style file (a qwen3_4b is Klein 4B's too, and this tiny one has no real size: align is told the
+    family); ``eval`` on the same file takes the family from the SafeText file."""
+    from safetext_core.cli import main
+
+    te = _write(tmp_path / "qwen_3_4b.safetensors", {k: v.half() for k, v in tiny_encoders.qwen3_state().items()})
+    out = tmp_path / "z_image.safetext.safetensors"
+    files = ["--text-encoder", str(te), "--tokenizer", str(qwen_tok_dir)]
+    assert main(["align", *files, "--family", "z_image", "--steps", "2", "--batch-size", "4", "--eval-every", "0",
+                 "--categories", "sexual", "--output", str(out)]) in (0, None)
+    loaded = SafeTextFile.load(out)
+    assert loaded.family == "z_image" and set(loaded.deltas) == {"qwen3_4b"}
+    figures = tmp_path / "figures.json"
+    assert main(["eval", str(out), *files, "--prompts", str(_lines(tmp_path / "unsafe_x.txt", ["a naked body, photo"])),
+                 "--json", str(figures)]) in (0, None)
+    assert "unsafe_x" in json.loads(figures.read_text())["cosines"]
+    exported = tmp_path / "exported"  # the aligned Qwen3Model and the tokenizer, as a pipeline's folders
+    assert main(["export", str(out), "--format", "transformers", "--output", str(exported), *files]) in (0, None)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(exported / "text_encoder" / "model.safetensors"))
+    delta = loaded.deltas["qwen3_4b"]["model.layers.0.self_attn.q_proj.weight"]
+    original = tiny_encoders.qwen3_state()["model.layers.0.self_attn.q_proj.weight"].half().float()
+    assert torch.allclose(saved["layers.0.self_attn.q_proj.weight"], original + delta, atol=1e-6)
+    assert (exported / "tokenizer" / "tokenizer.json").is_file()
 
 
 def _lines(path: Path, lines: list[str]) -> Path:
