@@ -33,7 +33,7 @@ import torch
 
 from safetext_core import weights as core_weights
 from safetext_core.errors import SafeTextFileError, SafeTextNotApplied, UnsupportedModel
-from safetext_core.families import families_by_encoders, get_family
+from safetext_core.families import FAMILIES, families_by_encoders, get_family
 from safetext_core.fingerprint import fingerprint_state_dict
 from safetext_core.hosting import comfy_patches
 from safetext_core.safetext_file import SafeTextFile
@@ -81,11 +81,10 @@ def family_of(clip: Any) -> str:
     encoders = _encoders_in(model.state_dict().keys())
     candidates = families_by_encoders(encoders)
     if not candidates:
-        raise UnsupportedClip(
-            "SafeText supports the text encoders of SD 1.x (clip_l), SD 2.x (clip_h), SDXL (clip_l + clip_g), SD 3 "
-            "(clip_l + clip_g + t5xxl), Flux.1 (clip_l + t5xxl), Chroma (t5xxl), Lumina 2 (gemma2_2b), Z-Image "
-            "(qwen3_4b), Flux.2 Klein (qwen3_4b / qwen3_8b), Anima (qwen3_06b) and Qwen-Image (qwen25_7b); "
-            f"this CLIP has {', '.join(encoders) or 'no known encoder'}")
+        supported = ", ".join(f"{family.title} ({' + '.join(family.encoder_names)})" for family in FAMILIES.values()
+                              if family.diffusion)  # read off the family table: a new family needs no edit here
+        raise UnsupportedClip(f"SafeText supports the text encoders of {supported}; "
+                              f"this CLIP has {', '.join(encoders) or 'no known encoder'}")
     built = [cls.__name__ for cls in type(model).__mro__]
     matching = [family for family in candidates
                 if not FAMILY_CLASSES.get(family) or any(name.startswith(FAMILY_CLASSES[family]) for name in built)]

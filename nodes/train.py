@@ -57,12 +57,13 @@ def config_from(lambda_, steps, learning_rate, training_seed, batch_size, train_
             except re.error as error:
                 raise ConfigError(f"SafeText Train: {field} is not a valid regular expression ({error})") from None
         patterns[field] = (pattern,) if pattern else ()
-    low = {"lora_learning_rate": float(lora_learning_rate)} if lora_learning_rate is not None else {}
-    if lr_schedule:  # left out (a workflow saved before the input existed): the core's default
-        low["lr_schedule"] = str(lr_schedule)
+    # Inputs a workflow may leave out (saved before they existed): the core's defaults then.
+    given = {"lora_learning_rate": float(lora_learning_rate)} if lora_learning_rate is not None else {}
+    if lr_schedule:
+        given["lr_schedule"] = str(lr_schedule)
     return AlignConfig(steps=int(steps), learning_rate=float(learning_rate), lam=float(lambda_), seed=int(training_seed),
                        batch_size=int(batch_size), train=patterns["train_parameters"], rank=int(rank),
-                       lora_alpha=float(lora_alpha), lora_targets=patterns["lora_targets"], **low)
+                       lora_alpha=float(lora_alpha), lora_targets=patterns["lora_targets"], **given)
 
 
 class SafeTextTrain:

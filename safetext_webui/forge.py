@@ -46,6 +46,9 @@ ENCODERS = tuple(dict.fromkeys(spec.name for family in FAMILIES.values() if fami
                                for spec in family.encoders if spec.kind == "clip"))
 OTHER_ENCODERS = tuple(dict.fromkeys(spec.name for family in FAMILIES.values() if family.diffusion
                                      for spec in family.encoders if spec.kind != "clip"))
+# Named in the refusals; read off the family table, so a new family is named without another edit here.
+OTHER_FAMILIES = ", ".join(family.title for family in FAMILIES.values() if family.diffusion
+                           and any(spec.kind != "clip" for spec in family.encoders))
 ENGINE_ATTRIBUTES = ("text_processing_engine", "text_processing_engine_l", "text_processing_engine_g")
 
 _FINGERPRINTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, str]]" = weakref.WeakKeyDictionary()
@@ -104,9 +107,8 @@ def training_states(sd_model: Any) -> tuple[str, dict[str, dict[str, torch.Tenso
     clip = original_clip(sd_model)
     others = _other_encoders(clip)
     if others:  # e.g. Flux: its CLIP-L alone would pass for SD 1.x
-        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (Flux, SD 3, Chroma, "
-                               "Lumina 2, Z-Image, Flux.2 Klein, Anima or Qwen-Image): SafeText trains those in "
-                               "ComfyUI and from the command line, not in Forge yet")
+        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (one of {OTHER_FAMILIES}): "
+                               "SafeText trains those in ComfyUI and from the command line, not in Forge yet")
     states = {name: {k: v.detach().to("cpu", torch.float32) for k, v in state.items()}
               for name, state in encoder_states(clip).items()}
     family = family_by_encoders(states)
@@ -183,9 +185,8 @@ def activate(p: Any, file: SafeTextFile, settings: Settings) -> None:
     mode ``settings`` asks for, until :func:`.hijack.deactivate`."""
     others = _other_encoders(original_clip(p.sd_model))
     if others:  # Flux's CLIP-L is SD 1.x's: an SD 1.x file would pass its check and leave T5 unprotected
-        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (Flux, SD 3, Chroma, "
-                               "Lumina 2, Z-Image, Flux.2 Klein, Anima or Qwen-Image), which SafeText does not reach "
-                               "in Forge yet; nothing was generated")
+        raise UnsupportedModel(f"this Forge model has a {', '.join(others)} text encoder (one of {OTHER_FAMILIES}), "
+                               "which SafeText does not reach in Forge yet; nothing was generated")
     found = engines(p.sd_model)
     missing = [name for name in file.deltas if name not in found]
     if not found or missing:
