@@ -13,7 +13,13 @@ _bootstrap = _util.module_from_spec(_spec)
 _spec.loader.exec_module(_bootstrap)
 _bootstrap.register("safetext_core")
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+if __package__:
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+else:
+    # Loaded as a lone file, not as a package: pytest does so with this folder's __init__.py when the checkout's
+    # folder name is not a Python name ("SafeText-main" from a ZIP download). Relative imports cannot work
+    # there, and there is no ComfyUI to register nodes with. ComfyUI always imports the folder as a package.
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
 
 WEB_DIRECTORY = "./javascript/comfyui"
 

@@ -489,6 +489,18 @@ def test_pack_exports_nodes_web_directory_and_folder(pack, host):
     assert paths == [str(Path(host.folder_paths.models_dir) / "safetext")] and exts == {".safetensors"}
 
 
+def test_pack_init_loaded_as_a_lone_file_registers_nothing_instead_of_failing():
+    # pytest loads the checkout's __init__.py this way when the folder's name is not a Python name
+    # ("SafeText-main" from a ZIP download); a relative import there used to fail the whole test run.
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("safetext_pack_as_file", root / "__init__.py",
+                                                  submodule_search_locations=None)  # a module, not a package
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.NODE_CLASS_MAPPINGS == {} and module.NODE_DISPLAY_NAME_MAPPINGS == {}
+    assert module.WEB_DIRECTORY == "./javascript/comfyui"
+
+
 def test_every_input_has_a_tooltip_and_nodes_describe_themselves(pack):
     for name, cls in pack.NODE_CLASS_MAPPINGS.items():
         assert cls.DESCRIPTION and cls.CATEGORY == "SafeText" and cls.FUNCTION
