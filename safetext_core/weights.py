@@ -168,6 +168,14 @@ class ShiftPlan:
         self.root = module
         self.shift = shift
         self.slots: list[tuple[dict, str, torch.Tensor, torch.Tensor]] = []
+        # Every slot that holds each parameter: a tied weight (transformers 5's T5 keeps ``shared`` and
+        # ``encoder.embed_tokens`` as two modules holding one Parameter) is shifted wherever a forward reads it.
+        aliases: dict[int, list[tuple[dict, str]]] = {}
+        for owner in owners.values():
+            for attribute, tensor in owner._parameters.items():
+                if tensor is not None:
+                    aliases.setdefault(id(tensor), []).append((owner._parameters, attribute))
+        shifted_ids: set[int] = set()
         for name, delta in deltas.items():
             owner_name, _, attribute = name.rpartition(".")
             owner = owners.get(owner_name)
@@ -180,7 +188,11 @@ class ShiftPlan:
             if not value.is_meta and not bool(torch.isfinite(value).all()):
                 raise SafeTextFileError(f"{source}: {name} shifted by its difference is not finite in "
                                         f"{weight.dtype}; the file does not fit this encoder")
-            self.slots.append((owner._parameters, attribute, weight, value))
+            if id(weight) in shifted_ids:
+                raise SafeTextFileError(f"{source}: {name} is a weight tied to another the file also changes; one "
+                                        "difference per weight")
+            shifted_ids.add(id(weight))
+            self.slots.extend((registry, slot, weight, value) for registry, slot in aliases[id(weight)])
         # Everything else the pass reads (a CUDA graph reads it by address): watched, never swapped.
         swapped = {id(weight) for _, _, weight, _ in self.slots}
         watched = [(owner._parameters, attribute, tensor) for owner in owners.values()
