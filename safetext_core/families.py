@@ -237,6 +237,32 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+# diffusers pipeline classes (``model_index.json``'s ``_class_name``, ``type(pipe).__name__``) and the families they
+# carry: the first entry whose marker the class name contains (img2img, inpaint and ControlNet variants share their
+# base's encoders); a string instead of families is why the class is refused. Flux.2 [dev] before Flux.1 and
+# Qwen-Image-Edit before Qwen-Image, whose names they contain. SD 1.x / 2.x pipelines are in no entry: their
+# encoders' widths (loading) or fingerprints (applying) tell them apart.
+DIFFUSERS_PIPELINES: tuple[tuple[str, tuple[str, ...] | str], ...] = (
+    ("Flux2Klein", ("flux2_klein_4b", "flux2_klein_9b")),
+    ("Flux2", "Flux.2 [dev] (Mistral-3 24B encoder) is not supported yet"),
+    ("Flux", ("flux",)), ("StableDiffusion3", ("sd3",)), ("Chroma", ("chroma",)), ("Lumina2", ("lumina2",)),
+    ("ZImage", ("z_image",)),
+    ("QwenImageEdit", "Qwen-Image-Edit encodes the input image with the prompt (another template and Qwen2.5-VL's "
+                      "vision tower), which SafeText does not align yet"),
+    ("QwenImage", ("qwen_image",)), ("XL", ("sdxl",)))
+
+
+def diffusers_families(class_name: str) -> tuple[str, ...]:
+    """The families a diffusers pipeline class carries, by its name (:data:`DIFFUSERS_PIPELINES`); ``()`` for a class in
+    no entry (SD 1.x / 2.x, anything else). A class refused by name raises :class:`UnsupportedModel` saying why."""
+    for marker, families in DIFFUSERS_PIPELINES:
+        if marker in class_name:
+            if isinstance(families, str):
+                raise UnsupportedModel(families)
+            return families
+    return ()
+
+
 def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]

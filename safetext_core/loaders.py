@@ -21,10 +21,10 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .encoding import EncoderSet
-from .errors import TokenizerUnavailable
-from .families import families_by_encoders, family_by_encoders, get_family
-from .models import (QWEN3_SIZES, SIZELESS, CheckpointError, build_text_model, find_minilm_folder, load_hf_encoder_folder,
-                     normalise_hf_clip_keys, read_single_file_text_encoders, unused_tensor)
+from .errors import TokenizerUnavailable, UnsupportedModel
+from .families import diffusers_families, families_by_encoders, family_by_encoders, get_family
+from .models import (QWEN3_SIZES, SIZELESS, CheckpointError, build_text_model, find_minilm_folder,
+                     load_hf_encoder_folder, normalise_hf_clip_keys, read_single_file_text_encoders, unused_tensor)
 from .tokenizer import load_clip_tokenizer
 
 
@@ -75,17 +75,6 @@ def _family_of_clip(hidden: int) -> str:
     return {768: "sd1", 1024: "sd2"}.get(hidden, "sd1")
 
 
-# model_index.json's _class_name -> family (first match; SD 1.x / 2.x are told apart by the encoder's width, Flux.2
-# Klein 4B / 9B by its Qwen3's), or "!" and why it is refused: Flux.2 [dev] before Flux.1, Qwen-Image-Edit before
-# Qwen-Image, whose names they contain.
-_DIFFUSERS_CLASSES = (("Flux2Klein", "flux2_klein"), ("Flux2", "!Flux.2 [dev] (Mistral-3 24B encoder) is not supported yet"),
-                      ("Flux", "flux"), ("StableDiffusion3", "sd3"), ("Chroma", "chroma"), ("Lumina2", "lumina2"),
-                      ("ZImage", "z_image"),
-                      ("QwenImageEdit", "!Qwen-Image-Edit encodes the input image with the prompt (another template and "
-                                        "Qwen2.5-VL's vision tower), which SafeText does not align yet"),
-                      ("QwenImage", "qwen_image"), ("XL", "sdxl"))
-
-
 def _read_folder_weights(folder: Path) -> dict[str, torch.Tensor]:
     import safetensors
 
@@ -104,15 +93,17 @@ def _load_diffusers(folder: Path, family: str | None = None) -> EncoderSet:
     index = json.loads((folder / "model_index.json").read_text())
     cls = str(index.get("_class_name", ""))
     if family is None:
-        family = next((fam for marker, fam in _DIFFUSERS_CLASSES if marker in cls), None)
-        if family is not None and family.startswith("!"):
-            raise CheckpointError(f"{folder.name}: a {cls}: {family[1:]}")
-        if family == "flux2_klein":  # 4B: Qwen3-4B (2560 wide); 9B: Qwen3-8B (4096)
+        try:
+            candidates = diffusers_families(cls)
+        except UnsupportedModel as why:
+            raise CheckpointError(f"{folder.name}: a {cls}: {why}") from None
+        family = candidates[0] if len(candidates) == 1 else None
+        if len(candidates) > 1:  # Flux.2 Klein 4B: Qwen3-4B (2560 wide); 9B: Qwen3-8B (4096)
             config = json.loads((folder / "text_encoder" / "config.json").read_text())
-            family = {"qwen3_4b": "flux2_klein_4b", "qwen3_8b": "flux2_klein_9b"}.get(
-                QWEN3_SIZES.get(int(config.get("hidden_size", 0)), ""), "")
-            if not family:
-                raise CheckpointError(f"{folder.name}: a Flux.2 Klein whose Qwen3 is {config.get('hidden_size')} wide "
+            size = QWEN3_SIZES.get(int(config.get("hidden_size", 0)), "")
+            family = next((f for f in candidates if size in get_family(f).encoder_names), None)
+            if family is None:
+                raise CheckpointError(f"{folder.name}: a {cls} whose Qwen3 is {config.get('hidden_size')} wide "
                                       "is neither 4B (2560) nor 9B (4096); name the family")
     if family is None:
         config = json.loads((folder / "text_encoder" / "config.json").read_text())
