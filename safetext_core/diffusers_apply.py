@@ -1,9 +1,25 @@
-"""Apply a SafeText file to a diffusers ``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline``.
+"""Apply a SafeText file to a diffusers pipeline: SD 1.x / 2.x (``StableDiffusionPipeline``), SDXL, Flux.1
+(``FluxPipeline``), SD 3 / 3.5 (``StableDiffusion3Pipeline``), Chroma, Lumina 2, Z-Image, Flux.2 Klein and Qwen-Image
+(``ChromaPipeline``, ``Lumina2Pipeline``, ``ZImagePipeline``, ``Flux2KleinPipeline``, ``QwenImagePipeline``, and their
+img2img / inpaint / ControlNet variants, which read the encoders the same way).
 
 ``apply_safetext(pipe, "file.safetensors", strength=1.0, mode="embedding")`` returns a handle whose
 ``enabled``, ``strength`` and ``mode`` can be changed between generations, whose ``local(...)`` sets them
 for the calls of one thread (or asyncio task) only, and whose ``remove()`` restores the pipeline. The
-file is checked against the encoders' weights first (:meth:`SafeTextFile.validate_against`).
+file is checked first: its family against the pipeline's class and encoders, every text encoder the pipeline holds
+must be one the family aligns (never half-protect: Flux's and SD 3's CLIP-L is SD 1.x's, so an SD 1.x file would
+pass its fingerprint there and leave T5 alone), then the fingerprints and every difference against the encoders'
+weights (:meth:`SafeTextFile.validate_against`). Flux.2 [dev] and Qwen-Image-Edit pipelines, and T5 / LLM files on
+pipelines of other classes, are refused by name (:class:`UnsupportedModel`).
+
+**What is blended.** The embedding blend lerps every floating-point tensor of the encoder's output: the pooled
+vector Flux reads, the ``hidden_states[k]`` the LLM pipelines read (Lumina 2 / Z-Image -2, Qwen-Image -1, Klein 9, 18
+and 27) as well as the last hidden state; what a pipeline does with them afterwards (select, cut, join, pad) is
+linear, so ``encode_prompt`` hands on exactly ``lerp(original, aligned, s)``. Files name tensors as ComfyUI does
+(``text_model.*``, ``model.layers.*``); the pipeline's transformers classes are matched to those names
+(:func:`safetext_core.models.canonical_module_names`: a bare ``Qwen3Model`` / ``Gemma2Model`` has no ``model.``,
+``Qwen2_5_VLForConditionalGeneration`` nests ``model.language_model.``), and a tied weight (T5's ``shared`` /
+``encoder.embed_tokens``) is shifted in every slot that holds it.
 
 **Nothing shared is ever written.** The handle wraps each encoder's ``forward`` on the instance; the
 aligned pass runs the encoder class's own ``forward`` on a *shadow* of the encoder (a copy of its module
@@ -47,14 +63,46 @@ from torch import nn
 
 from .errors import SafeTextError, SafeTextFileError, UnsupportedModel
 from .weights import ShiftPlan, blend_outputs, check_mode, check_strength, map_tensors
-from .families import get_family
+from .families import FAMILIES, EncoderSpec, Family, diffusers_families, get_family
 from .fingerprint import fingerprint_state_dict
-from .models import to_model_names
+from .models import canonical_module_names
 from .moderation import PromptSignal, Recorder, hidden_state
 from .safetext_file import SafeTextFile
 
 MAX_GRAPHS = 16  # captured graphs kept per handle (each holds its static inputs, outputs and memory pool)
 MAX_PLANS = 3    # shifted weight sets kept per encoder: shift 1 (the embedding blend) and two weight-blend strengths
+
+
+# Where diffusers pipelines keep their text encoders (HiDream has four).
+TEXT_ENCODER_SLOTS = ("text_encoder", "text_encoder_2", "text_encoder_3", "text_encoder_4")
+
+
+def _check_pipeline(pipe: Any, family: Family) -> None:
+    """Refuse a file that would not protect every text encoder the pipeline reads (:class:`UnsupportedModel`).
+
+    Fingerprints alone cannot tell: Flux's and SD 3's CLIP-L is SD 1.x's and SDXL's, and Z-Image's Qwen3-4B may be
+    Flux.2 Klein 4B's, whose pipeline reads other layers of it. So the pipeline's class must carry the file's family
+    (:func:`~safetext_core.families.diffusers_families`; a class in no entry: the CLIP families, SD 1.x / 2.x / SDXL),
+    and every text encoder the pipeline holds must be one the family aligns."""
+    cls = type(pipe).__name__
+    try:
+        carried = diffusers_families(cls)
+    except UnsupportedModel as why:
+        raise UnsupportedModel(f"apply_safetext does not handle a {cls}: {why}") from None
+    if not carried:
+        carried = tuple(f.name for f in FAMILIES.values()
+                        if f.diffusion and all(spec.kind == "clip" for spec in f.encoders))
+    if family.name not in carried:
+        titles = " or ".join(get_family(f).title for f in carried)
+        raise UnsupportedModel(f"a {family.title} SafeText file does not fit a {cls}, which carries a {titles} model"
+                               " (apply_safetext takes the diffusers pipelines of SD 1.x / 2.x / SDXL, Flux.1, SD 3, "
+                               "Chroma, Lumina 2, Z-Image, Flux.2 Klein and Qwen-Image with a file of their family)")
+    aligned = {spec.diffusers[0] for spec in family.encoders}
+    others = [f"{slot} ({type(module).__name__})" for slot in TEXT_ENCODER_SLOTS
+              if slot not in aligned and (module := getattr(pipe, slot, None)) is not None]
+    if others:  # never half-protect: the other encoder would pass its prompt on unchanged
+        raise UnsupportedModel(f"this {cls} also reads {', '.join(others)}, which a {family.title} SafeText file "
+                               "does not align; use a file trained for this pipeline's model")
 
 
 class Settings(NamedTuple):
@@ -71,32 +119,34 @@ class SafeTextHandle:
         family = get_family(file.family)
         if not family.diffusion:
             raise SafeTextFileError(f"a {file.family} SafeText file cannot be applied to a diffusion pipeline")
-        # Only CLIP pipelines (SD 1.x / 2.x / SDXL) so far. Flux's CLIP-L is SD 1.x's, so an SD 1.x file would pass
-        # its fingerprint check on a FluxPipeline and leave T5 unprotected: any other text encoder is refused.
-        others = [f"{name} ({type(module).__name__})" for name in ("text_encoder", "text_encoder_2", "text_encoder_3")
-                  if (module := getattr(pipe, name, None)) is not None and not type(module).__name__.startswith("CLIP")]
-        if others or any(spec.kind != "clip" for spec in family.encoders):
-            raise UnsupportedModel(f"apply_safetext handles SD 1.x, SD 2.x and SDXL pipelines; this one has "
-                                   f"{', '.join(others) or 'a ' + family.title + ' file'} (Flux, SD 3, Chroma and "
-                                   "Lumina 2 files apply in ComfyUI; docs/encoders.md)")
+        _check_pipeline(pipe, family)
         self.file = file
         self._settings = Settings(bool(enabled), check_strength(strength), check_mode(mode))
         self._local: contextvars.ContextVar[Settings | None] = contextvars.ContextVar(f"safetext-{id(self)}",
                                                                                       default=None)
         self._lock = threading.RLock()
+        self._specs = {spec.name: spec for spec in family.encoders}
         self._modules: dict[str, nn.Module] = {}
-        for encoder, (attribute, _) in ((spec.name, spec.diffusers) for spec in family.encoders):
-            module = getattr(pipe, attribute, None)
+        for spec in family.encoders:
+            module = getattr(pipe, spec.diffusers[0], None)
             if module is None:
-                raise SafeTextFileError(f"this pipeline has no {attribute} for the file's {encoder} encoder")
-            self._modules[encoder] = module
+                raise SafeTextFileError(f"this {type(pipe).__name__} has no {spec.diffusers[0]} for the file's "
+                                        f"{spec.name} encoder")
+            self._modules[spec.name] = module
         for module in self._modules.values():
             _check_wrappable(module)
-        states = {e: m.state_dict() for e, m in self._modules.items()}
+        # The file names tensors as ComfyUI does (``text_model.*``, ``model.layers.*``); the pipeline's transformers
+        # classes name them their own way (a bare Qwen3Model has no ``model.``, Qwen-Image's encoder nests
+        # ``model.language_model.``): fingerprints and checks read the canonical names, the shifts use the module's.
+        names = {e: canonical_module_names(m, self._specs[e]) for e, m in self._modules.items()}
+        states = {}
+        for encoder, module in self._modules.items():
+            own = module.state_dict()
+            states[encoder] = {name: own[key] for name, key in names[encoder].items()}
         self.warnings = file.check_fingerprints({e: fingerprint_state_dict(s) for e, s in states.items()},
                                                 override=override_fingerprint)
         file.validate_against(states)  # names, shapes, dtypes, magnitudes: whatever the fingerprint says
-        self._deltas = {e: to_model_names(m, file.deltas.get(e, {})) for e, m in self._modules.items()}
+        self._deltas = {e: {names[e][p]: d for p, d in file.deltas.get(e, {}).items()} for e in self._modules}
         self._plans: dict[tuple[str, float], ShiftPlan] = {}
         self.use_cuda_graphs = bool(use_cuda_graphs)
         self._graphs: dict[tuple, _GraphedPass | None] = {}  # None: this call shape runs eagerly
@@ -105,7 +155,6 @@ class SafeTextHandle:
             self._wrappers[encoder] = _Wrapper.install(self, encoder, module)
         # The moderation signal (safetext_core.moderation): per thread, the prompt rows of the last encode_prompt.
         self.signal = bool(signal)  # also at strength 1 / weight blend, where it costs the original pass
-        self._layers = {spec.name: spec.targets[0].layer_from_end for spec in family.encoders}
         self._recorder: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(f"st-rec-{id(self)}",
                                                                                          default=None)
         self._last: contextvars.ContextVar[list | None] = contextvars.ContextVar(f"st-sig-{id(self)}", default=None)
@@ -135,9 +184,9 @@ class SafeTextHandle:
         recorded.safetext_original = encode_prompt
         return recorded
 
-    def _record(self, encoder: str, original: Any, output: Any) -> None:
-        layer = self._layers.get(encoder, 1)
-        original, output = _consumed(original, layer), _consumed(output, layer)
+    def _record(self, encoder: str, original: Any, output: Any, kwargs: dict) -> None:
+        spec, mask = self._specs[encoder], kwargs.get("attention_mask")
+        original, output = _consumed(original, spec, mask), _consumed(output, spec, mask)
         recorder = self._recorder.get()
         if recorder is None:  # an encoder call outside encode_prompt: its own signal
             recorder = Recorder()
@@ -226,13 +275,13 @@ class SafeTextHandle:
         if mode == "weight" or strength == 1.0:
             out = plan.run(args, kwargs)
             if self.signal:
-                self._record(encoder, original(*args, **kwargs), out)
+                self._record(encoder, original(*args, **kwargs), out, kwargs)
             return out
         output = original(*args, **kwargs)
         graphed = self._graphed(encoder, module, plan, args, kwargs)
         aligned = graphed(args, kwargs) if graphed is not None else plan.run(args, kwargs)
         blended = blend_outputs(output, aligned, strength)
-        self._record(encoder, output, blended)
+        self._record(encoder, output, blended, kwargs)
         return blended
 
     def _plan(self, encoder: str, module: nn.Module, shift: float) -> ShiftPlan:
@@ -281,13 +330,30 @@ class SafeTextHandle:
             return self._graphs[key]
 
 
-def _consumed(output: Any, layer_from_end: int) -> Any:
-    """The hidden state the family consumes from a transformers output: ``hidden_states[-layer]`` when the caller
-    asked for hidden states (SDXL's penultimate layer), else the last hidden state."""
-    hidden = getattr(output, "hidden_states", None) if not isinstance(output, torch.Tensor) else None
-    if layer_from_end > 1 and isinstance(hidden, (tuple, list)) and len(hidden) >= layer_from_end:
-        return hidden[-layer_from_end]
-    return hidden_state(output)
+def _consumed(output: Any, spec: EncoderSpec, mask: Any = None) -> Any:
+    """What the family consumes of a transformers output, for the moderation signal: its targets' hidden states
+    (joined along features: Klein's three layers), the pooled vector alone as one position (Flux's CLIP-L), the
+    last hidden state when the caller asked for no hidden states; the positions the encoder masks (an attention
+    mask handed to a masked family's encoder) zeroed, so they add nothing to the cosine."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if spec.pooled_only:
+        pooled = getattr(output, "pooler_output", None)
+        return pooled.unsqueeze(1) if isinstance(pooled, torch.Tensor) else None
+    hidden = getattr(output, "hidden_states", None)
+    last = getattr(output, "last_hidden_state", None)
+    picked: list[torch.Tensor] = []
+    for target in spec.targets if spec.join_targets else spec.targets[:1]:  # the others: clip skip's alternative
+        if target.layer_from_end == 1 and target.final_norm and isinstance(last, torch.Tensor):
+            picked.append(last)
+        elif isinstance(hidden, (tuple, list)) and hidden:
+            index = target.index if target.index is not None else -target.layer_from_end
+            if -len(hidden) <= index < len(hidden):
+                picked.append(hidden[index])
+    found = torch.cat(picked, dim=-1) if picked else hidden_state(output)
+    if found is not None and spec.uses_mask and isinstance(mask, torch.Tensor) and mask.shape == found.shape[:2]:
+        found = found * mask.unsqueeze(-1).to(found.dtype)
+    return found
 
 
 # ---------------------------------------------------------------------------------- the wrapper

@@ -155,16 +155,15 @@ def hf_to_openclip_names(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.T
     return out
 
 
+def _clip_key(key: str) -> str | None:
+    if key.endswith("position_ids"):
+        return None
+    return HF_PREFIX + key if key.startswith(("embeddings.", "encoder.", "final_layer_norm.")) else key
+
+
 def normalise_hf_clip_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Accept CLIP-L weights with or without the ``text_model.`` level (old SD 1.x files lack it)."""
-    out = {}
-    for key, value in state.items():
-        if key.endswith("position_ids"):
-            continue
-        if key.startswith(("embeddings.", "encoder.", "final_layer_norm.")):
-            key = HF_PREFIX + key
-        out[key] = value
-    return out
+    return {name: value for key, value in state.items() if (name := _clip_key(key)) is not None}
 
 
 def clip_config_from_state(state: dict[str, torch.Tensor], spec: EncoderSpec) -> Any:
@@ -412,20 +411,35 @@ def qwen25vl_config_from_state(state: Mapping[str, torch.Tensor], encoder: str =
         bos_token_id=None, eos_token_id=None, pad_token_id=None, use_cache=False)
 
 
+def _decoder_key(key: str) -> str | None:
+    if unused_tensor(key):
+        return None
+    if key.startswith("model.language_model."):
+        return "model." + key[len("model.language_model."):]
+    return key if key.startswith("model.") else "model." + key
+
+
 def _decoder_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """An LLM's tensors named as ComfyUI names them (``model.layers.*``, ``model.embed_tokens.weight``): a bare base
     model's names (``layers.*``, a diffusers folder's Gemma2Model) get the ``model.`` level, a transformers 5
     Qwen2.5-VL's ``model.language_model.*`` lose their extra one; vision tower and output head dropped."""
-    out = {}
-    for key, value in state.items():
-        if unused_tensor(key):
-            continue
-        if key.startswith("model.language_model."):
-            key = "model." + key[len("model.language_model."):]
-        elif not key.startswith("model."):
-            key = "model." + key
-        out[key] = value
-    return out
+    return {name: value for key, value in state.items() if (name := _decoder_key(key)) is not None}
+
+
+def canonical_key(key: str, spec: EncoderSpec) -> str | None:
+    """The name SafeText files (ComfyUI's keys) give the tensor ``key`` of a host's ``spec`` encoder, whichever
+    transformers class holds it (CLIPTextModel of any version; a bare Gemma2Model / Qwen3Model, Qwen3ForCausalLM,
+    Qwen2_5_VLForConditionalGeneration; T5EncoderModel); ``None`` for one no consumed output depends on."""
+    if spec.kind == "clip":
+        return _clip_key(key)
+    if spec.arch in ("gemma2", "qwen3", "qwen25vl"):
+        return _decoder_key(key)
+    return None if key.startswith("decoder.") or key == "lm_head.weight" else key
+
+
+def canonical_module_names(module: nn.Module, spec: EncoderSpec) -> dict[str, str]:
+    """``{canonical name: module's own name}`` for every tensor of a host's encoder module (:func:`canonical_key`)."""
+    return {name: key for key in module.state_dict() if (name := canonical_key(key, spec)) is not None}
 
 
 def build_hf_text_model(state: Mapping[str, torch.Tensor], spec: EncoderSpec, dtype: torch.dtype = torch.float32

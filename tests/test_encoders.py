@@ -908,27 +908,5 @@ def _lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def test_diffusers_apply_refuses_pipelines_with_a_t5():
-    """apply_safetext covers CLIP pipelines only: an SD 1.x file on a Flux pipeline (whose CLIP-L is SD 1.x's, so the
-    fingerprint matches) would leave T5 unprotected, and a Flux file has no apply path there yet."""
-    from types import SimpleNamespace
-
-    from transformers import CLIPTextModel, T5Config, T5EncoderModel
-
-    from safetext_core import apply_safetext
-    from safetext_core.errors import UnsupportedModel
-    from safetext_core.fingerprint import fingerprint_state_dict
-    from safetext_core.models import load_canonical_state
-
-    clip_state = tiny_models.random_clip_state()
-    clip = load_canonical_state(CLIPTextModel(tiny_models.clip_config()), clip_state).eval()
-    t5 = T5EncoderModel(T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4,
-                                 feed_forward_proj="gated-gelu")).eval()
-    name = "text_model.encoder.layers.0.mlp.fc1.bias"
-    sd1 = SafeTextFile("sd1", {"clip_l": {name: 0.01 * torch.ones_like(clip_state[name])}},
-                       {"clip_l": fingerprint_state_dict(clip_state)})
-    flux_like = SimpleNamespace(text_encoder=clip, text_encoder_2=t5, tokenizer=None)
-    with pytest.raises(UnsupportedModel, match="T5EncoderModel"):
-        apply_safetext(flux_like, sd1)
-    sd_like = SimpleNamespace(text_encoder=clip, tokenizer=None)
-    apply_safetext(sd_like, sd1).remove()  # the CLIP pipeline itself still takes it
+# apply_safetext on the diffusers pipelines of these families (and its refusals of other families' files, such as an
+# SD 1.x file on a pipeline with a T5): tests/test_diffusers_families.py.
