@@ -171,6 +171,12 @@ def test_generation_end_to_end(family, files):
     assert np.array_equal(_images(pipe), baseline)
 
 
+def _one_encoder_of(encoders, name: str, family: str) -> SimpleNamespace:
+    """One encoder of a loaded set, posing as a set of ``family`` (a file of that family made from it)."""
+    return SimpleNamespace(family=family, profile=get_family(family), models={name: encoders.models[name]},
+                           fingerprints=lambda: {name: encoders.fingerprints()[name]})
+
+
 def test_files_of_other_families_and_checkpoints_are_refused(tmp_path):
     """Never half-protect: an SD 1.x file whose CLIP-L fingerprint matches a Flux pipeline's (Flux's CLIP-L is SD 1.x's)
     is refused by the pipeline's class, and on a pipeline of no known class for the T5 it would leave alone; a Chroma
@@ -179,9 +185,7 @@ def test_files_of_other_families_and_checkpoints_are_refused(tmp_path):
     unknown pipelines with a T5 / LLM file by name."""
     flux = tp.pipeline("flux")
     flux_encoders = _saved("flux", flux, tmp_path / "flux")
-    clip_only = SimpleNamespace(family="sd1", profile=get_family("sd1"),
-                                models={"clip_l": flux_encoders.models["clip_l"]},
-                                fingerprints=lambda: {"clip_l": flux_encoders.fingerprints()["clip_l"]})
+    clip_only = _one_encoder_of(flux_encoders, "clip_l", "sd1")
     sd1 = _constructed(clip_only, tmp_path / "sd1.safetensors")
     with pytest.raises(UnsupportedModel, match="Stable Diffusion 1.x SafeText file does not fit a FluxPipeline"):
         apply_safetext(flux, sd1)
@@ -189,9 +193,7 @@ def test_files_of_other_families_and_checkpoints_are_refused(tmp_path):
     with pytest.raises(UnsupportedModel, match=r"also reads text_encoder_2 \(T5EncoderModel\)"):
         apply_safetext(flux_like, sd1)  # a class in no entry: whatever it is, every encoder must be covered
     apply_safetext(SimpleNamespace(text_encoder=flux.text_encoder, tokenizer=None), sd1).remove()  # CLIP-L alone
-    t5_only = SimpleNamespace(family="chroma", profile=get_family("chroma"),
-                              models={"t5xxl": flux_encoders.models["t5xxl"]},
-                              fingerprints=lambda: {"t5xxl": flux_encoders.fingerprints()["t5xxl"]})
+    t5_only = _one_encoder_of(flux_encoders, "t5xxl", "chroma")
     chroma = _constructed(t5_only, tmp_path / "chroma.safetensors")
     with pytest.raises(UnsupportedModel, match="Chroma SafeText file does not fit a FluxPipeline"):
         apply_safetext(flux, chroma)
