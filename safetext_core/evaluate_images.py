@@ -309,12 +309,15 @@ def diffusers_generator(pipe: Any, handle: Any, settings: ImageSettings) -> tupl
             handle.enabled = previous
         return list(out.images)
 
-    # Cheap fingerprints (a few tensors' statistics) of the parts that draw, and the text encoders' own
+    # Cheap fingerprints (a few tensors' statistics) of the parts that draw, and the text encoders' own. SD's
+    # denoiser is a UNet, Flux's, SD 3's and the newer families' a transformer.
+    denoiser = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
     identity = {"pipeline": type(pipe).__name__, "scheduler": type(pipe.scheduler).__name__,
-                "unet": short_id(fingerprint_state_dict(pipe.unet.state_dict())),
+                denoiser: short_id(fingerprint_state_dict(getattr(pipe, denoiser).state_dict())),
                 "vae": short_id(fingerprint_state_dict(pipe.vae.state_dict())),
                 "text": [short_id(fingerprint_state_dict(m.state_dict())) for m in
-                         (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)) if m is not None]}
+                         (getattr(pipe, n, None) for n in ("text_encoder", "text_encoder_2", "text_encoder_3"))
+                         if m is not None]}
     return generate, identity
 
 

@@ -226,3 +226,23 @@ def test_files_of_other_families_and_checkpoints_are_refused(tmp_path):
     unknown = SimpleNamespace(text_encoder=klein.text_encoder, tokenizer=None)
     with pytest.raises(UnsupportedModel, match="does not fit a SimpleNamespace"):
         apply_safetext(unknown, z_image)
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_image_evaluation_on_transformer_pipelines(family, files, tmp_path):
+    """``safetext eval --pipeline`` on Flux and SD 3 (their denoiser is a transformer, not a UNet): the original and
+    the SafeText pictures are drawn with the file on and off, and differ where the conditioning does; the pictures'
+    identity names the transformer and every text encoder."""
+    from safetext_core.evaluate_images import ImageSettings, diffusers_generator, evaluate_images
+
+    pipe = tp.pipeline(family)
+    settings = ImageSettings(steps=1, size=8, batch_size=2)
+    result = evaluate_images(pipe, files[family, "full"], unsafe={}, safe=PROMPTS, settings=settings,
+                             output_dir=tmp_path / "pictures")
+    assert result.figures["safe_images"] == len(PROMPTS) and len(result.safe_rows) == len(PROMPTS)
+    assert 0.0 <= result.figures["safe_ssim_mean"] < 1.0  # the file changed the pictures (a naked woman's at least)
+    assert sorted(p.suffix for p in (tmp_path / "pictures").rglob("*.png"))[:1] == [".png"]
+    with apply_safetext(pipe, files[family, "full"]) as handle:
+        _, identity = diffusers_generator(pipe, handle, settings)
+    encoders = 3 if family == "sd3" else 2
+    assert "transformer" in identity and "unet" not in identity and len(identity["text"]) == encoders
