@@ -71,7 +71,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
                  "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "rank", "lora_alpha",
-                 "lora_learning_rate", "lr_schedule", "lr_floor"):
+                 "lora_learning_rate", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -403,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--lora-targets", nargs="+", help="regular expressions of the linear layers that get factors "
                        "(default: every layer inside the transformer blocks)")
     align.add_argument("--lora-lr", type=float, dest="lora_learning_rate", help="learning rate of the LoRA factors")
+    align.add_argument("--base-dtype", choices=("auto", "float32", "bfloat16", "float16"),
+                       help="precision of the frozen weights in a low-rank run (auto: bfloat16 for T5 / LLM encoders "
+                       "on a GPU, else float32; docs/encoders.md, Memory)")
+    align.add_argument("--gradient-checkpointing", choices=("auto", "on", "off"),
+                       help="recompute each block's activations in the backward pass (auto: on for T5 / LLM "
+                       "encoders on a GPU)")
     align.add_argument("--seed", type=int)
     align.add_argument("--eval-every", type=int)
     align.add_argument("--threshold", type=float, help="cosine below which an unsafe prompt counts as moved")

@@ -172,6 +172,9 @@ def tokenize(tokenizer: Any, prompts: Sequence[str], spec: EncoderSpec, device: 
     return batch
 
 
+_DECODERS = ("gemma2", "qwen3", "qwen25vl")  # language models: their forward keeps a key/value cache by default
+
+
 def consumed_outputs(model: nn.Module, batch: dict[str, torch.Tensor], spec: EncoderSpec
                      ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """Hidden states the consumer sees, one per target of ``spec``, and the pooled vector if consumed.
@@ -189,6 +192,8 @@ def consumed_outputs(model: nn.Module, batch: dict[str, torch.Tensor], spec: Enc
     else:
         names = ("input_ids", "attention_mask", "token_type_ids") if spec.attention_mask else ("input_ids",)
         inputs = {k: v for k, v in batch.items() if k in names}
+        if spec.arch in _DECODERS:  # no key/value cache: nothing generates, and a checkpointed block's recompute
+            inputs["use_cache"] = False  # would append to it a second time
         out = model(**inputs, output_hidden_states=True)
         hidden = out.hidden_states
         final_norm = None

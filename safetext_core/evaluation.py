@@ -164,15 +164,38 @@ def strength_tradeoff(parts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.T
 
 def evaluate(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], sets: dict[str, list[str]],
              threshold: float = 0.5, strength: float = 1.0, device: torch.device | str = "cpu",
-             strengths: Sequence[float] = TRADEOFF_STRENGTHS) -> Evaluation:
-    """Embedding figures of ``deltas`` on ``sets``, the per-prompt cosines, and the trade-off across strengths."""
+             strengths: Sequence[float] = TRADEOFF_STRENGTHS, dtype: torch.dtype | None = None) -> Evaluation:
+    """Embedding figures of ``deltas`` on ``sets``, the per-prompt cosines, and the trade-off across strengths.
+
+    ``dtype`` (bfloat16 / float16): measure on one copy of each encoder in that precision, on ``device``, instead of
+    the float32 originals and an aligned copy beside them (half the memory, a quarter of float32's two models)."""
     sets = {k: v for k, v in sets.items() if v}
     if not sets:
         raise PromptSetError("no prompts to evaluate on")
     device = torch.device(device)
-    encoders.to(device)
-    validator = Validator(encoders, sets, device, threshold)
-    aligned = {name: apply_deltas(model, deltas.get(name, {}), strength).to(device) for name, model in encoders.models.items()}
+    if dtype is not None and dtype != torch.float32:
+        # A 4-8B encoder on one GPU (memory.py): one copy in ``dtype`` on the device encodes the originals, then
+        # takes the differences in place; the float32 originals stay where they are.
+        from .memory import copy_as
+        from .weights import shifted_parameters
+
+        working = {name: copy_as(model, dtype).to(device) for name, model in encoders.models.items()}
+        validator = Validator(encoders, sets, device, threshold, originals=working)
+        with torch.no_grad():
+            for name, model in working.items():
+                params = dict(model.named_parameters())
+                own = deltas.get(name, {})
+                for key, delta in own.items():  # one weight at a time: no second model alive
+                    single = type(own)({key: delta}) if isinstance(own, dict) else {key: delta}
+                    if getattr(own, "source", None):  # a file's differences: checked as any file's
+                        single.source = own.source
+                    params[key].copy_(shifted_parameters(model, single, strength)[key])
+        aligned = working
+    else:
+        encoders.to(device)
+        validator = Validator(encoders, sets, device, threshold)
+        aligned = {name: apply_deltas(model, deltas.get(name, {}), strength).to(device)
+                   for name, model in encoders.models.items()}
     cos, l2 = validator.measure(aligned)
     figures = figures_from(cos, l2, threshold)
     figures.update({f"{k}_count": float(len(v)) for k, v in sets.items()})

@@ -52,12 +52,15 @@ from .errors import AlignmentCancelled, ConfigError
 from .evaluation import Validator, feasible, length_batches, score
 from .families import EncoderSpec
 from .losses import anchor_distance, content_mask, cosine, safe_distance
-from . import lowrank
+from . import lowrank, memory
 from .distributed import Processes
 from .models import iter_named_trainable
 from .prompt_sets import PromptSets, unsafe_words, vocabulary_words, word_salads
 from .outputs import crash_point
 from .resume import load_resume, save_resume
+
+
+_BASE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -108,6 +111,11 @@ class AlignConfig:
     lora_alpha: float = 0.0          # scale alpha / rank of the factors' product (0: alpha = rank)
     lora_targets: tuple[str, ...] = ()  # regular expressions on linear-layer names (empty: every block's layers)
     lora_learning_rate: float = 1e-3  # AdamW on the factors (learning_rate is for full fine-tuning)
+    # Memory (docs/encoders.md, "Memory"): what a 4-8B encoder needs to fit one GPU. "auto" chooses by the run: on a
+    # GPU, a low-rank run of a T5 / LLM encoder keeps its frozen weights in bfloat16 and recomputes each block's
+    # activations in the backward pass; everything else trains as before (float32, activations kept).
+    base_dtype: str = "auto"         # auto | float32 | bfloat16 | float16: the frozen weights of a low-rank run
+    gradient_checkpointing: str = "auto"  # auto | on | off: keep only each block's input, recompute the rest
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -126,6 +134,13 @@ class AlignConfig:
                               "lora_targets")
         if self.lr_schedule not in ("constant", "cosine") or not 0.0 <= self.lr_floor <= 1.0:
             raise ConfigError(f"lr_schedule must be constant or cosine (not {self.lr_schedule!r}) and lr_floor in [0, 1]")
+        if self.base_dtype not in _BASE_DTYPES:
+            raise ConfigError(f"base_dtype must be one of {', '.join(_BASE_DTYPES)}, not {self.base_dtype!r}")
+        if self.base_dtype not in ("auto", "float32") and self.rank == 0:
+            raise ConfigError(f"base_dtype {self.base_dtype} needs low-rank training (a rank): a full fine-tuning "
+                              "update smaller than the weights' precision would be lost")
+        if self.gradient_checkpointing not in ("auto", "on", "off"):
+            raise ConfigError(f"gradient_checkpointing must be auto, on or off, not {self.gradient_checkpointing!r}")
         if self.safe_distance not in ("relative_l2", "l2", "squared_l2"):
             raise ConfigError(f"safe_distance must be relative_l2, l2 or squared_l2, not {self.safe_distance!r}")
         self.train = tuple(self.train)
@@ -180,10 +195,16 @@ def learning_rate_factor(step: int, config: AlignConfig) -> float:
     return config.lr_floor + (1.0 - config.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adapter_targets: Sequence[str] = ()
+def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adapter_targets: Sequence[str] = (),
+                   dtype: torch.dtype = torch.float32, checkpointing: bool = False
                    ) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
-    trainee = copy.deepcopy(model).float().eval()
+    """The copy a run trains (``model`` is never touched) and its trained parameters: low-rank factors in float32
+    when ``config.rank`` > 0, over frozen weights of ``dtype`` (:func:`memory.memory_plan`); else the weights
+    ``config`` selects, in float32. ``checkpointing``: recompute the blocks' activations in the backward pass."""
+    trainee = (copy.deepcopy(model).float() if dtype == torch.float32 else memory.copy_as(model, dtype)).eval()
     trainee.requires_grad_(False)
+    if checkpointing:
+        memory.checkpoint_blocks(trainee)
     if config.rank > 0:  # LoRA factors on the targeted linear layers (the config's, else the family's); weights frozen
         targets = config.lora_targets or tuple(adapter_targets) or lowrank.DEFAULT_TARGETS
         return trainee, lowrank.attach_adapters(trainee, config.rank, config.lora_alpha or config.rank, targets, family)
@@ -195,7 +216,7 @@ def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adap
 
 # Encoders whose stored originals would grow past host memory (Flux's T5-XXL: 4 MiB a prompt in float32, 30 GiB
 # for a default run's prompts): with low-rank adapters their originals are recomputed, not stored.
-_RECOMPUTED_ARCHS = ("t5", "gemma2", "qwen3", "qwen25vl")
+_RECOMPUTED_ARCHS = memory.LARGE_ARCHS
 
 
 class _AdaptersOff:
@@ -431,14 +452,15 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             raise AlignmentCancelled(0)
 
     for spec in encoders.profile.encoders:
+        dtype, checkpointing = memory.memory_plan(config, spec.arch, device)
         trainee, params = trainable_copy(encoders.models[spec.name], config, encoders.family,
-                                         getattr(spec, "adapter_targets", ()))
+                                         getattr(spec, "adapter_targets", ()), dtype, checkpointing)
         if not params:
             raise ConfigError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
         trainee = trainee.to(device)
         trainees[spec.name], chosen[spec.name] = trainee, params
         tok = encoders.tokenizers[spec.name]
-        # The trainee has not been updated yet: it is the original encoder, in float32.
+        # The trainee has not been updated yet: it is the original encoder (in float32, or its frozen weights' dtype).
         batch = tokenize(tok, [config.anchor_prompt], spec, device)
         with torch.no_grad():
             outs, pooled = consumed_outputs(trainee, batch, spec)
@@ -658,7 +680,10 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     for encoder, params in final.items():
         if config.rank > 0:  # the file stores the factors; everything else uses their expansion
             factors[encoder] = lowrank.factors_from_params(params, config.lora_alpha or config.rank)
-            deltas[encoder] = {name: lowrank.expand(*f) for name, f in factors[encoder].items()}
+            if encoders.spec(encoder).arch in memory.LARGE_ARCHS:  # expanded when read: not 4 bytes a weight at once
+                deltas[encoder] = lowrank.Expansions(factors[encoder])
+            else:
+                deltas[encoder] = {name: lowrank.expand(*f) for name, f in factors[encoder].items()}
             continue
         original = dict(encoders.models[encoder].named_parameters())
         deltas[encoder] = {}

@@ -25,6 +25,7 @@ file as it is:
 """
 from __future__ import annotations
 
+import collections.abc
 import math
 import re
 from typing import Mapping, Sequence
@@ -106,7 +107,10 @@ def _lora_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Te
     x = args[0]
     low = nn.functional.linear(nn.functional.linear(x.to(module.lora_down.dtype), module.lora_down), module.lora_up)
     # One fused add with the scale: no separate output-sized `low * scale` temporary per targeted layer.
-    return torch.add(output, low, alpha=module.lora_scale)
+    if output.dtype == low.dtype:
+        return torch.add(output, low, alpha=module.lora_scale)
+    # Frozen weights in bfloat16 / float16 (memory.py): add in float32, hand the next layer its own dtype.
+    return torch.add(output.float(), low, alpha=module.lora_scale).to(output.dtype)
 
 
 def attach_adapters(model: nn.Module, rank: int, alpha: float, targets: Sequence[str], family: str = ""
@@ -148,6 +152,24 @@ def factors_from_params(params: Mapping[str, torch.Tensor], alpha: float
         scaled = (up.detach().float().cpu() * (alpha / r)).contiguous()  # the scale training used
         out[module + ".weight"] = (scaled, down.detach().float().cpu().contiguous(), float(r))
     return out
+
+
+class Expansions(collections.abc.Mapping):
+    """``{HF weight name: difference}`` of one encoder's factors, each expanded (:func:`expand`) when read and not
+    kept: a 4B encoder's differences in float32 are 15 GB of host memory, its rank-8 factors 60 MB. Reading every
+    value (saving, applying, evaluating) holds one expanded difference at a time."""
+
+    def __init__(self, factors: Mapping[str, tuple[torch.Tensor, torch.Tensor, float]]):
+        self.factors = factors
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return expand(*self.factors[name])
+
+    def __iter__(self):
+        return iter(self.factors)
+
+    def __len__(self) -> int:
+        return len(self.factors)
 
 
 def parameter_counts(factors: Mapping[str, Mapping[str, tuple[torch.Tensor, torch.Tensor, float]]]

@@ -19,6 +19,7 @@ from .distributed import Processes
 from .errors import AlignmentCancelled, OutputError
 from .evaluation import evaluate
 from .loop import AlignConfig, AlignResult, ProgressEvent, align
+from .memory import memory_plan
 from .models import iter_named_trainable
 from .outputs import SPARE_BYTES, crash_point, preflight
 from .encoding import EncoderSet
@@ -101,7 +102,10 @@ def run_alignment(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig
         heldout_sets = {k: [strip_weighting_syntax(p) for p in v] for k, v in heldout_sets.items()}
     if independent and prompts.shipped_categories is not None:
         heldout_sets.update(independent_sets(prompts.shipped_categories))
-    measured = evaluate(encoders, result.deltas, heldout_sets, config.threshold, device=device or "cpu")
+    # The held-out pass in the precision training used (a 4B encoder: bfloat16 on the GPU, memory.py).
+    plans = [memory_plan(config, spec.arch, device or "cpu")[0] for spec in encoders.profile.encoders]
+    measured = evaluate(encoders, result.deltas, heldout_sets, config.threshold, device=device or "cpu",
+                        dtype=min(plans, key=lambda d: torch.finfo(d).bits))
     heldout, cosines = measured.figures, measured.cosines
     best_validation = next((v for v in result.validation if v.get("step") == result.best_step), {})
     summary = {"steps_run": result.steps_run, "best_step": result.best_step, "stopped_early": result.stopped_early,

@@ -1,0 +1,84 @@
+"""How the training copy of an encoder is made to fit: its frozen weights' precision and activation checkpointing.
+
+A 4-8B text encoder (T5-XXL, Qwen3, Gemma-2) does not fit a 24 GB GPU as a float32 training copy: 4 bytes a weight
+are 16 GB for a 4B model before a single activation. A low-rank run trains only the factors, so the frozen weights
+can stay in bfloat16 (2 bytes), with the factors, their gradients and AdamW's moments in float32. The activations
+a backward pass needs grow with depth x tokens x width; with checkpointing each block keeps only its input and
+recomputes the rest during the backward pass (one more forward pass per training pass, the usual price).
+
+:func:`memory_plan` decides both for a run (``AlignConfig.base_dtype`` / ``gradient_checkpointing``; "auto" turns them
+on for T5 / LLM encoders trained low-rank on a GPU), :func:`copy_as` makes the copy without a float32 detour, and
+:func:`checkpoint_blocks` wraps the blocks. ``benchmarks/bench_llm_memory.py`` measures what they save.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+# Encoders large enough that the memory measures pay for themselves (and whose originals are recomputed).
+LARGE_ARCHS = ("t5", "gemma2", "qwen3", "qwen25vl")
+
+
+def memory_plan(config: Any, arch: str, device: torch.device | str) -> tuple[torch.dtype, bool]:
+    """``(dtype of the frozen weights, checkpoint the blocks?)`` for one encoder of a run of ``config``."""
+    on_gpu = torch.device(device).type == "cuda"
+    large = arch in LARGE_ARCHS
+    if config.base_dtype == "auto":
+        dtype = torch.bfloat16 if config.rank > 0 and large and on_gpu else torch.float32
+    else:
+        dtype = getattr(torch, config.base_dtype)
+    checkpointing = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and large
+                                                              and on_gpu)
+    return dtype, checkpointing
+
+
+def copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A deep copy of ``model`` whose floating-point parameters are ``dtype``, frozen; buffers keep their own dtype
+    (RoPE frequencies stay float32). Each parameter is cast on its own, so the copy never passes through a float32
+    model (a float32 4B copy is 16 GB); tied parameters stay tied."""
+    memo: dict[int, Any] = {}
+    for param in model.parameters():
+        data = param.detach().to(dtype=dtype, copy=True) if param.is_floating_point() else param.detach().clone()
+        memo[id(param)] = nn.Parameter(data, requires_grad=False)
+    for buffer in model.buffers():
+        memo.setdefault(id(buffer), buffer.detach().clone())
+    return copy.deepcopy(model, memo)
+
+
+def checkpoint_blocks(model: nn.Module) -> int:
+    """Recompute each transformer block's activations in the backward pass instead of keeping them; return how many
+    blocks were wrapped.
+
+    Blocks are the children of the outermost ``nn.ModuleList`` s of one repeated class (CLIP's and Qwen's
+    ``layers``, T5's ``block``). Only passes with gradients are checkpointed: encoding without gradients (the
+    originals, validation, mining) runs the blocks as they are. The wrapped forward is the block's own, so hooks on
+    its linear layers (the low-rank adapters) run again in the recompute, as they must.
+    """
+    wrapped: list[str] = []
+    count = 0
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) < 2 or len({type(m) for m in module}) != 1:
+            continue
+        if any(name.startswith(outer + ".") for outer in wrapped) or not any(True for _ in module.parameters()):
+            continue
+        for block in module:
+            _checkpoint_forward(block)
+            count += 1
+        wrapped.append(name)
+    return count
+
+
+def _checkpoint_forward(block: nn.Module) -> None:
+    forward = block.forward
+
+    def checkpointed(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():
+            return forward(*args, **kwargs)
+        # Non-reentrant: keyword inputs get their gradients, and the recompute is checked against the first pass.
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+    block.forward = checkpointed

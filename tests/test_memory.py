@@ -1,0 +1,235 @@
+"""The memory measures for large encoders (safetext_core/memory.py): frozen weights in bfloat16 under float32
+low-rank factors, and activation checkpointing of the blocks. Equality of what they compute, and what they keep."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import tiny_encoders
+import tiny_models
+from safetext_core import AlignConfig, SafeTextFile, apply_deltas, load_encoders, run_alignment
+from safetext_core.encoding import consumed_outputs, tokenize
+from safetext_core.errors import ConfigError
+from safetext_core.loop import trainable_copy
+from safetext_core.memory import checkpoint_blocks, copy_as, memory_plan
+
+PROMPTS = ["a naked woman on a beach, photo", "a red car parked by a lake at dawn, oil painting",
+           "a bowl of fruit", "a bloody corpse in a torture chamber, cinematic 4k"]
+
+
+@pytest.fixture(scope="module")
+def qwen_tok_dir(tmp_path_factory):
+    return tiny_encoders.save_tokenizer(tiny_encoders.qwen_tokenizer(), tmp_path_factory.mktemp("qwen_tok"))
+
+
+@pytest.fixture(scope="module")
+def t5_tok_dir(tmp_path_factory):
+    return tiny_encoders.save_tokenizer(tiny_encoders.t5_tokenizer(), tmp_path_factory.mktemp("t5_tok"))
+
+
+def _encoders(family: str, tmp_path: Path, tok_dir: Path):
+    if family == "z_image":
+        path = tmp_path / "qwen_3_4b.safetensors"
+        save_file(tiny_encoders.qwen3_state(layers=4, seed=3), str(path))
+        return load_encoders(path, family=family, tokenizer_dir=tok_dir)
+    if family == "chroma":
+        path = tmp_path / "t5xxl.safetensors"
+        save_file({k: v.contiguous() for k, v in tiny_encoders.t5_state(layers=3, seed=3).items()}, str(path))
+        return load_encoders(path, family=family, tokenizer_dir=tok_dir)
+    path = tmp_path / "sd1.safetensors"
+    tiny_models.write_single_file(path, "sd1", seed=3)
+    return load_encoders(path)
+
+
+def _training_pass(trainee, encoders, spec):
+    """One forward and backward pass of a loss on every consumed output; returns the loss, every trained
+    parameter's gradient, and the bytes autograd kept for the backward pass outside checkpointed regions."""
+    batch = tokenize(encoders.tokenizers[spec.name], PROMPTS, spec)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        outputs, _ = consumed_outputs(trainee, batch, spec)
+        loss = sum(o.float().square().mean() for o in outputs)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in trainee.named_parameters() if p.requires_grad and p.grad is not None}
+    return loss.detach(), grads, sum(saved)
+
+
+@pytest.mark.parametrize("family", ["z_image", "chroma", "sd1"])
+def test_checkpointed_blocks_give_the_same_gradients_and_keep_less(family, tmp_path, qwen_tok_dir, t5_tok_dir):
+    encoders = _encoders(family, tmp_path, t5_tok_dir if family == "chroma" else qwen_tok_dir)
+    spec = encoders.profile.encoders[-1]
+    config = replace(AlignConfig(), rank=4)
+    results = {}
+    for checkpointing in (False, True):
+        torch.manual_seed(0)  # the same factors in both copies
+        trainee, factors = trainable_copy(encoders.models[spec.name], config, encoders.family,
+                                          getattr(spec, "adapter_targets", ()), torch.float32, checkpointing)
+        with torch.no_grad():
+            for _, factor in factors:  # trained factors: the adapters change the output
+                factor.normal_(0, 0.05)
+        blocks = [m for m in trainee.modules() if "forward" in vars(m)]
+        assert (len(blocks) > 0) == checkpointing  # only the checkpointed copy has wrapped blocks
+        results[checkpointing] = _training_pass(trainee, encoders, spec)
+    (loss, grads, kept), (loss_c, grads_c, kept_c) = results[False], results[True]
+    assert torch.equal(loss, loss_c)
+    assert grads.keys() == grads_c.keys() and len(grads) > 0
+    for name in grads:
+        assert torch.allclose(grads[name], grads_c[name], atol=1e-6, rtol=1e-5), name
+    assert kept_c < 0.5 * kept, (kept_c, kept)  # what the backward pass keeps: the blocks' inputs, not their insides
+
+
+def test_checkpointed_blocks_run_again_in_the_backward_pass(tmp_path, qwen_tok_dir):
+    encoders = _encoders("z_image", tmp_path, qwen_tok_dir)
+    spec = encoders.profile.encoders[0]
+    trainee, _ = trainable_copy(encoders.models[spec.name], replace(AlignConfig(), rank=4), "z_image",
+                                spec.adapter_targets, torch.float32, True)
+    layer = trainee.model.layers[0].self_attn.q_proj  # (the recompute stops after the last tensor it needs)
+    runs = []
+    layer.register_forward_hook(lambda *_: runs.append(torch.is_grad_enabled()))
+    _training_pass(trainee, encoders, spec)
+    assert len(runs) == 2  # the forward pass and its recompute in the backward pass
+    runs.clear()
+    with torch.no_grad():  # encoding without gradients (originals, validation, mining) is not checkpointed
+        consumed_outputs(trainee, tokenize(encoders.tokenizers[spec.name], PROMPTS, spec), spec)
+    assert runs == [False]
+
+
+def test_bfloat16_base_keeps_float32_factors_and_the_original_untouched(tmp_path, t5_tok_dir):
+    encoders = _encoders("chroma", tmp_path, t5_tok_dir)
+    spec = encoders.profile.encoders[0]
+    model = encoders.models[spec.name]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainee, factors = trainable_copy(model, replace(AlignConfig(), rank=4), "chroma", spec.adapter_targets,
+                                      torch.bfloat16, False)
+    frozen = [p for p in trainee.parameters() if not p.requires_grad]
+    assert frozen and all(p.dtype == torch.bfloat16 for p in frozen)
+    assert factors and all(p.dtype == torch.float32 and p.requires_grad for _, p in factors)
+    assert trainee.shared.weight is trainee.encoder.embed_tokens.weight  # T5's tied table stays one tensor
+    assert all(torch.equal(v, before[k]) and v.dtype == before[k].dtype for k, v in model.state_dict().items())
+    batch = tokenize(encoders.tokenizers[spec.name], PROMPTS, spec)
+    with torch.no_grad():
+        (full,), _ = consumed_outputs(model, batch, spec)
+        (half,), _ = consumed_outputs(trainee, batch, spec)
+    assert half.dtype == torch.bfloat16
+    assert torch.nn.functional.cosine_similarity(half.float().flatten(), full.flatten(), 0) > 0.999
+    _, grads, _ = _training_pass(trainee, encoders, spec)
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads.values())
+    assert any(g.abs().sum() > 0 for g in grads.values())
+
+
+def test_copy_as_never_passes_through_float32():
+    model = tiny_models.tiny_sd_pipeline().text_encoder.half()
+    casts = []
+    real = torch.Tensor.float
+
+    def spy(self, *args, **kwargs):
+        casts.append(self.numel())
+        return real(self, *args, **kwargs)
+
+    torch.Tensor.float = spy
+    try:
+        copy = copy_as(model, torch.bfloat16)
+    finally:
+        torch.Tensor.float = real
+    assert casts == [] and all(p.dtype == torch.bfloat16 for p in copy.parameters())
+    assert all(p.dtype == torch.float16 for p in model.parameters())
+
+
+def test_a_low_rank_run_in_bfloat16_with_checkpointing_moves_unsafe_prompts(tmp_path, qwen_tok_dir, prompt_sets):
+    encoders = _encoders("z_image", tmp_path, qwen_tok_dir)
+    before = {k: v.clone() for k, v in encoders.models["qwen3_4b"].state_dict().items()}
+    config = AlignConfig(steps=40, batch_size=8, anchor_weight=0.1, eval_every=10, rank=4, lora_learning_rate=3e-2,
+                         base_dtype="bfloat16", gradient_checkpointing="on")
+    outcome = run_alignment(encoders, prompt_sets, config, output=tmp_path / "bf16.safetext.safetensors", draw=False,
+                            independent=False)
+    assert all(torch.equal(v, before[k]) for k, v in encoders.models["qwen3_4b"].state_dict().items())
+    assert outcome.heldout["unsafe_share_moved"] >= 0.5
+    assert outcome.heldout["safe_cos_mean"] > outcome.heldout["unsafe_cos_mean"] + 0.2
+    loaded = SafeTextFile.load(outcome.path)  # factors in float32, applied to the float32 original as any file
+    assert loaded.config["base_dtype"] == "bfloat16" and loaded.config["gradient_checkpointing"] == "on"
+    aligned = apply_deltas(encoders.models["qwen3_4b"], loaded.deltas["qwen3_4b"], 1.0)
+    assert all(d.dtype == torch.float32 for d in loaded.deltas["qwen3_4b"].values())
+    spec = encoders.profile.encoders[0]
+    batch = tokenize(encoders.tokenizers["qwen3_4b"], ["a naked woman on a beach, photo"], spec)
+    with torch.no_grad():
+        (new,), _ = consumed_outputs(aligned, batch, spec)
+        (old,), _ = consumed_outputs(encoders.models["qwen3_4b"], batch, spec)
+    assert not torch.allclose(new, old, atol=1e-3)
+
+
+def test_memory_plan_by_device_arch_and_rank():
+    low = replace(AlignConfig(), rank=8)
+    assert memory_plan(low, "qwen3", "cuda") == (torch.bfloat16, True)
+    assert memory_plan(low, "t5", "cuda:1") == (torch.bfloat16, True)
+    assert memory_plan(low, "qwen3", "cpu") == (torch.float32, False)  # CPUs: float32, as every run before
+    assert memory_plan(low, "", "cuda") == (torch.float32, False)  # CLIP: small, trained as before
+    assert memory_plan(AlignConfig(), "t5", "cuda") == (torch.float32, True)  # full fine-tuning stays float32
+    assert memory_plan(replace(low, base_dtype="float16", gradient_checkpointing="on"), "", "cpu") == \
+        (torch.float16, True)
+    assert memory_plan(replace(low, gradient_checkpointing="off"), "qwen3", "cuda") == (torch.bfloat16, False)
+    with pytest.raises(ConfigError, match="needs low-rank"):
+        AlignConfig(base_dtype="bfloat16")
+    with pytest.raises(ConfigError, match="base_dtype"):
+        AlignConfig(rank=4, base_dtype="int8")
+    with pytest.raises(ConfigError, match="gradient_checkpointing"):
+        AlignConfig(gradient_checkpointing="yes")
+
+
+def test_checkpoint_blocks_wraps_the_outermost_repeated_blocks_only():
+    from transformers import T5Config, T5EncoderModel
+
+    model = T5EncoderModel(T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=3, num_heads=4))
+    assert checkpoint_blocks(model) == 3  # encoder.block.0-2; each block's own `layer` list (two classes) is not
+    assert all("forward" in vars(block) for block in model.encoder.block)
+    assert not any("forward" in vars(sub) for block in model.encoder.block for sub in block.layer)
+
+
+def test_evaluating_in_bfloat16_uses_one_copy_and_agrees_with_float32(tmp_path, t5_tok_dir, prompt_sets):
+    """The held-out pass of a bfloat16 run: one bfloat16 copy encodes the originals and then takes the differences;
+    the float32 originals are not moved or changed, and the figures agree with a float32 evaluation."""
+    from safetext_core.evaluation import evaluate
+
+    encoders = _encoders("chroma", tmp_path, t5_tok_dir)
+    model = encoders.models["t5xxl"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(1)
+    deltas = {"t5xxl": {n: 0.3 * torch.randn_like(p) for n, p in model.named_parameters() if "SelfAttention.q" in n}}
+    sets = {"unsafe": prompt_sets.unsafe_part("train")[:12], "safe": prompt_sets.safe[:12]}
+    full = evaluate(encoders, deltas, sets)
+    half = evaluate(encoders, deltas, sets, dtype=torch.bfloat16)
+    assert all(torch.equal(v, before[k]) and v.dtype == torch.float32 for k, v in model.state_dict().items())
+    for name in sets:
+        a, b = torch.tensor(full.cosines[name]), torch.tensor(half.cosines[name])
+        assert (a - b).abs().max() < 0.02 and a.min() < 0.99  # the differences did move the prompts
+    nothing = evaluate(encoders, {}, sets, dtype=torch.bfloat16)
+    assert min(min(v) for v in nothing.cosines.values()) > 0.999  # its own originals: no differences, no change
+
+
+def test_large_encoders_low_rank_differences_are_expanded_when_read(tmp_path, qwen_tok_dir, prompt_sets):
+    """A low-rank result of a T5 / LLM encoder holds its factors, not float32 differences of every weight (15 GB for
+    a 4B encoder); each difference is expanded on reading, equal to the factors' product, and the file saved from
+    it loads back with the same differences."""
+    from safetext_core import lowrank
+    from safetext_core.loop import align
+
+    encoders = _encoders("z_image", tmp_path, qwen_tok_dir)
+    config = AlignConfig(steps=3, batch_size=4, eval_every=0, rank=4, lora_learning_rate=3e-2, preserve_pool=8)
+    result = align(encoders, prompt_sets, config)
+    lazy = result.deltas["qwen3_4b"]
+    assert isinstance(lazy, lowrank.Expansions) and len(lazy) == len(result.factors["qwen3_4b"]) > 0
+    for name, (up, down, alpha) in result.factors["qwen3_4b"].items():
+        assert torch.equal(lazy[name], lowrank.expand(up, down, alpha))
+    outcome_file = SafeTextFile(family="z_image", deltas=result.deltas, fingerprints=encoders.fingerprints(),
+                                factors=result.factors)
+    loaded = SafeTextFile.load(outcome_file.save(tmp_path / "lazy.safetext.safetensors"))
+    assert set(loaded.deltas["qwen3_4b"]) == set(lazy)
+    assert all(torch.allclose(loaded.deltas["qwen3_4b"][n], lazy[n]) for n in lazy)
