@@ -69,8 +69,12 @@ def load_resume(path: Path, config: AlignConfig, hashes: dict[str, str],
             ours = json.loads(config.to_json())
             if not isinstance(saved, dict):
                 raise damaged("its config is not a JSON object")
-            differing = sorted(k for k in ours if k not in ("steps", "checkpoint_every", "eval_every")
-                               and saved.get(k) != ours[k])
+            # A setting the checkpoint's version did not have yet was at its default then (base_dtype: float32 on
+            # every device, which "auto" still is on a CPU); checkpointing changes memory, not one gradient.
+            defaults = json.loads(type(config)(rank=config.rank).to_json())
+            differing = sorted(k for k in ours if k not in ("steps", "checkpoint_every", "eval_every",
+                                                            "gradient_checkpointing")
+                               and saved.get(k, defaults[k]) != ours[k])
             if differing:
                 raise ResumeError(f"cannot resume from {path}: it was made with other settings ({', '.join(differing)})")
             if json.loads(meta.get("hashes", "{}")) != hashes:

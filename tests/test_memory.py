@@ -233,3 +233,39 @@ def test_large_encoders_low_rank_differences_are_expanded_when_read(tmp_path, qw
     loaded = SafeTextFile.load(outcome_file.save(tmp_path / "lazy.safetext.safetensors"))
     assert set(loaded.deltas["qwen3_4b"]) == set(lazy)
     assert all(torch.allclose(loaded.deltas["qwen3_4b"][n], lazy[n]) for n in lazy)
+
+
+def test_a_resume_checkpoint_from_before_the_memory_settings_still_resumes(tmp_path, prompt_sets):
+    """A checkpoint written before base_dtype / gradient_checkpointing existed has neither in its settings: they were
+    at their defaults, so it resumes; checkpointing on or off never blocks a resume (same gradients); another
+    base_dtype does."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file as write
+
+    from safetext_core.errors import AlignmentCancelled, ResumeError
+    from safetext_core.loop import align
+
+    tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
+    encoders = load_encoders(tmp_path / "m.safetensors")
+    config = AlignConfig(steps=6, batch_size=4, eval_every=0, checkpoint_every=2, rank=4, preserve_pool=8)
+    resume = tmp_path / "run.resume"
+    steps = []
+    with pytest.raises(AlignmentCancelled):
+        align(encoders, prompt_sets, config, resume_path=resume, should_cancel=lambda: len(steps) >= 2,
+              progress=lambda e: steps.append(e) if e.phase == "train" else None)
+    with safe_open(str(resume), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    settings = json.loads(meta["config"])
+    del settings["base_dtype"], settings["gradient_checkpointing"]  # as an earlier version wrote them
+    write(tensors, str(resume), {**meta, "config": json.dumps(settings)})
+    result = align(encoders, prompt_sets, replace(config, gradient_checkpointing="on"), resume_path=resume)
+    assert len(result.history) == 6 and result.history[0]["step"] == 1
+    steps.clear()
+    with pytest.raises(AlignmentCancelled):
+        align(encoders, prompt_sets, config, resume_path=resume, should_cancel=lambda: len(steps) >= 2,
+              progress=lambda e: steps.append(e) if e.phase == "train" else None)
+    assert resume.is_file()
+    with pytest.raises(ResumeError, match="base_dtype"):
+        align(encoders, prompt_sets, replace(config, base_dtype="bfloat16"), resume_path=resume)
