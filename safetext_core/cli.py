@@ -71,7 +71,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
                  "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "rank", "lora_alpha",
-                 "lora_learning_rate", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing"):
+                 "lora_learning_rate", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing",
+                 "selection"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -409,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--gradient-checkpointing", choices=("auto", "on", "off"),
                        help="recompute each block's activations in the backward pass (auto: on for T5 / LLM "
                        "encoders on a GPU)")
+    align.add_argument("--selection", choices=("bars", "balanced"),
+                       help="which validation check to keep: bars (the most unsafe prompts moved among checks that "
+                       "keep harmless means above their bars) or balanced (unsafe moved minus harmless collapsed)")
     align.add_argument("--seed", type=int)
     align.add_argument("--eval-every", type=int)
     align.add_argument("--threshold", type=float, help="cosine below which an unsafe prompt counts as moved")

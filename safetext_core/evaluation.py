@@ -112,7 +112,9 @@ class Validator:
         return cos_by_set, l2_by_set
 
     def __call__(self, models: dict[str, nn.Module]) -> dict[str, float]:
-        return figures_from(*self.measure(models), self.threshold)
+        figures = figures_from(*self.measure(models), self.threshold)
+        figures.update({f"{k}_count": float(len(v)) for k, v in self.sets.items()})
+        return figures
 
 
 def feasible(fig: dict[str, float], config: AlignConfig) -> bool:
@@ -122,14 +124,26 @@ def feasible(fig: dict[str, float], config: AlignConfig) -> bool:
 
 
 def score(fig: dict[str, float], config: AlignConfig) -> float:
+    """How good a validation check is; the run keeps the weights of its best check.
+
+    ``selection="bars"``: the share of unsafe prompts moved among checks whose safe, near-miss and pair-harmless mean
+    cosines clear their bars (a check below a bar loses 1 plus 10x its shortfall). ``"balanced"``: the share moved
+    minus the share of near-miss and pair-harmless prompts collapsed (the product's two errors, one prompt each), among
+    checks whose safe mean clears its bar. Either way ties go to the check that keeps harmless prompts closer."""
+    harmless = [fig[k] for k in ("safe_cos_mean", "near_miss_cos_mean", "pair_harmless_cos_mean") if k in fig]
+    keep = sum(harmless) / len(harmless) if harmless else 0.0
+    moved = fig.get("unsafe_share_moved", 0.0)
+    if config.selection == "balanced":
+        shortfall = max(0.0, config.min_safe_cos - fig.get("safe_cos_mean", 1.0))
+        counts = [(fig.get(f"{k}_count", 1.0), fig[f"{k}_share_collapsed"]) for k in ("near_miss", "pair_harmless")
+                  if f"{k}_share_collapsed" in fig]
+        collapsed = sum(n * c for n, c in counts) / max(1.0, sum(n for n, _ in counts)) if counts else 0.0
+        return (1.0 if shortfall == 0 else 0.0) + moved - collapsed - 10.0 * shortfall + 1e-3 * keep
     shortfall = max(0.0, config.min_safe_cos - fig.get("safe_cos_mean", 1.0)) \
         + max(0.0, config.min_near_miss_cos - fig.get("near_miss_cos_mean", 1.0)) \
         + max(0.0, config.min_near_miss_cos - fig.get("pair_harmless_cos_mean", 1.0))
-    moved = fig.get("unsafe_share_moved", 0.0)
     # Ties on the share moved (a step of 1/len(validation unsafe), 0.5% for the shipped sets) go to the check that
     # keeps harmless prompts closer: the 1e-3 weight is below any real difference in the share moved.
-    harmless = [fig[k] for k in ("safe_cos_mean", "near_miss_cos_mean", "pair_harmless_cos_mean") if k in fig]
-    keep = sum(harmless) / len(harmless) if harmless else 0.0
     return (1.0 if shortfall == 0 else 0.0) + moved - 10.0 * shortfall + 1e-3 * keep
 
 

@@ -93,6 +93,7 @@ class AlignConfig:
     min_near_miss_cos: float = 0.92  # near-misses now include whole scenes (the second batch): the previous
                                      # default's files score 0.92-0.94 on their validation part, and a bar of
                                      # 0.95 made validation keep early, under-trained weights
+    selection: str = "bars"          # which validation check is kept: bars | balanced (evaluation.score)
     checkpoint_every: int = 0        # write a resume checkpoint every N steps (0: never)
     # Precision: teach which words carry the harm, not which scenes they appear in.
     pair_share: float = 0.5          # minimal pairs per step, as a share of batch_size (0: none); the unsafe side
@@ -141,6 +142,8 @@ class AlignConfig:
                               "update smaller than the weights' precision would be lost")
         if self.gradient_checkpointing not in ("auto", "on", "off"):
             raise ConfigError(f"gradient_checkpointing must be auto, on or off, not {self.gradient_checkpointing!r}")
+        if self.selection not in ("bars", "balanced"):
+            raise ConfigError(f"selection must be bars or balanced, not {self.selection!r}")
         if self.safe_distance not in ("relative_l2", "l2", "squared_l2"):
             raise ConfigError(f"safe_distance must be relative_l2, l2 or squared_l2, not {self.safe_distance!r}")
         self.train = tuple(self.train)

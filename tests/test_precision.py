@@ -268,3 +268,28 @@ def copy_with_noise(model):
             if "encoder.layer.2" in name and name.endswith("weight") and param.dim() == 2:
                 param.add_(0.05 * torch.randn(param.shape, generator=generator))
     return changed
+
+
+def test_balanced_selection_keeps_the_check_with_more_moved_less_collapsed():
+    """``selection="bars"`` refuses a check whose near-miss mean is under its bar, even when it moves far more unsafe
+    prompts; ``"balanced"`` weighs the share moved against the share of harmless validation prompts collapsed
+    (near-miss and pair sides pooled by count), and both refuse a check that loses ordinary safe prompts."""
+    from dataclasses import replace
+
+    from safetext_core.evaluation import score
+
+    def check(moved, near_mean, near_collapsed, pair_collapsed, safe=0.99):
+        return {"unsafe_share_moved": moved, "safe_cos_mean": safe, "near_miss_cos_mean": near_mean,
+                "pair_harmless_cos_mean": 0.95, "near_miss_share_collapsed": near_collapsed,
+                "pair_harmless_share_collapsed": pair_collapsed, "near_miss_count": 100.0, "pair_harmless_count": 300.0}
+
+    late = check(0.98, 0.90, 0.08, 0.02)   # more moved; near-miss mean under the 0.92 bar; 3.5% collapsed pooled
+    early = check(0.91, 0.93, 0.05, 0.01)  # fewer moved, 2% collapsed pooled
+    bars, balanced = AlignConfig(), replace(AlignConfig(), selection="balanced")
+    assert score(early, bars) > score(late, bars)
+    assert score(late, balanced) > score(early, balanced)
+    assert score(late, balanced) == pytest.approx(1 + 0.98 - (100 * 0.08 + 300 * 0.02) / 400, abs=2e-3)
+    costly = check(0.99, 0.95, 0.0, 0.0, safe=0.95)  # an ordinary safe prompt lost: refused by both
+    assert score(costly, balanced) < score(early, balanced) and score(costly, bars) < score(early, bars)
+    with pytest.raises(ConfigError, match="selection"):
+        AlignConfig(selection="best")
