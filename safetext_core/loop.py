@@ -93,7 +93,7 @@ class AlignConfig:
     min_near_miss_cos: float = 0.92  # near-misses now include whole scenes (the second batch): the previous
                                      # default's files score 0.92-0.94 on their validation part, and a bar of
                                      # 0.95 made validation keep early, under-trained weights
-    selection: str = "bars"          # which validation check is kept: bars | balanced (evaluation.score)
+    selection: str = "balanced"      # which validation check is kept: balanced | bars (evaluation.score, docs/precision.md)
     checkpoint_every: int = 0        # write a resume checkpoint every N steps (0: never)
     # Precision: teach which words carry the harm, not which scenes they appear in.
     pair_share: float = 0.5          # minimal pairs per step, as a share of batch_size (0: none); the unsafe side

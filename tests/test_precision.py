@@ -271,7 +271,7 @@ def copy_with_noise(model):
 
 
 def test_balanced_selection_keeps_the_check_with_more_moved_less_collapsed():
-    """``selection="bars"`` refuses a check whose near-miss mean is under its bar, even when it moves far more unsafe
+    """``selection="bars"`` (the rule before this version) refuses a check whose near-miss mean is under its bar, even when it moves far more unsafe
     prompts; ``"balanced"`` weighs the share moved against the share of harmless validation prompts collapsed
     (near-miss and pair sides pooled by count), and both refuse a check that loses ordinary safe prompts."""
     from dataclasses import replace
@@ -285,7 +285,7 @@ def test_balanced_selection_keeps_the_check_with_more_moved_less_collapsed():
 
     late = check(0.98, 0.90, 0.08, 0.02)   # more moved; near-miss mean under the 0.92 bar; 3.5% collapsed pooled
     early = check(0.91, 0.93, 0.05, 0.01)  # fewer moved, 2% collapsed pooled
-    bars, balanced = AlignConfig(), replace(AlignConfig(), selection="balanced")
+    bars, balanced = replace(AlignConfig(), selection="bars"), AlignConfig()  # balanced: the default
     assert score(early, bars) > score(late, bars)
     assert score(late, balanced) > score(early, balanced)
     assert score(late, balanced) == pytest.approx(1 + 0.98 - (100 * 0.08 + 300 * 0.02) / 400, abs=2e-3)
