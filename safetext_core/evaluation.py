@@ -191,20 +191,11 @@ def evaluate(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], s
         # A 4-8B encoder on one GPU (memory.py): one copy in ``dtype`` on the device encodes the originals, then
         # takes the differences in place; the float32 originals stay where they are.
         from .memory import copy_as
-        from .weights import shifted_parameters
+        from .weights import shift_in_place
 
         working = {name: copy_as(model, dtype).to(device) for name, model in encoders.models.items()}
         validator = Validator(encoders, sets, device, threshold, originals=working)
-        with torch.no_grad():
-            for name, model in working.items():
-                params = dict(model.named_parameters())
-                own = deltas.get(name, {})
-                for key, delta in own.items():  # one weight at a time: no second model alive
-                    single = type(own)({key: delta}) if isinstance(own, dict) else {key: delta}
-                    if getattr(own, "source", None):  # a file's differences: checked as any file's
-                        single.source = own.source
-                    params[key].copy_(shifted_parameters(model, single, strength)[key])
-        aligned = working
+        aligned = {name: shift_in_place(model, deltas.get(name, {}), strength) for name, model in working.items()}
     else:
         encoders.to(device)
         validator = Validator(encoders, sets, device, threshold)

@@ -39,13 +39,11 @@ def memory_plan(config: Any, arch: str, device: torch.device | str) -> tuple[tor
 def copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A deep copy of ``model`` whose floating-point parameters are ``dtype``, frozen; buffers keep their own dtype
     (RoPE frequencies stay float32). Each parameter is cast on its own, so the copy never passes through a float32
-    model (a float32 4B copy is 16 GB); tied parameters stay tied."""
+    model (a float32 4B copy is 16 GB); tied parameters stay tied (one memo entry each)."""
     memo: dict[int, Any] = {}
     for param in model.parameters():
         data = param.detach().to(dtype=dtype, copy=True) if param.is_floating_point() else param.detach().clone()
         memo[id(param)] = nn.Parameter(data, requires_grad=False)
-    for buffer in model.buffers():
-        memo.setdefault(id(buffer), buffer.detach().clone())
     return copy.deepcopy(model, memo)
 
 

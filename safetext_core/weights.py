@@ -103,9 +103,8 @@ def shifted(weight: torch.Tensor, delta: torch.Tensor, strength: float = 1.0, na
     return (weight.detach().float() + strength * delta.to(weight.device, torch.float32)).to(weight.dtype)
 
 
-def shifted_parameters(module: nn.Module, deltas: Mapping[str, torch.Tensor], strength: float
-                       ) -> dict[str, torch.Tensor]:
-    """``{name: W + strength * delta}`` for the named parameters of ``module`` (for a parameter swap).
+def _checked(module: nn.Module, deltas: Mapping[str, torch.Tensor]) -> tuple[dict[str, nn.Parameter], str]:
+    """``module``'s parameters by name and the differences' source, once every difference fits one of them.
 
     Differences read from a file (``SafeTextFile.load`` tags them with their ``source``) are checked in
     full by :func:`check_difference`; others (training's own) for name, shape and dtype."""
@@ -117,18 +116,29 @@ def shifted_parameters(module: nn.Module, deltas: Mapping[str, torch.Tensor], st
     if getattr(deltas, "source", None):
         for name, delta in deltas.items():
             check_difference(params[name], delta, name, source)
+    return params, source
+
+
+def shifted_parameters(module: nn.Module, deltas: Mapping[str, torch.Tensor], strength: float
+                       ) -> dict[str, torch.Tensor]:
+    """``{name: W + strength * delta}`` for the named parameters of ``module`` (for a parameter swap)."""
+    params, source = _checked(module, deltas)
     return {name: shifted(params[name], delta, strength, name, source) for name, delta in deltas.items()}
+
+
+def shift_in_place(module: nn.Module, deltas: Mapping[str, torch.Tensor], strength: float = 1.0) -> nn.Module:
+    """``W + strength * delta`` written into ``module``'s own parameters (a copy the caller owns), one weight at a
+    time: no second set of weights is ever alive (a 4B encoder's differences are read lazily, one by one)."""
+    params, source = _checked(module, deltas)
+    with torch.no_grad():
+        for name, delta in deltas.items():
+            params[name].copy_(shifted(params[name], delta, strength, name, source))
+    return module
 
 
 def apply_deltas(model: nn.Module, deltas: Mapping[str, torch.Tensor], strength: float = 1.0) -> nn.Module:
     """A copy of ``model`` with ``W + strength * delta`` (the original is never touched)."""
-    aligned = copy.deepcopy(model)
-    new = shifted_parameters(aligned, deltas, strength)
-    params = dict(aligned.named_parameters())
-    with torch.no_grad():
-        for name, value in new.items():
-            params[name].copy_(value)
-    return aligned
+    return shift_in_place(copy.deepcopy(model), deltas, strength)
 
 
 def _version(tensor: torch.Tensor) -> int:
