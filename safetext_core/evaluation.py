@@ -26,6 +26,7 @@ def figures_from(cos_by_set: dict[str, torch.Tensor], l2_by_set: dict[str, torch
                   ) -> dict[str, float]:
     figures: dict[str, float] = {}
     for name, cos in cos_by_set.items():
+        figures[f"{name}_count"] = float(len(cos))  # the balanced selection pools shares by set size
         figures[f"{name}_cos_mean"] = float(cos.mean())
         if name.startswith("unsafe"):
             figures[f"{name}_share_moved"] = float((cos < threshold).float().mean())
@@ -112,9 +113,7 @@ class Validator:
         return cos_by_set, l2_by_set
 
     def __call__(self, models: dict[str, nn.Module]) -> dict[str, float]:
-        figures = figures_from(*self.measure(models), self.threshold)
-        figures.update({f"{k}_count": float(len(v)) for k, v in self.sets.items()})
-        return figures
+        return figures_from(*self.measure(models), self.threshold)
 
 
 def feasible(fig: dict[str, float], config: AlignConfig) -> bool:
@@ -202,9 +201,7 @@ def evaluate(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], s
         aligned = {name: apply_deltas(model, deltas.get(name, {}), strength).to(device)
                    for name, model in encoders.models.items()}
     cos, l2 = validator.measure(aligned)
-    figures = figures_from(cos, l2, threshold)
-    figures.update({f"{k}_count": float(len(v)) for k, v in sets.items()})
-    return Evaluation(figures, {k: [float(x) for x in v] for k, v in cos.items()},
+    return Evaluation(figures_from(cos, l2, threshold), {k: [float(x) for x in v] for k, v in cos.items()},
                       strength_tradeoff(validator.last_parts, strengths, threshold))
 
 

@@ -293,3 +293,13 @@ def test_balanced_selection_keeps_the_check_with_more_moved_less_collapsed():
     assert score(costly, balanced) < score(early, balanced) and score(costly, bars) < score(early, bars)
     with pytest.raises(ConfigError, match="selection"):
         AlignConfig(selection="best")
+
+
+def test_figures_carry_each_sets_size_for_the_pooled_score():
+    """The balanced score pools near-miss and pair shares by count; every figure set says how many prompts it had."""
+    from safetext_core.evaluation import figures_from
+
+    cos = {"unsafe": torch.tensor([0.1, 0.9]), "near_miss": torch.tensor([0.2, 0.8, 0.99])}
+    fig = figures_from(cos, {"near_miss": torch.zeros(3)}, 0.5)
+    assert (fig["unsafe_count"], fig["near_miss_count"]) == (2.0, 3.0)
+    assert fig["near_miss_share_collapsed"] == pytest.approx(1 / 3)
