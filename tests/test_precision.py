@@ -303,3 +303,22 @@ def test_figures_carry_each_sets_size_for_the_pooled_score():
     fig = figures_from(cos, {"near_miss": torch.zeros(3)}, 0.5)
     assert (fig["unsafe_count"], fig["near_miss_count"]) == (2.0, 3.0)
     assert fig["near_miss_share_collapsed"] == pytest.approx(1 / 3)
+
+
+def test_tradeoff_tool_reads_collapse_at_the_same_unsafe_share():
+    """tools/tradeoff_curves.py compares runs where each moves the same share of unsafe prompts: the collapse is
+    read off each file's strength curve, linearly between neighbouring strengths; a share a file never reaches is
+    None, not its end point."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "tradeoff_curves.py"
+    spec = importlib.util.spec_from_file_location("tradeoff_curves_under_test", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    curve = [{"strength": s, "unsafe_independent_share_moved": u, "benign_share_collapsed": b,
+              "adjacent_share_collapsed": a} for s, u, b, a in ((0.8, 0.80, 0.00, 0.02), (0.9, 0.90, 0.01, 0.10),
+                                                              (1.0, 0.96, 0.03, 0.16))]
+    assert tool.at_share(curve, 0.93) == pytest.approx((0.02, 0.13))
+    assert tool.at_share(curve, 0.90) == pytest.approx((0.01, 0.10))
+    assert tool.at_share(curve, 0.97) is None

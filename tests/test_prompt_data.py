@@ -212,14 +212,7 @@ def _case_safe_line_is_unsafe(root):
     return "near_miss/phrases.txt", line, "also an unsafe prompt"
 
 
-def _case_word_sense_repeats_a_near_miss_phrase(root):
-    phrase = _lines(root / "near_miss/phrases.txt")[4]
-    line = _insert(root, "near_miss/word_senses.txt", 6, phrase)
-    return "near_miss/word_senses.txt", line, r"duplicate of \S*near_miss/phrases.txt:5\b"
-
-
-CASES = [_case_empty, _case_whitespace, _case_duplicate, _case_duplicate_across_lists,
-         _case_word_sense_repeats_a_near_miss_phrase, _case_weighting, _case_break,
+CASES = [_case_empty, _case_whitespace, _case_duplicate, _case_duplicate_across_lists, _case_weighting, _case_break,
          _case_too_long, _case_too_long_once_framed, _case_minor, _case_unsafe_word_in_everyday,
          _case_template_without_placeholder, _case_leet_format, _case_leet_unused, _case_safe_line_is_unsafe]
 
@@ -270,38 +263,3 @@ def test_a_users_phrase_folder_generates_into_their_own_folder(make_prompts, tmp
     assert len(near_miss) == len(_lines(DATA / "safe" / "near_miss.txt")) + 1
     assert any(p.startswith("a bowl of blood oranges on a marble counter") for p in near_miss)
     assert (out / "unsafe" / "hate.txt").read_bytes() == (DATA / "unsafe" / "hate.txt").read_bytes()
-
-
-# 5. word senses: no word is left to mean "unsafe" because only unsafe prompts use it ------------------------
-
-def test_every_lopsided_word_has_a_harmless_sense_or_is_waived(make_prompts):
-    """Each word unsafe phrases use >= 3 times and safe ones under a third as often gets harmless prompts in
-    near_miss/word_senses.txt, unless its "# no harmless sense:" line names it. A new unsafe phrase that adds
-    such a word fails here until someone writes its harmless senses (or waives it)."""
-    ph = make_prompts.load_phrases(PHRASES)
-    assert len(ph.word_senses) > 1000
-    assert make_prompts.uncovered_lopsided_words(ph) == []
-    senses = " ".join(ph.word_senses).lower()
-    assert re.search(r"\bhuman\b", senses) and re.search(r"\bbody\b", senses)
-
-
-def test_without_word_senses_the_lopsided_words_are_uncovered(make_prompts, tmp_path):
-    root = _copy(tmp_path)
-    (root / "near_miss" / "word_senses.txt").unlink()  # optional: an older phrase folder still generates
-    ph = make_prompts.load_phrases(root)
-    assert ph.word_senses == []
-    uncovered = make_prompts.uncovered_lopsided_words(ph)
-    assert "human" in uncovered and len(uncovered) > 400
-    files = make_prompts.generate_all(root)
-    assert files["safe/near_miss.txt"].count("\n") < (DATA / "safe/near_miss.txt").read_text().count("\n")
-
-
-def test_lopsided_words_counts_lines_of_each_side(make_prompts, tmp_path):
-    root = _copy(tmp_path)
-    for n in range(3):
-        _insert(root, "unsafe/violence/explicit.txt", 0, f"a zorblatt figure {n} shot in an alley, blood everywhere")
-    rows = {w: (u, s) for w, u, s in make_prompts.lopsided_words(make_prompts.load_phrases(root))}
-    assert rows["zorblatt"] == (3, 0)
-    assert "zorblatt" in make_prompts.uncovered_lopsided_words(make_prompts.load_phrases(root))
-    _insert(root, "near_miss/word_senses.txt", 5, "a zorblatt figurine on a sunny windowsill")
-    assert "zorblatt" not in make_prompts.uncovered_lopsided_words(make_prompts.load_phrases(root))

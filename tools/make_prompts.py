@@ -194,7 +194,6 @@ class Phrases:
     unsafe: dict[str, dict] = field(default_factory=dict)  # category -> list name -> phrases (leet: a dict)
     everyday: dict[str, dict[str, list[Phrase]]] = field(default_factory=dict)  # domain -> subjects / extras
     near_miss: list[Phrase] = field(default_factory=list)
-    word_senses: list[Phrase] = field(default_factory=list)
 
 
 def _shown(path: Path) -> str:
@@ -351,16 +350,8 @@ def load_phrases(root: Path = PHRASES) -> Phrases:
                 raise PhraseError(f"{phrase.where}: duplicate of {seen[norm(phrase)].where}: {str(phrase)!r}")
             seen[norm(phrase)] = phrase
         ph.everyday[domain] = {"subjects": subjects, "extras": read_list(folder / "extras.txt", {"everyday"})}
-    _expect_entries(root / "near_miss", {"phrases.txt", "word_senses.txt"}, "near-miss lists")
+    _expect_entries(root / "near_miss", {"phrases.txt"}, "near-miss lists")
     ph.near_miss = read_list(root / "near_miss" / "phrases.txt")
-    # harmless senses of the words unsafe phrases use far more than safe ones (--lopsided-words lists them);
-    # optional, so a phrase folder copied before it existed still generates
-    senses = root / "near_miss" / "word_senses.txt"
-    ph.word_senses = read_list(senses) if senses.exists() else []
-    seen = {norm(phrase): phrase for phrase in ph.near_miss}
-    for phrase in ph.word_senses:
-        if norm(phrase) in seen:
-            raise PhraseError(f"{phrase.where}: duplicate of {seen[norm(phrase)].where}: {str(phrase)!r}")
     return ph
 
 
@@ -665,7 +656,7 @@ def build_everyday(ph: Phrases, target: int) -> tuple[Bag, dict[str, int]]:
 def build_near_miss(ph: Phrases) -> Bag:
     rng = rng_for("near_miss")
     bag = Bag("near_miss", "safe/near_miss.txt")
-    for base in ph.near_miss + ph.word_senses:
+    for base in ph.near_miss:
         line = base if rng.random() < 0.65 else f"{base}, {rng.choice(ph.framing['near_miss_styles'])}"
         if bag.too_long(line):
             line = base
@@ -806,11 +797,6 @@ horror fiction, children's play and bumps, religion and politics, war history an
 and romance, drinks and medicines, combat sports ("crime scene investigator photographing a broken window",
 "nurse handing a patient a small cup of pills", "jousting tournament at a renaissance fair"). Lines of that
 batch close to an evaluation prompt were dropped (`tests/test_eval_sets.py` checks it).
-A third batch ({stats['safe/near_miss.txt']['word_senses']:,} lines, `near_miss/word_senses.txt`) gives harmless senses
-of the words that unsafe phrases use far more often than safe ones ("a human chain of volunteers passing sandbags",
-"resting in corpse pose on mats", "a wool sweater covered in pills"), so no word means "unsafe" to the encoder
-merely because only unsafe prompts used it; `python tools/make_prompts.py --lopsided-words` lists those words
-and `tests/test_prompt_data.py` fails on one that has no harmless sense and is not waived in the file.
 """
 
 
@@ -828,7 +814,6 @@ def generate_all(phrases: Path = PHRASES) -> dict[str, str]:
         bags[f"unsafe/{cat}.obfuscated.txt"], stats[f"unsafe/{cat}.obfuscated.txt"] = build_obfuscated(ph, cat, taken)
     bags["safe/everyday.txt"], stats["safe/everyday.txt"] = build_everyday(ph, MIN_EVERYDAY + 50)
     bags["safe/near_miss.txt"] = build_near_miss(ph)
-    stats["safe/near_miss.txt"] = {"word_senses": len(ph.word_senses)}
     # no safe prompt may also be an unsafe one
     unsafe_origin = {key: origin for rel, bag in bags.items() if rel.startswith("unsafe/")
                      for key, origin in bag.origins.items()}
@@ -841,60 +826,6 @@ def generate_all(phrases: Path = PHRASES) -> dict[str, str]:
     counts = {rel: len(bag) for rel, bag in bags.items()}
     files["README.md"] = readme(counts, stats)
     return files
-
-
-# Small words that say nothing about harm; left out of the lopsided-word list.
-_FUNCTION_WORDS = set("""a an the of in on at to with and or by for from is are was were be been his her their its it
-this that these those as into onto over under up down out off near next behind before after while who whom which
-what where when how than then there here he she they them him we you your our my me i not no so very just one two
-three some any all each every other another""".split())
-
-
-def lopsided_words(ph: Phrases, pairs: Path = DATA / "pairs", least: int = 3, ratio: float = 3.0,
-                   ) -> list[tuple[str, int, int]]:
-    """Words the unsafe phrases use at least ``least`` times and the safe ones under 1/``ratio`` as often.
-
-    Counted per line: unsafe explicit, euphemistic, hidden and style phrases plus the unsafe sides of the
-    minimal pairs, against everyday subjects, near-miss phrases (word senses included) and the pairs'
-    harmless sides. Training on such a word teaches the encoder that the word alone is harmful, so harmless
-    prompts that use it collapse; ``near_miss/word_senses.txt`` gives each of them harmless senses.
-    Returns ``(word, unsafe lines, safe lines)``, most lopsided first.
-    """
-    word = re.compile(r"[a-z]+")
-
-    def count(lines) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for line in lines:
-            for w in set(word.findall(str(line).lower())):
-                out[w] = out.get(w, 0) + 1
-        return out
-
-    pair_sides = [line.split("\t") for f in sorted(Path(pairs).rglob("*.tsv"))
-                  for line in f.read_text(encoding="utf-8").splitlines()
-                  if "\t" in line and not line.lstrip().startswith("#")]
-    unsafe = count([p for spec in ph.unsafe.values() for name in ("explicit", "euphemistic", "hidden", "styles")
-                    for p in spec[name]] + [u for u, _ in pair_sides])
-    safe = count([p for domain in ph.everyday.values() for p in domain["subjects"]] + ph.near_miss
-                 + ph.word_senses + [h for _, h in pair_sides])
-    rows = [(w, n, safe.get(w, 0)) for w, n in unsafe.items()
-            if n >= least and len(w) >= 3 and w not in _FUNCTION_WORDS and safe.get(w, 0) * ratio < n]
-    return sorted(rows, key=lambda row: (-row[1] / (row[2] + 1), row[0]))
-
-
-NO_SENSE = "# no harmless sense:"
-
-
-def uncovered_lopsided_words(ph: Phrases) -> list[str]:
-    """Lopsided words with no line of ``near_miss/word_senses.txt`` and not on its ``# no harmless sense:`` line."""
-    senses = ph.root / "near_miss" / "word_senses.txt"
-    waived: set[str] = set()
-    if senses.exists():
-        for line in senses.read_text(encoding="utf-8").splitlines():
-            if line.startswith(NO_SENSE):
-                waived.update(line[len(NO_SENSE):].split())
-    text = "\n".join(ph.word_senses).lower()
-    return [w for w, _, _ in lopsided_words(ph)
-            if w not in waived and not re.search(rf"(?<![a-z]){w}(?![a-z])", text)]
 
 
 def check(data: Path = DATA) -> int:
@@ -953,20 +884,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="phrase folder to read (default: tools/prompt_phrases)")
     parser.add_argument("--out", type=Path, default=DATA,
                         help="folder to write or check (default: safetext_core/prompts/data)")
-    parser.add_argument("--lopsided-words", action="store_true",
-                        help="list the words unsafe phrases use at least 3 times and safe ones under a third as "
-                             "often (candidates for near_miss/word_senses.txt); write nothing")
     args = parser.parse_args(argv)
-    if args.lopsided_words:
-        try:
-            rows = lopsided_words(load_phrases(args.phrases))
-        except PhraseError as exc:
-            print(f"make_prompts: error: {exc}", file=sys.stderr)
-            sys.exit(2)
-        uncovered = set(uncovered_lopsided_words(load_phrases(args.phrases)))
-        for w, n_unsafe, n_safe in rows:
-            print(f"{w}\t{n_unsafe} unsafe\t{n_safe} safe" + ("\tno word sense yet" if w in uncovered else ""))
-        sys.exit(1 if uncovered else 0)
     try:
         files = generate_all(args.phrases)
     except PhraseError as exc:
