@@ -263,3 +263,21 @@ def test_a_users_phrase_folder_generates_into_their_own_folder(make_prompts, tmp
     assert len(near_miss) == len(_lines(DATA / "safe" / "near_miss.txt")) + 1
     assert any(p.startswith("a bowl of blood oranges on a marble counter") for p in near_miss)
     assert (out / "unsafe" / "hate.txt").read_bytes() == (DATA / "unsafe" / "hate.txt").read_bytes()
+
+
+# 5. packaging: a wheel (pip install git+...) carries every data file ------------------------------------------
+
+def test_every_shipped_data_file_is_declared_as_package_data():
+    """setuptools puts into a wheel only the data files that match ``package-data``; an undeclared file (the pairs,
+    the evaluation sets) is missing from a non-editable install, where the loader then skips it without a word."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["safetext_core"]
+    package = ROOT / "safetext_core"
+    files = [p.relative_to(package).as_posix() for p in (package / "prompts" / "data").rglob("*") if p.is_file()]
+    # fnmatch's '*' also crosses '/', so compare depth too, as setuptools' glob does
+    undeclared = [f for f in files if not any(fnmatch.fnmatch(f, pat) and f.count("/") == pat.count("/")
+                                               for pat in patterns)]
+    assert len(files) > 70 and not undeclared, f"not in [tool.setuptools.package-data]: {undeclared}"
