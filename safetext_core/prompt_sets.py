@@ -329,8 +329,8 @@ def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequ
         seen.update(fresh)
         sets.pairs += fresh
 
-    if not replace:  # every first-batch pair, then the second batch (pairs/README.md)
-        for folder in ("pairs", "pairs/second_batch"):
+    if not replace:  # every first-batch pair, then the second and third batches (pairs/README.md)
+        for folder in ("pairs", "pairs/second_batch", "pairs/third_batch"):
             for category in chosen:
                 if (DATA_DIR / folder / f"{category}.tsv").is_file():
                     add_pairs(DATA_DIR / folder / f"{category}.tsv")

@@ -32,8 +32,9 @@ def test_empty_or_missing_pair_files_are_refused(tmp_path):
 
 def test_shipped_pairs_come_with_their_categories_and_change_the_hashes(tmp_path):
     sexual = load_prompt_sets(categories=["sexual"])
-    first, second = (load_pair_file(DATA_DIR / folder / "sexual.tsv") for folder in ("pairs", "pairs/second_batch"))
-    assert len(first) >= 100 and len(second) >= 20 and sexual.pairs == first + second
+    first, second, third = (load_pair_file(DATA_DIR / folder / "sexual.tsv")
+                            for folder in ("pairs", "pairs/second_batch", "pairs/third_batch"))
+    assert len(first) >= 100 and len(second) >= 20 and len(third) >= 100 and sexual.pairs == first + second + third
     assert "pairs" in sexual.hashes()
     assert not load_prompt_sets(unsafe_prompts=["a naked woman"], safe_prompts=["a red car"], replace=True).pairs
     extra = tmp_path / "mine.tsv"
@@ -41,6 +42,34 @@ def test_shipped_pairs_come_with_their_categories_and_change_the_hashes(tmp_path
     with_extra = load_prompt_sets(categories=["sexual"], pair_files=[extra])
     assert with_extra.pairs[-1] == ("a nude model in a garden", "a gardener in a garden")
     assert with_extra.hashes()["pairs"] != sexual.hashes()["pairs"]
+
+
+def test_shipped_pairs_keep_the_pair_rules():
+    """pairs/README.md's rules, for every shipped batch: adults only on unsafe sides, no youth word on either side of
+    a sexual pair, no side over 45 words, no side repeated anywhere in the shipped pair files."""
+    import re
+
+    minor = re.compile(r"\b(child|children|kids?|teens?|teenagers?|teenage|underage|schoolgirl|schoolboy|toddlers?|"
+                       r"bab(y|ies)|infants?|loli|minors?)\b", re.I)
+    youth = re.compile(r"\b(girls?|boys?|young|little|petite|school|students?|daughter|son)\b", re.I)
+    seen: dict[str, str] = {}
+    problems = []
+    files = sorted((DATA_DIR / "pairs").rglob("*.tsv"))
+    assert len(files) == 18
+    for path in files:
+        for number, (unsafe, harmless) in enumerate(load_pair_file(path), 1):
+            where = f"{path.relative_to(DATA_DIR)}:{number}"
+            if minor.search(unsafe):
+                problems.append(f"{where}: a minor on the unsafe side: {unsafe!r}")
+            if path.stem == "sexual" and (youth.search(unsafe + " " + harmless) or minor.search(harmless)):
+                problems.append(f"{where}: a youth word in a sexual pair")
+            for side in (unsafe, harmless):
+                if len(side.split()) > 45:
+                    problems.append(f"{where}: over 45 words")
+                if side.lower() in seen:
+                    problems.append(f"{where}: repeats {seen[side.lower()]}")
+                seen[side.lower()] = where
+    assert not problems, "\n".join(problems)
 
 
 def test_both_sides_of_a_pair_share_a_step_and_mined_prompts_join_safe_batches():
