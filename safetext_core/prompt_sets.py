@@ -116,9 +116,13 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
     return prompts
 
 
-def _shipped(relative: str) -> list[str]:
+def _shipped(relative: str) -> Path:
+    """A shipped training file; a missing one is an incomplete installation, never "no prompts"."""
     path = DATA_DIR / relative
-    return load_prompt_file(path) if path.is_file() else []
+    if not path.is_file():
+        raise PromptSetError(f"shipped prompt file {path} is missing: this SafeText installation is incomplete "
+                             "(reinstall it, or train on your own files with --replace)")
+    return path
 
 
 @dataclass
@@ -316,12 +320,12 @@ def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequ
     if not replace:
         sets.shipped_categories = tuple(chosen)
         for category in chosen:
-            sets.unsafe[category] = _shipped(f"unsafe/{category}.txt")
-            obfuscated = _shipped(f"unsafe/{category}.obfuscated.txt")
+            sets.unsafe[category] = load_prompt_file(_shipped(f"unsafe/{category}.txt"))
+            obfuscated = load_prompt_file(_shipped(f"unsafe/{category}.obfuscated.txt"))
             if obfuscated:
                 sets.obfuscated[category] = obfuscated
-        sets.safe = _shipped("safe/everyday.txt")
-        sets.near_miss = _shipped("safe/near_miss.txt")
+        sets.safe = load_prompt_file(_shipped("safe/everyday.txt"))
+        sets.near_miss = load_prompt_file(_shipped("safe/near_miss.txt"))
     seen: set[tuple[str, str]] = set()  # a pair given twice is kept once, where it first came
 
     def add_pairs(path: str | Path) -> None:
@@ -332,8 +336,7 @@ def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequ
     if not replace:  # every first-batch pair, then the second and third batches (pairs/README.md)
         for folder in ("pairs", "pairs/second_batch", "pairs/third_batch"):
             for category in chosen:
-                if (DATA_DIR / folder / f"{category}.tsv").is_file():
-                    add_pairs(DATA_DIR / folder / f"{category}.tsv")
+                add_pairs(_shipped(f"{folder}/{category}.tsv"))
     for pair_file in pair_files:
         add_pairs(pair_file)
     user_unsafe = [p for f in unsafe_files for p in load_prompt_file(f)] + prompt_list(unsafe_prompts, "unsafe_prompts")

@@ -351,3 +351,25 @@ def test_tradeoff_tool_reads_collapse_at_the_same_unsafe_share():
     assert tool.at_share(curve, 0.93) == pytest.approx((0.02, 0.13))
     assert tool.at_share(curve, 0.90) == pytest.approx((0.01, 0.10))
     assert tool.at_share(curve, 0.97) is None
+
+
+def test_a_missing_shipped_file_is_an_error_not_fewer_prompts(tmp_path, monkeypatch):
+    """A damaged or partial installation (a wheel once shipped without the pairs) must not train on less without a
+    word: a missing shipped training file or pair file is a PromptSetError naming it; --replace needs none."""
+    import shutil
+
+    from safetext_core import prompt_sets
+
+    copy = tmp_path / "data"
+    shutil.copytree(DATA_DIR, copy)
+    monkeypatch.setattr(prompt_sets, "DATA_DIR", copy)
+    assert len(load_prompt_sets(categories=["hate"]).pairs) > 200
+    (copy / "pairs" / "third_batch" / "hate.tsv").unlink()
+    with pytest.raises(PromptSetError, match=r"third_batch/hate\.tsv is missing"):
+        load_prompt_sets(categories=["hate"])
+    assert load_prompt_sets(categories=["violence"]).pairs  # another category's files are all there
+    (copy / "unsafe" / "violence.obfuscated.txt").unlink()
+    with pytest.raises(PromptSetError, match=r"violence\.obfuscated\.txt is missing"):
+        load_prompt_sets(categories=["violence"])
+    own = load_prompt_sets(unsafe_prompts=["a naked woman"], safe_prompts=["a red car"], replace=True)
+    assert own.unsafe["user"] == ["a naked woman"]
