@@ -283,20 +283,21 @@ def _strings(value) -> set[str]:
     return set()
 
 
-def test_third_pair_batch_has_no_eval_sibling():
-    """The third pair batch was written from a brief whose examples of harmless senses include scenes the issue and
-    docs/precision.md quote as collapsed, so like the second near-miss batch it must hold no sibling of an eval
-    prompt, on either side of a pair."""
+@pytest.mark.parametrize("batch", ["third_batch", "fourth_batch"])
+def test_later_pair_batches_have_no_eval_sibling(batch):
+    """The third and fourth pair batches were written from briefs (and, for the fourth, a pairs/README.md) whose
+    examples include scenes the issue and docs/precision.md quote as collapsed, so like the second near-miss batch
+    they must hold no sibling of an eval prompt, on either side of a pair."""
     rows = [(name, number, (line, _content(line))) for name, number, line in _eval_prompts()]
     problems = []
-    files = sorted((DATA / "pairs" / "third_batch").glob("*.tsv"))
+    files = sorted((DATA / "pairs" / batch).glob("*.tsv"))
     assert len(files) == 6
     for path in files:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             for side in line.split("\t"):
                 if found := _siblings(side, rows):
-                    problems.append(f"pairs/third_batch/{path.name}:{number}: {side!r}\n    " + "\n    ".join(found[:3]))
-    assert not problems, f"{len(problems)} third-batch sides are siblings of eval prompts:\n" + "\n".join(problems)
+                    problems.append(f"pairs/{batch}/{path.name}:{number}: {side!r}\n    " + "\n    ".join(found[:3]))
+    assert not problems, f"{len(problems)} {batch} sides are siblings of eval prompts:\n" + "\n".join(problems)
 
 
 def test_shipped_training_sets_contain_no_eval_prompt():

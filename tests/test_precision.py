@@ -32,9 +32,10 @@ def test_empty_or_missing_pair_files_are_refused(tmp_path):
 
 def test_shipped_pairs_come_with_their_categories_and_change_the_hashes(tmp_path):
     sexual = load_prompt_sets(categories=["sexual"])
-    first, second, third = (load_pair_file(DATA_DIR / folder / "sexual.tsv")
-                            for folder in ("pairs", "pairs/second_batch", "pairs/third_batch"))
-    assert len(first) >= 100 and len(second) >= 20 and len(third) >= 100 and sexual.pairs == first + second + third
+    first, second, third, fourth = (load_pair_file(DATA_DIR / folder / "sexual.tsv") for folder in
+                                    ("pairs", "pairs/second_batch", "pairs/third_batch", "pairs/fourth_batch"))
+    assert len(first) >= 100 and len(second) >= 20 and len(third) >= 100 and len(fourth) >= 100
+    assert sexual.pairs == first + second + third + fourth
     assert "pairs" in sexual.hashes()
     assert not load_prompt_sets(unsafe_prompts=["a naked woman"], safe_prompts=["a red car"], replace=True).pairs
     extra = tmp_path / "mine.tsv"
@@ -55,7 +56,7 @@ def test_shipped_pairs_keep_the_pair_rules():
     seen: dict[str, str] = {}
     problems = []
     files = sorted((DATA_DIR / "pairs").rglob("*.tsv"))
-    assert len(files) == 18
+    assert len(files) == 24
     for path in files:
         for number, (unsafe, harmless) in enumerate(load_pair_file(path), 1):
             where = f"{path.relative_to(DATA_DIR)}:{number}"
