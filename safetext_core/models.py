@@ -279,7 +279,8 @@ def build_clip_text_model(state: dict[str, torch.Tensor], family: str, encoder: 
     bad = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
     if bad:
         raise CheckpointError(f"the {encoder} text encoder has unexpected shapes for {bad[:3]}")
-    model.load_state_dict({k: state[k].to(torch.float32) for k in own if k in state}, strict=False)
+    # load_state_dict copies (and converts) one tensor at a time: no second float32 copy of the whole encoder
+    model.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
     return model.to(dtype).eval().requires_grad_(False)
 
 
@@ -489,7 +490,9 @@ def build_hf_text_model(state: Mapping[str, torch.Tensor], spec: EncoderSpec, dt
     if floats:
         raise CheckpointError(f"the {spec.name} text encoder holds non-float tensors ({floats[0]}: "
                               f"{state[floats[0]].dtype}); quantised (int8/GGUF) encoders are not read yet")
-    model.load_state_dict({k: state[k].to(torch.float32) for k in own}, strict=True)
+    # load_state_dict copies (and converts) one tensor at a time: converting the state first would hold a second
+    # float32 copy of the whole encoder (10 GB more for Gemma-2-2B built from ComfyUI's float16 weights)
+    model.load_state_dict({k: state[k] for k in own}, strict=True)
     model.config.use_cache = False
     return model.to(dtype).eval().requires_grad_(False)
 
