@@ -16,7 +16,7 @@ from torch import nn
 from .encoding import EncoderSet, consumed_outputs, max_tokens, primary_output, tokenize
 from .errors import PromptSetError
 from .losses import content_mask, flatten
-from .weights import apply_deltas
+from .weights import shifted_view
 
 if TYPE_CHECKING:
     from .loop import AlignConfig
@@ -198,8 +198,7 @@ def evaluate(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]], s
     else:
         encoders.to(device)
         validator = Validator(encoders, sets, device, threshold)
-        aligned = {name: apply_deltas(model, deltas.get(name, {}), strength).to(device)
-                   for name, model in encoders.models.items()}
+        aligned = {name: shifted_view(model, deltas.get(name, {}), strength) for name, model in encoders.models.items()}
     cos, l2 = validator.measure(aligned)
     return Evaluation(figures_from(cos, l2, threshold), {k: [float(x) for x in v] for k, v in cos.items()},
                       strength_tradeoff(validator.last_parts, strengths, threshold))
@@ -237,7 +236,7 @@ def explain_many(encoders: EncoderSet, deltas: dict[str, dict[str, torch.Tensor]
         raise PromptSetError("give the prompt to explain")
     device = torch.device(device)
     encoders.to(device)
-    aligned = {name: apply_deltas(model, deltas.get(name, {})).to(device) for name, model in encoders.models.items()}
+    aligned = {name: shifted_view(model, deltas.get(name, {})) for name, model in encoders.models.items()}
     unsafe = prompts.unsafe_part("train") + [u for u, _ in prompts.pair_part("train")]
     safe = prompts.safe_part("train") + [h for _, h in prompts.pair_part("train")]
     texts = asked + unsafe + safe

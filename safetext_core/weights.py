@@ -141,6 +141,40 @@ def apply_deltas(model: nn.Module, deltas: Mapping[str, torch.Tensor], strength:
     return shift_in_place(copy.deepcopy(model), deltas, strength)
 
 
+def shifted_view(model: nn.Module, deltas: Mapping[str, torch.Tensor], strength: float = 1.0) -> nn.Module:
+    """A copy of ``model`` that computes what ``apply_deltas(model, deltas, strength)`` computes, bit for bit,
+    without a second set of weights: it shares every tensor with ``model``, and a module holding a parameter with
+    a difference gets ``W + strength * delta`` (:func:`shifted`) in its own slot for its own forward pass only.
+
+    One shifted weight is alive at a time: an aligned float32 copy of a 2.6B encoder is 10 GB, and an evaluation
+    after training held it beside the original and the host's own copy. Lazy differences (a low-rank file's
+    expansions) are expanded per pass. For measuring; ``model`` is never written, and the view is not for training.
+    """
+    params, source = _checked(model, deltas)
+    memo = {id(p): p for p in model.parameters()}  # shared: deepcopy copies only the modules and their registries
+    view = copy.deepcopy(model, memo)
+    # Every slot that holds a shifted parameter (a tied table sits in two modules), by the module that reads it
+    slots: dict[nn.Module, list[tuple[str, str]]] = {}
+    wanted = {id(params[name]): name for name in deltas}
+    for module in view.modules():
+        for attribute, tensor in module._parameters.items():
+            if tensor is not None and id(tensor) in wanted:
+                slots.setdefault(module, []).append((attribute, wanted[id(tensor)]))
+
+    def swap_in(module: nn.Module, args: Any) -> None:
+        for attribute, name in slots[module]:
+            module._parameters[attribute] = shifted(params[name], deltas[name], strength, name, source)
+
+    def swap_out(module: nn.Module, args: Any, output: Any) -> None:
+        for attribute, name in slots[module]:
+            module._parameters[attribute] = params[name]
+
+    for module in slots:
+        module.register_forward_pre_hook(swap_in)
+        module.register_forward_hook(swap_out, always_call=True)
+    return view
+
+
 def _version(tensor: torch.Tensor) -> int:
     try:
         return tensor._version

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 import tiny_encoders
 import tiny_models
 from safetext_core import AlignConfig, CheckpointError, SafeTextFile, apply_deltas, load_encoders, run_alignment
+from safetext_core.weights import shifted_view
 from safetext_core.encoding import consumed_outputs, tokenize
 from safetext_core.errors import TokenizerUnavailable
 from safetext_core.families import LUMINA2_SYSTEM_PROMPT, get_family
@@ -527,6 +528,14 @@ def test_train_save_load_apply(family, tmp_path, t5_tok_dir, gemma_tok_dir, qwen
             assert not all(torch.equal(x, y) for x, y in zip(w, o))
     moved = aligned[main][0][0][0] - original[main][0][0][0]
     assert moved.abs().max() > 1e-3  # the unsafe prompt's conditioning changed
+    # What the evaluation measures with: the view that shifts one module at a time gives the shifted copy's outputs
+    for strength, copied in ((1.0, aligned), (0.5, half_weights)):
+        viewed = _outputs(encoders, {n: shifted_view(m, loaded.deltas.get(n, {}), strength)
+                                     for n, m in encoders.models.items()}, prompts)
+        for name, (outs, pooled) in viewed.items():
+            assert all(torch.equal(x, y) for x, y in zip(outs, copied[name][0], strict=True)), (name, strength)
+            assert (pooled is None) == (copied[name][1] is None)
+            assert pooled is None or torch.equal(pooled, copied[name][1])
 
 
 @pytest.mark.parametrize("family", ["chroma", "lumina2", "z_image", "anima", "qwen_image"])
