@@ -65,5 +65,10 @@ class AlignmentCancelled(SafeTextError, RuntimeError):
         self.resume_path = resume_path
 
 
+class InsufficientMemory(SafeTextError, MemoryError):
+    """Not enough free host memory for what is about to be allocated; nothing was changed. Raised before the
+    allocation, so the user reads how much is needed instead of the operating system killing the host."""
+
+
 class DetectorUnavailable(SafeTextError, RuntimeError):
     """An image detector whose optional package is not installed; the message says what to install."""

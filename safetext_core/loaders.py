@@ -22,6 +22,7 @@ import torch
 
 from .encoding import EncoderSet
 from .errors import TokenizerUnavailable, UnsupportedModel
+from .memory import ensure_host_memory
 from .families import diffusers_families, families_by_encoders, family_by_encoders, get_family
 from .models import (QWEN3_SIZES, SIZELESS, CheckpointError, build_text_model, find_minilm_folder,
                      load_hf_encoder_folder, normalise_hf_clip_keys, read_single_file_text_encoders, unused_tensor)
@@ -59,6 +60,10 @@ def encoders_from_state_dicts(family: str, state_dicts: Mapping[str, Mapping[str
     for spec in profile.encoders:
         if spec.name not in state_dicts:
             raise CheckpointError(f"a {profile.title} checkpoint needs a {spec.name} text encoder, which is missing")
+    count = sum(t.numel() for spec in profile.encoders for t in state_dicts[spec.name].values() if t.is_floating_point())
+    ensure_host_memory(4 * count, f"SafeText's float32 copy of the {profile.title} text encoders ({count / 1e9:.2f} B "
+                                  "parameters)")
+    for spec in profile.encoders:
         models[spec.name] = build_text_model(dict(state_dicts[spec.name]), family, spec.name)
     toks = dict(tokenizers or {})
     missing = [spec.name for spec in profile.encoders if spec.name not in toks and spec.kind == "clip"]

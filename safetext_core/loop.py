@@ -199,12 +199,19 @@ def learning_rate_factor(step: int, config: AlignConfig) -> float:
 
 
 def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adapter_targets: Sequence[str] = (),
-                   dtype: torch.dtype = torch.float32, checkpointing: bool = False
-                   ) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
+                   dtype: torch.dtype = torch.float32, checkpointing: bool = False,
+                   device: torch.device | str | None = None) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
     """The copy a run trains (``model`` is never touched) and its trained parameters: low-rank factors in float32
     when ``config.rank`` > 0, over frozen weights of ``dtype`` (:func:`memory.memory_plan`); else the weights
-    ``config`` selects, in float32. ``checkpointing``: recompute the blocks' activations in the backward pass."""
-    trainee = (copy.deepcopy(model).float() if dtype == torch.float32 else memory.copy_as(model, dtype)).eval()
+    ``config`` selects, in float32. ``checkpointing``: recompute the blocks' activations in the backward pass.
+    A low-rank copy whose frozen weights would equal ``model``'s (same dtype, already on ``device``) shares them."""
+    if config.rank > 0 and memory.holds_as(model, dtype, device):
+        # Low rank trains only new factors: the copy shares the frozen weights instead of holding a second set (a
+        # float32 Gemma-2-2B is 10 GB; two of them beside a host's own copy do not fit a 24 GB machine)
+        trainee = memory.share_weights(model)
+    else:
+        trainee = copy.deepcopy(model).float() if dtype == torch.float32 else memory.copy_as(model, dtype)
+    trainee.eval()
     trainee.requires_grad_(False)
     if checkpointing:
         memory.checkpoint_blocks(trainee)
@@ -215,6 +222,29 @@ def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adap
     for _, param in chosen:
         param.requires_grad_(True)
     return trainee, chosen
+
+
+def _check_training_memory(encoders: EncoderSet, config: AlignConfig, device: torch.device | str) -> None:
+    """Refuse (:class:`InsufficientMemory`) a CPU run whose training copies cannot fit the free memory: full
+    fine-tuning's copy of each encoder plus a gradient and AdamW's two moments per trained weight; a low-rank copy
+    in another dtype than the original. (A low-rank copy that shares the weights needs only its factors.)"""
+    if torch.device(device).type != "cpu":
+        return  # the device's memory is the host's (ComfyUI, Forge) or torch's to manage
+    needed = 0
+    for spec in encoders.profile.encoders:
+        model = encoders.models[spec.name]
+        dtype, _ = memory.memory_plan(config, spec.arch, device)
+        size = sum(p.numel() for p in model.parameters())
+        if config.rank > 0:
+            needed += 0 if memory.holds_as(model, dtype, device) else size * torch.finfo(dtype).bits // 8
+        else:
+            trained = sum(p.numel() for _, p in iter_named_trainable(model, config.train or None, config.freeze))
+            needed += 4 * size + 12 * trained
+    if needed:
+        memory.ensure_host_memory(needed, f"training ({'low-rank copy' if config.rank > 0 else 'full fine-tuning'} of "
+                                          f"the {encoders.profile.title} text encoders)",
+                                  "free memory, use a machine with more, or train low-rank (rank > 0), which shares "
+                                  "the encoder's weights instead of copying them")
 
 
 # Encoders whose stored originals would grow past host memory (Flux's T5-XXL: 4 MiB a prompt in float32, 30 GiB
@@ -454,10 +484,11 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         if should_cancel is not None and not processes.distributed and should_cancel():
             raise AlignmentCancelled(0)
 
+    _check_training_memory(encoders, config, device)
     for spec in encoders.profile.encoders:
         dtype, checkpointing = memory.memory_plan(config, spec.arch, device)
         trainee, params = trainable_copy(encoders.models[spec.name], config, encoders.family,
-                                         getattr(spec, "adapter_targets", ()), dtype, checkpointing)
+                                         getattr(spec, "adapter_targets", ()), dtype, checkpointing, device)
         if not params:
             raise ConfigError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
         trainee = trainee.to(device)

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .errors import InsufficientMemory
+
 # Encoders large enough that the memory measures pay for themselves (and whose originals are recomputed).
 LARGE_ARCHS = ("t5", "gemma2", "qwen3", "qwen25vl")
 
@@ -44,6 +46,56 @@ def copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     for param in model.parameters():
         data = param.detach().to(dtype=dtype, copy=True) if param.is_floating_point() else param.detach().clone()
         memo[id(param)] = nn.Parameter(data, requires_grad=False)
+    return copy.deepcopy(model, memo)
+
+
+def available_host_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux ``MemAvailable``; psutil elsewhere), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # no psutil, or it cannot tell: no check rather than a wrong refusal
+        return None
+
+
+def ensure_host_memory(needed: int, what: str, advice: str = "free memory (close other models or programs) or "
+                                                                 "use a machine with more") -> None:
+    """Refuse with :class:`InsufficientMemory` when ``needed`` bytes for ``what`` exceed the free memory.
+
+    The estimate counts only the tensors about to be made, so a refusal is certain to be right; a host that would
+    otherwise be killed by the operating system (ComfyUI on a 2.6B encoder on a small machine) says why instead."""
+    available = available_host_memory()
+    if available is not None and needed > available:
+        raise InsufficientMemory(
+            f"{what} needs about {needed / 2**30:.1f} GiB of memory; {available / 2**30:.1f} GiB is free. Nothing was "
+            f"changed: {advice}")
+
+
+def holds_as(model: nn.Module, dtype: torch.dtype, device: torch.device | str | None = None) -> bool:
+    """Whether every floating-point parameter of ``model`` already has ``dtype`` and sits on ``device`` (None: any),
+    so that a copy in that dtype on that device would be a twin."""
+    target = None if device is None else torch.device(device)
+    return all(p.dtype == dtype and (target is None or p.device.type == target.type and
+                                     (target.index is None or p.device.index == target.index))
+               for p in model.parameters() if p.is_floating_point())
+
+
+def share_weights(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s modules that shares its parameters (frozen): hooks, adapters and wrappers added to the
+    copy leave ``model`` as it was, and no second set of weights is allocated. Moving the copy to another device or
+    dtype would move the shared parameters too: make it only where the copy stays as it is."""
+    memo: dict[int, Any] = {}
+    for param in model.parameters():
+        param.requires_grad_(False)
+        memo[id(param)] = param
     return copy.deepcopy(model, memo)
 
 

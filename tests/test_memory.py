@@ -15,7 +15,8 @@ from safetext_core import AlignConfig, SafeTextFile, apply_deltas, load_encoders
 from safetext_core.encoding import consumed_outputs, tokenize
 from safetext_core.errors import ConfigError
 from safetext_core.loop import trainable_copy
-from safetext_core.memory import checkpoint_blocks, copy_as, memory_plan
+from safetext_core.memory import checkpoint_blocks, copy_as, holds_as, memory_plan
+from safetext_core.weights import shifted_view
 
 PROMPTS = ["a naked woman on a beach, photo", "a red car parked by a lake at dawn, oil painting",
            "a bowl of fruit", "a bloody corpse in a torture chamber, cinematic 4k"]
@@ -124,6 +125,71 @@ def test_bfloat16_base_keeps_float32_factors_and_the_original_untouched(tmp_path
     _, grads, _ = _training_pass(trainee, encoders, spec)
     assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads.values())
     assert any(g.abs().sum() > 0 for g in grads.values())
+
+
+@pytest.mark.parametrize("family", ["chroma", "sd1"])
+def test_low_rank_copy_shares_the_frozen_weights_and_leaves_the_model_as_it_was(family, tmp_path, t5_tok_dir):
+    # A second float32 set of a 2.6B encoder (10 GB) beside the host's own copy was what ran a 24 GB machine out of
+    # memory in ComfyUI's Train node: a low-rank copy on the model's own device and dtype must allocate no weights.
+    encoders = _encoders(family, tmp_path, t5_tok_dir)
+    spec = encoders.profile.encoders[0]
+    model = encoders.models[spec.name]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = tokenize(encoders.tokenizers[spec.name], PROMPTS, spec)
+    with torch.no_grad():
+        original = torch.cat([o.flatten() for o in consumed_outputs(model, batch, spec)[0]])
+    hooks = {n: len(m._forward_hooks) for n, m in model.named_modules()}  # (transformers adds its own on a first call)
+    trainee, factors = trainable_copy(model, replace(AlignConfig(), rank=4), encoders.family,
+                                      getattr(spec, "adapter_targets", ()), torch.float32, False, "cpu")
+    own = dict(model.named_parameters())
+    frozen = {n: p for n, p in trainee.named_parameters() if "lora_" not in n}
+    assert frozen.keys() == own.keys()
+    assert all(frozen[n] is own[n] for n in own)  # the same tensors: nothing was copied
+    optimizer = torch.optim.SGD([p for _, p in factors], lr=0.5)
+    for _ in range(2):
+        optimizer.zero_grad()
+        _training_pass(trainee, encoders, spec)
+        optimizer.step()
+    with torch.no_grad():
+        trained = torch.cat([o.flatten() for o in consumed_outputs(trainee, batch, spec)[0]])
+        after = torch.cat([o.flatten() for o in consumed_outputs(model, batch, spec)[0]])
+    assert (trained - original).abs().max() > 1e-4  # the adapters act on the copy...
+    assert torch.equal(after, original)  # ...and not on the model, whose weights and modules are as they were
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert not any(hasattr(m, "lora_up") for m in model.modules())
+    assert {n: len(m._forward_hooks) for n, m in model.named_modules()} == hooks
+    # Full fine-tuning, or frozen weights in another dtype or on another device, still get a copy of their own
+    full, _ = trainable_copy(model, AlignConfig(), encoders.family, (), torch.float32, False, "cpu")
+    assert all(p is not own[n] for n, p in full.named_parameters())
+    assert holds_as(model, torch.float32, "cpu") and not holds_as(model, torch.bfloat16, "cpu")
+    assert not holds_as(model, torch.float32, "cuda")
+
+
+@pytest.mark.parametrize("family", ["chroma", "sd1", "z_image"])
+def test_shifted_view_computes_the_shifted_copy_without_copying_weights(family, tmp_path, t5_tok_dir, qwen_tok_dir):
+    # Evaluation after training measures through this view: an aligned copy of a 2.6B encoder (10 GB in float32)
+    # beside the original ran ComfyUI's Train node out of memory. A difference on every parameter (T5's tied table,
+    # norms, embeddings included) must give the same outputs, bit for bit, as apply_deltas' copy.
+    encoders = _encoders(family, tmp_path, qwen_tok_dir if family == "z_image" else t5_tok_dir)
+    spec = encoders.profile.encoders[0]
+    model = encoders.models[spec.name]
+    gen = torch.Generator().manual_seed(5)
+    deltas = {n: 0.02 * torch.randn(p.shape, generator=gen) for n, p in model.named_parameters()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = tokenize(encoders.tokenizers[spec.name], PROMPTS, spec)
+    for strength in (1.0, 0.5):
+        view = shifted_view(model, deltas, strength)
+        own = dict(model.named_parameters())
+        assert all(p is own[n] for n, p in view.named_parameters())  # no weight of its own
+        with torch.no_grad():
+            outs, pooled = consumed_outputs(view, batch, spec)
+            copied, copied_pooled = consumed_outputs(apply_deltas(model, deltas, strength), batch, spec)
+            plain, _ = consumed_outputs(model, batch, spec)
+        assert all(torch.equal(x, y) for x, y in zip(outs, copied, strict=True))
+        assert (pooled is None and copied_pooled is None) or torch.equal(pooled, copied_pooled)
+        assert not torch.equal(outs[0], plain[0])
+        assert all(p is own[n] for n, p in view.named_parameters())  # every slot holds its own weight again
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_copy_as_never_passes_through_float32():
@@ -269,3 +335,33 @@ def test_a_resume_checkpoint_from_before_the_memory_settings_still_resumes(tmp_p
     assert resume.is_file()
     with pytest.raises(ResumeError, match="base_dtype"):
         align(encoders, prompt_sets, replace(config, base_dtype="bfloat16"), resume_path=resume)
+
+
+def test_too_little_memory_is_refused_before_anything_is_built(tmp_path, t5_tok_dir, monkeypatch, prompt_sets):
+    # A 2.6B encoder in ComfyUI on a 23 GB machine was killed by the operating system; SafeText now says how much it
+    # needs before it allocates. Building the float32 copy: refused with too little, built with enough.
+    from safetext_core import memory
+    from safetext_core.errors import InsufficientMemory
+
+    encoders = _encoders("sd1", tmp_path, t5_tok_dir)
+    model = encoders.models["clip_l"]
+    size = sum(p.numel() for p in model.parameters())
+    state = {"clip_l": model.state_dict()}
+    from safetext_core import encoders_from_state_dicts
+
+    monkeypatch.setattr(memory, "available_host_memory", lambda: 3 * size)  # less than 4 bytes a parameter
+    with pytest.raises(InsufficientMemory, match=r"float32 copy of the .* needs about .* GiB of memory"):
+        encoders_from_state_dicts("sd1", state, encoders.tokenizers)
+    monkeypatch.setattr(memory, "available_host_memory", lambda: 8 * size)
+    rebuilt = encoders_from_state_dicts("sd1", state, encoders.tokenizers)
+    # Training on the CPU with 8 bytes a parameter free: full fine-tuning (copy, gradient, two moments: 16) is
+    # refused before a step; low rank, sharing the weights, runs
+    config = AlignConfig(steps=1, batch_size=2, eval_every=0, mine_every=0, preserve_pool=4)
+    with pytest.raises(InsufficientMemory, match="full fine-tuning .* train low-rank"):
+        run_alignment(rebuilt, prompt_sets, config, draw=False, independent=False, device="cpu")
+    outcome = run_alignment(rebuilt, prompt_sets, replace(config, rank=2), draw=False, independent=False,
+                            device="cpu")
+    assert outcome.result.steps_run == 1
+    monkeypatch.setattr(memory, "available_host_memory", lambda: None)  # unknown: no refusal
+    assert run_alignment(rebuilt, prompt_sets, config, draw=False, independent=False,
+                         device="cpu").result.steps_run == 1
