@@ -35,7 +35,7 @@ from safetext_core import weights as core_weights
 from safetext_core.errors import SafeTextFileError, SafeTextNotApplied, UnsupportedModel
 from safetext_core.families import FAMILIES, families_by_encoders, get_family
 from safetext_core.fingerprint import fingerprint_state_dict
-from safetext_core.hosting import comfy_patches
+from safetext_core.lowrank import Expansions
 from safetext_core.safetext_file import SafeTextFile
 
 from . import signals
@@ -261,15 +261,17 @@ class AlignedDelta:
     host's back does not survive a loader that computes from its own cached copy.
     """
 
-    def __init__(self, gate: _Gate, key: str, delta: torch.Tensor):
-        self.gate, self.key, self.delta = gate, key, delta
+    def __init__(self, gate: _Gate, key: str, deltas: Mapping[str, torch.Tensor], name: str):
+        # The file's mapping and the name, not the tensor: a low-rank file's differences are expanded when read
+        # (one at a time, during the aligned pass), so a 2.6B encoder's 8 GB of expansions is never held at once.
+        self.gate, self.key, self.deltas, self.name = gate, key, deltas, name
 
     def __call__(self, weight: torch.Tensor) -> torch.Tensor:
         gate = self.gate
         if not gate.active:
             return weight
         gate.applied.add(self.key)
-        return (weight.float() + self.delta.to(weight.device, torch.float32)).to(weight.dtype)
+        return (weight.float() + self.deltas[self.name].to(weight.device, torch.float32)).to(weight.dtype)
 
     def __repr__(self) -> str:
         return f"SafeTextAlignedDelta({self.key})"
@@ -342,14 +344,14 @@ class EmbeddingBlendHook:
         prefix = f"{encoder}.transformer."  # keys relative to the CLIP's cond_stage_model, as ComfyUI names them
         self.wrappers: dict[str, AlignedDelta] = {}
         self.layer_norm_hooks: dict[str, AlignedLayerNorm] = {}
-        for name, tensor in deltas.items():
+        for name in deltas:
             module, _, kind = name.rpartition(".")
             if module in layer_norms:
                 if module not in self.layer_norm_hooks:
                     self.layer_norm_hooks[module] = AlignedLayerNorm(
                         self._gate, prefix + module, deltas.get(module + ".weight"), deltas.get(module + ".bias"))
             else:
-                self.wrappers[prefix + name] = AlignedDelta(self._gate, prefix + name, tensor)
+                self.wrappers[prefix + name] = AlignedDelta(self._gate, prefix + name, deltas, name)
         self.expected = set(self.wrappers) | {hook.key for hook in self.layer_norm_hooks.values()}
 
     def __call__(self, module: torch.nn.Module, args: tuple, output: Any) -> Any:
@@ -439,6 +441,31 @@ def check_family(file: SafeTextFile, family: str) -> None:
             f"{get_family(family).title} ({family}); pick a file trained for this checkpoint")
 
 
+def lora_patch(up: torch.Tensor, down: torch.Tensor, alpha: float) -> Any:
+    """ComfyUI's own patch for LoRA factors, as its LoRA loader makes it: ``W + strength * up @ down * alpha / rank``
+    computed when the weight is patched (``comfy.weight_adapter.LoRAAdapter``; before weight adapters existed, the
+    ``("lora", ...)`` tuple ComfyUI's ``calculate_weight`` read)."""
+    weights = (up, down, float(alpha), None, None, None)  # up, down, alpha, mid, dora_scale, reshape
+    try:
+        from comfy.weight_adapter import LoRAAdapter
+    except ImportError:
+        return ("lora", weights)
+    return LoRAAdapter(set(), weights)
+
+
+def weight_patches(file: SafeTextFile) -> dict[str, Any]:
+    """The weight blend's patches: full differences as ``("diff", ...)``; an encoder stored as low-rank factors as
+    ComfyUI's LoRA patch of the same factors, so nothing is expanded ahead (a 2.6B encoder's expansions are 8 GB,
+    kept as long as ComfyUI caches the node's output) and the blend is exactly what stock LoraLoader applies."""
+    patches = {}
+    for encoder, deltas in file.deltas.items():
+        factors = file.factors.get(encoder, {}) if isinstance(deltas, Expansions) else {}
+        for name in deltas:
+            key = f"{encoder}.transformer.{name}"
+            patches[key] = lora_patch(*factors[name]) if name in factors else ("diff", (deltas[name],))
+    return patches
+
+
 def apply_file(clip: Any, file: SafeTextFile, strength: float = 1.0, mode: str = "embedding",
                override_fingerprint: bool = False, family: str | None = None, enforced: bool = False
                ) -> tuple[Any, list[str]]:
@@ -452,7 +479,7 @@ def apply_file(clip: Any, file: SafeTextFile, strength: float = 1.0, mode: str =
     out = clip.clone()
     label = f"{file.name} {strength:g} {mode}"
     if mode == "weight":
-        patches = comfy_patches(file)
+        patches = weight_patches(file)
         added = set(out.add_patches(patches, strength))
         missing = sorted(set(patches) - added)
         if missing:

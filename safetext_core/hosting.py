@@ -9,7 +9,8 @@
 * **Caching**: :class:`FileCache` keeps the last few loaded files, keyed by path, size and modification time.
 * **"Same training?"** (:func:`same_training`): the fields that define a training run, with fields a file's
   config lacks taken at their defaults, so adding a setting does not make every older file look different.
-* **Weight patches** in the ComfyUI layout (:func:`comfy_patches`), for the ComfyUI nodes and Forge.
+* **Weight patches** in the ComfyUI layout (:func:`comfy_patches`): every difference as a "diff" patch (the ComfyUI
+  nodes patch a low-rank file's factors as ComfyUI's own LoRA patches instead, `nodes/comfy_clip.weight_patches`).
 """
 from __future__ import annotations
 
@@ -239,7 +240,7 @@ def same_training(file: SafeTextFile, config: Any, prompt_hashes: Mapping[str, s
 # ------------------------------------------------------------------------------------------------ patches
 
 def comfy_patches(file: SafeTextFile, encoders: Mapping[str, Any] | None = None) -> dict[str, tuple]:
-    """ComfyUI-style weight patches ``{"clip_l.transformer.<name>": ("diff", (delta,))}`` (ComfyUI and Forge).
+    """ComfyUI-style weight patches ``{"clip_l.transformer.<name>": ("diff", (delta,))}``, every difference expanded.
 
     ``encoders`` maps a file's encoder name to the host's, where they differ.
     """

@@ -159,8 +159,9 @@ class Expansions(collections.abc.Mapping):
     kept: a 4B encoder's differences in float32 are 15 GB of host memory, its rank-8 factors 60 MB. Reading every
     value (saving, applying, evaluating) holds one expanded difference at a time."""
 
-    def __init__(self, factors: Mapping[str, tuple[torch.Tensor, torch.Tensor, float]]):
+    def __init__(self, factors: Mapping[str, tuple[torch.Tensor, torch.Tensor, float]], source: str = ""):
         self.factors = factors
+        self.source = source  # the file they were read from, for hosts' error messages (as DeltaDict's)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return expand(*self.factors[name])

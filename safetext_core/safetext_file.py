@@ -50,7 +50,7 @@ import torch
 from .errors import FingerprintMismatch, SafeTextFileError
 from .families import FAMILIES
 from .fingerprint import fingerprints_match, short_id
-from .lowrank import expand, factor_stem, parse_kohya_key
+from .lowrank import Expansions, expand, factor_stem, parse_kohya_key
 from .lowrank import parameter_counts as lowrank_counts
 from .weights import DELTA_FLOOR, DELTA_RATIO, _abs_max, check_difference
 
@@ -512,7 +512,8 @@ class SafeTextFile:
     created: str = ""
     path: Path | None = None
     # Low-rank files: encoder -> HF weight name -> (up, down, alpha), saved as factors; ``deltas`` holds their
-    # expansion (lowrank.expand), which is what every host applies.
+    # expansion (lowrank.expand), which is what every host applies: a ``lowrank.Expansions`` that expands each
+    # difference when it is read, so a loaded file of a multi-billion-parameter encoder stays its factors' size.
     factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor, float]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ identity
@@ -637,17 +638,27 @@ class SafeTextFile:
             raise report.error()
         header, fields = report.header, report.fields
         name = header.name
-        deltas: dict[str, dict[str, torch.Tensor]] = {}
+        deltas: dict[str, Mapping[str, torch.Tensor]] = {}
         factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor, float]]] = {}
         try:
             with safe_open(str(header.path), framework="pt", device="cpu") as f:
                 for encoder, params in sorted(report.params.items()):
                     own = deltas[encoder] = DeltaDict()
                     own.source = name
+                    low_rank: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
                     for param, source in sorted(params.items()):
-                        own[param], low = _read_difference(f, source, name)
-                        if low is not None:
-                            factors.setdefault(encoder, {})[param] = low
+                        delta, low = _read_difference(f, source, name)
+                        if low is None:
+                            own[param] = delta
+                        else:  # checked expanded, kept as factors: a 2.6B encoder's expansions are 8 GB
+                            low_rank[param] = low
+                        del delta
+                    if low_rank:
+                        factors[encoder] = low_rank
+                        if own:  # full differences and factors in one encoder: all expanded, one kind of mapping
+                            own.update((param, expand(*low)) for param, low in low_rank.items())
+                        else:
+                            deltas[encoder] = Expansions(low_rank, source=name)
         except SafeTextFileError:
             raise
         except Exception as error:  # safetensors raises several types for damaged files

@@ -4,8 +4,8 @@ The stand-ins copy the ComfyUI 0.3.64 behaviour the nodes rely on:
 
 * ``CLIP``: ``clone()`` makes a plain CLIP sharing ``cond_stage_model`` and copying the patcher (patches and
   object patches survive, other attributes do not); ``clip_layer`` (CLIPSetLastLayer); encoding loads the
-  patcher, which applies object patches (``comfy.utils.set_attr`` with a shared backup) and "diff" weight
-  patches in place, and restores both when another clone is loaded;
+  patcher, which applies object patches (``comfy.utils.set_attr`` with a shared backup) and "diff" and "lora"
+  weight patches in place, and restores both when another clone is loaded;
 * ``comfy.ops``: Linear, LayerNorm and Embedding compute through ``cast_bias_weight`` (applying the module's
   ``weight_function``/``bias_function`` lists) when those lists are set; the patcher fills them from
   ``add_weight_wrapper`` at load. With ``FakePatcher.dynamic_vram`` the cast path reads a resident copy made
@@ -181,8 +181,14 @@ class FakePatcher:
                 param = _get_attr(self.model, key)
                 self.backup.setdefault(key, (param.data.clone(), True))
                 weight = param.data.float()
-                for strength, (kind, (diff,)), _ in patch_list:
-                    assert kind == "diff"
+                for strength, (kind, values), _ in patch_list:
+                    if kind == "lora":  # (up, down, alpha, mid, dora_scale, reshape), as calculate_weight reads it
+                        up, down, alpha = values[:3]
+                        assert values[3:] == (None, None, None)
+                        diff = (up.float() @ down.float()) * (alpha / down.shape[0])
+                    else:
+                        assert kind == "diff"
+                        (diff,) = values
                     weight = weight + strength * diff.to(weight.dtype)
                 param.data = weight.to(param.dtype)
         for name, m in self.model.named_modules():

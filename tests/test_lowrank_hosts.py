@@ -36,6 +36,24 @@ def test_train_node_trains_a_low_rank_file(pack, host):
     aligned = result["result"][0]
     assert not torch.equal(aligned.encode(["bloody corpse, photo"])[0], clip.encode(["bloody corpse, photo"])[0])
 
+    # Loaded back, the file stays factors (expanded when read), and the weight blend patches them as ComfyUI's own
+    # LoRA patch: the same conditioning as every difference expanded into a "diff" patch, nothing expanded ahead.
+    from safetext_core.lowrank import Expansions
+
+    comfy_clip = pack.nodes.comfy_clip
+    assert isinstance(file.deltas["clip_l"], Expansions)
+    prompts = ["bloody corpse, photo", "a red car, photo"]
+    lora, _ = comfy_clip.apply_file(clip, file, 1.0, "weight")
+    kinds = {patch[0][1][0] for patch in lora.patcher.patches.values()}
+    assert kinds == {"lora"} and len(lora.patcher.patches) == len(file.factors["clip_l"])
+    expanded = clip.clone()
+    expanded.add_patches({f"clip_l.transformer.{n}": ("diff", (d,)) for n, d in file.deltas["clip_l"].items()}, 1.0)
+    by_lora, by_diff = lora.encode(prompts)[0], expanded.encode(prompts)[0]
+    assert torch.allclose(by_lora, by_diff, atol=1e-5) and not torch.equal(by_lora, clip.encode(prompts)[0])
+    # The embedding blend expands each difference during its aligned pass: at strength 1, the Train node's encoder
+    embedded, _ = comfy_clip.apply_file(clip, file, 1.0, "embedding")
+    assert torch.allclose(embedded.encode(prompts)[0], aligned.encode(prompts)[0], atol=1e-5)
+
 
 def test_webui_training_takes_a_rank(webui, sd1):
     from conftest import SAFE_WORDS, UNSAFE_WORDS
@@ -52,3 +70,17 @@ def test_webui_training_takes_a_rank(webui, sd1):
     assert file.config["lr_schedule"] == "constant"
     assert {p.split(".")[-2] for p in file.factors["clip_l"]} <= {"fc1", "fc2"}
     _kohya_only(path)
+
+
+def test_train_node_says_how_much_memory_it_needs(pack, host, monkeypatch):
+    # Too little free memory for the encoder's float32 copy: the node fails with the figure instead of the
+    # operating system killing ComfyUI, and no file is written
+    import pytest
+
+    from safetext_core import memory
+    from safetext_core.errors import InsufficientMemory
+
+    monkeypatch.setattr(memory, "available_host_memory", lambda: 1 << 20)
+    with torch.inference_mode(), pytest.raises(InsufficientMemory, match=r"needs about .* GiB of memory; 0\.0 GiB"):
+        train(pack, sd1_clip(), name="no_room")
+    assert not (Path(host.folder_paths.models_dir) / "safetext" / "no_room.safetensors").exists()
