@@ -18,6 +18,7 @@ import torch
 from safetext_core.errors import AlignmentCancelled, ConfigError, SafeTextFileError
 from safetext_core.hosting import same_training
 from safetext_core.loop import AlignConfig
+from safetext_core.memory import device_bytes
 from safetext_core.prompt_sets import CATEGORIES, load_prompt_sets
 from safetext_core.safetext_file import SafeTextFile
 
@@ -195,8 +196,8 @@ class SafeTextTrain:
         host.send_event({"node": unique_id, "step": 0, "total": config.steps, "phase": "start", "file": name})
         with torch.inference_mode(False), torch.enable_grad():
             encoders = comfy_clip.encoder_set(clip, family, source)
-            size = sum(p.numel() * 4 for m in encoders.models.values() for p in m.parameters())
-            host.free_device_memory(size * 5, device)
+            # a low-rank run of a 2.6B encoder needs a tenth of full fine-tuning's room: other models can stay loaded
+            host.free_device_memory(device_bytes(encoders, config, device), device)
             try:
                 outcome = run_alignment(encoders, prompts, config, output=path, progress=on_progress,
                                         should_cancel=host.interrupted, device=device, base_name=source,

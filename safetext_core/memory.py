@@ -79,6 +79,22 @@ def ensure_host_memory(needed: int, what: str, advice: str = "free memory (close
             f"changed: {advice}")
 
 
+def device_bytes(encoders: Any, config: Any, device: torch.device | str) -> int:
+    """About how much device memory a run of ``config`` takes on ``device`` (for a host to make room first):
+    full fine-tuning, a float32 training copy plus a gradient and AdamW's two moments per weight, and the float32
+    originals of the held-out pass (20 bytes a parameter); low rank, the frozen weights in their planned dtype twice
+    (the training copy, then the held-out pass's copy), the factors and activations being small beside them."""
+    total = 0
+    for spec in encoders.profile.encoders:
+        count = sum(p.numel() for p in encoders.models[spec.name].parameters())
+        if config.rank > 0:
+            dtype, _ = memory_plan(config, spec.arch, device)
+            total += 2 * count * (torch.finfo(dtype).bits // 8)
+        else:
+            total += 20 * count
+    return total
+
+
 def holds_as(model: nn.Module, dtype: torch.dtype, device: torch.device | str | None = None) -> bool:
     """Whether every floating-point parameter of ``model`` already has ``dtype`` and sits on ``device`` (None: any),
     so that a copy in that dtype on that device would be a twin."""

@@ -365,3 +365,18 @@ def test_too_little_memory_is_refused_before_anything_is_built(tmp_path, t5_tok_
     monkeypatch.setattr(memory, "available_host_memory", lambda: None)  # unknown: no refusal
     assert run_alignment(rebuilt, prompt_sets, config, draw=False, independent=False,
                          device="cpu").result.steps_run == 1
+
+
+def test_device_room_asked_for_a_run(tmp_path, t5_tok_dir):
+    # What the ComfyUI Train node asks ComfyUI to free on a GPU: full fine-tuning 20 bytes a parameter; low rank the
+    # frozen weights in bfloat16 twice (a T5 on a GPU), in float32 twice where they stay float32 (CLIP, or the CPU)
+    from safetext_core.memory import device_bytes
+
+    chroma = _encoders("chroma", tmp_path, t5_tok_dir)
+    count = sum(p.numel() for p in chroma.models["t5xxl"].parameters())
+    assert device_bytes(chroma, AlignConfig(), "cuda") == 20 * count
+    assert device_bytes(chroma, AlignConfig(rank=8), "cuda") == 2 * 2 * count
+    assert device_bytes(chroma, AlignConfig(rank=8), "cpu") == 2 * 4 * count
+    sd1 = _encoders("sd1", tmp_path, t5_tok_dir)
+    clip = sum(p.numel() for p in sd1.models["clip_l"].parameters())
+    assert device_bytes(sd1, AlignConfig(rank=8), "cuda") == 2 * 4 * clip
