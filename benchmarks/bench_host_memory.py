@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,40 +35,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks.common import MALLOC, peak_added  # noqa: E402
+
 GEMMA2_2B = {"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_attention_heads": 8,
              "num_key_value_heads": 4, "head_dim": 256, "num_hidden_layers": 26}
 RANK = 8
 MOMENTS = {"training copy": ("deep copy", "shared weights"),
            "evaluation model": ("apply_deltas copy", "shifted_view"),
            "loaded file": ("expanded differences", "factors, expanded when read")}
-MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 20), "MALLOC_TRIM_THRESHOLD_": str(2 ** 20)}
 PROMPTS = [f"a {adjective} {thing} in a {place}, photo" for adjective in ("red", "quiet", "old", "small")
            for thing in ("car", "house") for place in ("street", "park")]
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _measure(action) -> tuple[int, object]:
-    """Peak resident memory added while ``action()`` runs (and its result is alive), and its result."""
-    before = _rss()
-    peak = [before]
-    running = [True]
-
-    def sample() -> None:
-        while running[0]:
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
-    result = action()
-    peak[0] = max(peak[0], _rss())
-    running[0] = False
-    watcher.join()
-    return peak[0] - before, result
 
 
 def _child(moment: str, variant: int, depth: int, out: Path) -> None:
@@ -133,7 +108,7 @@ def _child(moment: str, variant: int, depth: int, out: Path) -> None:
             if variant == 0:  # what the loader held before: every difference expanded
                 return {e: {n: expand(*f) for n, f in file.factors[e].items()} for e in file.factors}
             return file
-    added, _ = _measure(action)
+    added, _ = peak_added(action)
     out.write_text(json.dumps({"moment": moment, "variant": MOMENTS[moment][variant], "depth": depth,
                                "parameters": params, "model_bytes": 4 * params, "added": added,
                                "factor_layers": len(factors)}))

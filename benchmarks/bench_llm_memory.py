@@ -33,7 +33,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,22 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks.common import MALLOC, peak_added, resident_bytes  # noqa: E402
+
 QWEN3_4B = {"hidden_size": 2560, "intermediate_size": 9728, "num_attention_heads": 32, "num_key_value_heads": 8,
             "head_dim": 128, "vocab_size": 151936, "num_hidden_layers": 36}
 SETTINGS = {"float32": {"base_dtype": "float32", "gradient_checkpointing": "off"},
             "bfloat16+checkpointing": {"base_dtype": "bfloat16", "gradient_checkpointing": "on"}}
 RANK = 8
-# glibc hands a freed block of up to 32 MB back to its heap, not to the system, once it has seen one freed (its mmap
-# threshold grows): the resident memory then counts dead tensors. A fixed threshold of 1 MB makes every tensor above
-# it a mapping of its own, returned when freed, so the resident memory follows the live tensors.
-MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 20), "MALLOC_TRIM_THRESHOLD_": str(2 ** 20)}
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def _child(setting: str, depth: int, steps: int, out: Path) -> None:
     import torch
     from transformers import Qwen3Config, Qwen3Model
@@ -89,25 +79,13 @@ def _child(setting: str, depth: int, steps: int, out: Path) -> None:
 
     loop.tokenize = counting_tokenize
     prompts = load_prompt_sets()
-    before = _rss()
-    peak = [before]
-    running = [True]
-
-    def sample() -> None:
-        while running[0]:
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
+    before = resident_bytes()
     started = time.perf_counter()
-    result = align(encoders, prompts, align_config)
+    added, result = peak_added(lambda: align(encoders, prompts, align_config))
     seconds = time.perf_counter() - started
-    running[0] = False
-    watcher.join()
     factors = sum(up.numel() + down.numel() for f in result.factors.values() for up, down, _ in f.values())
     out.write_text(json.dumps({"setting": setting, "depth": depth, "steps": steps, "parameters": params,
-                               "rss_before": before, "peak_added": peak[0] - before, "seconds": seconds,
+                               "rss_before": before, "peak_added": added, "seconds": seconds,
                                "factor_parameters": factors, "positions_tokenized_per_step": sum(tokens) // steps,
                                "loss": result.history[-1]["loss"]}))
 

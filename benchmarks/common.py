@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import statistics
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -320,3 +321,39 @@ def prompt_sets() -> tuple[Any, str]:
         return sets, "shipped (safetext_core/prompts/data)"
     except Exception:  # shipped data not there (yet): fall back, and say so in the results
         return synthetic_prompt_sets(), "synthetic (shipped prompt sets absent)"
+
+
+# glibc hands a freed block of up to 32 MB back to its heap, not to the system, once it has seen one freed (its mmap
+# threshold grows): the resident memory then counts dead tensors. A fixed threshold of 1 MB makes every tensor above
+# it a mapping of its own, returned when freed, so the resident memory follows the live tensors. Set it in the
+# environment of the child process that measures.
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 20), "MALLOC_TRIM_THRESHOLD_": str(2 ** 20)}
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_added(action: Callable[[], Any]) -> tuple[int, Any]:
+    """The peak resident memory ``action()`` adds (sampled every 5 ms, and once more at its end, its result alive)
+    above the resident memory before it, and its result."""
+    before = resident_bytes()
+    peak = [before]
+    running = [True]
+
+    def sample() -> None:
+        while running[0]:
+            peak[0] = max(peak[0], resident_bytes())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        result = action()
+        peak[0] = max(peak[0], resident_bytes())
+    finally:
+        running[0] = False
+        watcher.join()
+    return peak[0] - before, result

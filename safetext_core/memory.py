@@ -105,14 +105,10 @@ def holds_as(model: nn.Module, dtype: torch.dtype, device: torch.device | str | 
 
 
 def share_weights(model: nn.Module) -> nn.Module:
-    """A copy of ``model``'s modules that shares its parameters (frozen): hooks, adapters and wrappers added to the
-    copy leave ``model`` as it was, and no second set of weights is allocated. Moving the copy to another device or
-    dtype would move the shared parameters too: make it only where the copy stays as it is."""
-    memo: dict[int, Any] = {}
-    for param in model.parameters():
-        param.requires_grad_(False)
-        memo[id(param)] = param
-    return copy.deepcopy(model, memo)
+    """A copy of ``model``'s modules that shares its parameters: hooks, adapters and wrappers added to the copy leave
+    ``model`` as it was, and no second set of weights is allocated. Moving the copy to another device or dtype would
+    move the shared parameters too: make it only where the copy stays as it is."""
+    return copy.deepcopy(model, {id(param): param for param in model.parameters()})
 
 
 def checkpoint_blocks(model: nn.Module) -> int:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, SafeTextError, SafeTextFileError
+from .memory import share_weights
 
 BLEND_MODES = ("embedding", "weight")
 
@@ -151,8 +152,7 @@ def shifted_view(model: nn.Module, deltas: Mapping[str, torch.Tensor], strength:
     expansions) are expanded per pass. For measuring; ``model`` is never written, and the view is not for training.
     """
     params, source = _checked(model, deltas)
-    memo = {id(p): p for p in model.parameters()}  # shared: deepcopy copies only the modules and their registries
-    view = copy.deepcopy(model, memo)
+    view = share_weights(model)
     # Every slot that holds a shifted parameter (a tied table sits in two modules), by the module that reads it
     slots: dict[nn.Module, list[tuple[str, str]]] = {}
     wanted = {id(params[name]): name for name in deltas}
