@@ -389,6 +389,16 @@ def _length_groups(batch: Sequence[int], lengths: Sequence[int], most: int = 4, 
     return groups[::-1]
 
 
+def _pass_overhead(device: torch.device) -> int:
+    """What one more forward and backward pass of a batch half costs, in padded positions (``_length_groups``).
+
+    On a CPU a pass costs its arithmetic, so padding is what to save. On a GPU a step is bound by launching kernels,
+    not by arithmetic: Qwen3-4B's step on an H200 kept the GPU busy 0.6 s of 4.8 (``benchmarks/results/
+    llm_gpu_profile.txt``: 75,000 launches a step, six passes of 36 blocks), while padding a half to its longest
+    prompt adds positions the GPU runs in parallel. So there each half is one pass."""
+    return 64 if device.type == "cpu" else 1 << 30
+
+
 def _store_device(device: torch.device) -> torch.device:
     # Device memory is the scarce one on a GPU; a step needs only its own batch of originals there.
     return torch.device("cpu") if device.type == "cuda" else device
@@ -617,7 +627,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             for batch, pool, stored, counts in ((safe_batch, safe_train, originals[spec.name][0], lengths[spec.name][0]),
                                                 (unsafe_batch, unsafe_train, originals[spec.name][1], lengths[spec.name][1])):
                 groups = []
-                for group in _length_groups(processes.shard(batch), counts):  # this process's share
+                for group in _length_groups(processes.shard(batch), counts, overhead=_pass_overhead(device)):
                     tokens = tokenize(tok, [pool[i] for i in group], spec, device)
                     groups.append((tokens, stored.gather(group, tokens["input_ids"].shape[1], device)))
                 halves.append(groups)

@@ -224,6 +224,17 @@ def test_length_groups_split_a_batch_by_length_and_keep_every_prompt():
     assert _length_groups([], []) == []
 
 
+def test_on_a_gpu_each_half_of_a_step_is_one_pass():
+    """A GPU step is bound by kernel launches (benchmarks/results/llm_gpu_profile.txt), not by padded positions:
+    there the same mixed batch that splits into three passes on a CPU runs as one."""
+    from safetext_core.loop import _pass_overhead
+
+    lengths = [10] * 16 + [44] * 4 + [20] * 8
+    batch = list(range(28))
+    assert len(_length_groups(batch, lengths, overhead=_pass_overhead(torch.device("cpu")))) == 3
+    assert _length_groups(batch, lengths, overhead=_pass_overhead(torch.device("cuda"))) == [sorted(batch, key=lengths.__getitem__)]
+
+
 def test_steps_in_length_groups_train_as_one_pass_would(monkeypatch, prompt_sets):
     """The real MiniLM (masked, so groups pad differently): per-prompt terms summed per group and divided by the
     half's size give the loss and the gradient of one padded pass over the whole half."""
