@@ -193,8 +193,9 @@ def host_tokenizer(clip: Any, encoder: str) -> Any:
     return HostTokenizer(inner, int(getattr(sd_tokenizer, "pad_token", 0) or 0))
 
 
-def encoder_set(clip: Any, family: str | None = None, source: str = ""):
-    """Frozen float32 copies of the CLIP's original encoders (a core ``EncoderSet``), on the CPU.
+def encoder_set(clip: Any, family: str | None = None, source: str = "", large_dtype: torch.dtype = torch.float32):
+    """Frozen float32 copies of the CLIP's original encoders (a core ``EncoderSet``), on the CPU; a T5 / LLM encoder
+    in ``large_dtype`` (``memory.original_dtype`` of the run).
 
     Call inside ``torch.inference_mode(False)``: the copies must be ordinary tensors to train.
     """
@@ -206,7 +207,8 @@ def encoder_set(clip: Any, family: str | None = None, source: str = ""):
                   for spec in get_family(family).encoders}
     states = {name: {k: v.detach().to("cpu") for k, v in sd.items()}
               for name, sd in base_state_dicts(clip, family).items()}
-    return encoders_from_state_dicts(family, states, tokenizers, source=source or "ComfyUI CLIP")
+    return encoders_from_state_dicts(family, states, tokenizers, source=source or "ComfyUI CLIP",
+                                     large_dtype=large_dtype)
 
 
 _FINGERPRINTS: "weakref.WeakKeyDictionary[Any, dict[str, str]]" = weakref.WeakKeyDictionary()

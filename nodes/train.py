@@ -18,7 +18,7 @@ import torch
 from safetext_core.errors import AlignmentCancelled, ConfigError, SafeTextFileError
 from safetext_core.hosting import same_training
 from safetext_core.loop import AlignConfig
-from safetext_core.memory import device_bytes
+from safetext_core.memory import device_bytes, original_dtype
 from safetext_core.prompt_sets import CATEGORIES, load_prompt_sets
 from safetext_core.safetext_file import SafeTextFile
 
@@ -195,7 +195,8 @@ class SafeTextTrain:
 
         host.send_event({"node": unique_id, "step": 0, "total": config.steps, "phase": "start", "file": name})
         with torch.inference_mode(False), torch.enable_grad():
-            encoders = comfy_clip.encoder_set(clip, family, source)
+            # a low-rank GPU run keeps a T5 / LLM encoder in bfloat16: so is SafeText's copy of the original
+            encoders = comfy_clip.encoder_set(clip, family, source, large_dtype=original_dtype(config, device))
             # a low-rank run of a 2.6B encoder needs a tenth of full fine-tuning's room: other models can stay loaded
             host.free_device_memory(device_bytes(encoders, config, device), device)
             try:

@@ -107,6 +107,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     from .distributed import Processes
     from .errors import AlignmentCancelled, ConfigError
     from .loaders import load_encoders
+    from .memory import original_dtype
     from .outputs import atomic_write
     from .prompt_sets import load_prompt_sets
 
@@ -121,10 +122,13 @@ def cmd_align(args: argparse.Namespace) -> int:
         device = processes.device
     say = print if processes.is_main else _silent
     files = _model_files(args)
-    encoders = load_encoders(_model_source(files), family=args.family, tokenizer_dir=args.tokenizer)
+    config = _config_from_args(args)
+    # A low-rank GPU run keeps T5 / LLM weights in bfloat16: the original is loaded so too (half the host memory).
+    large_dtype = original_dtype(config, device or processes.device or "cpu")
+    encoders = load_encoders(_model_source(files), family=args.family, tokenizer_dir=args.tokenizer,
+                             large_dtype=large_dtype)
     prompts = load_prompt_sets(categories=args.categories, unsafe_files=args.unsafe_file, safe_files=args.safe_file,
                                replace=args.replace, pair_files=args.pair_file)
-    config = _config_from_args(args)
     stem = Path(files[0]).stem if files else "minilm-default"
     output = Path(args.output) if args.output else DEFAULT_OUTPUT_DIR / f"{stem}.safetext.safetensors"
     resume = output.with_name(output.name + ".resume")

@@ -52,9 +52,12 @@ class EncoderSet:
         return self.profile.encoder(encoder)
 
     def fingerprints(self) -> dict[str, str]:
+        """Each original's fingerprint; a T5 / LLM encoder's as taken from the weights it was built from
+        (``models.build_hf_text_model``), so that loading it in bfloat16 does not change it."""
         from .fingerprint import fingerprint_state_dict
 
-        return {name: fingerprint_state_dict(model.state_dict()) for name, model in self.models.items()}
+        return {name: getattr(model, "source_fingerprint", None) or fingerprint_state_dict(model.state_dict())
+                for name, model in self.models.items()}
 
     def to(self, device: torch.device | str) -> "EncoderSet":
         for model in self.models.values():

@@ -22,7 +22,7 @@ import torch
 
 from .encoding import EncoderSet
 from .errors import TokenizerUnavailable, UnsupportedModel
-from .memory import ensure_host_memory
+from .memory import LARGE_ARCHS, ensure_host_memory
 from .families import diffusers_families, families_by_encoders, family_by_encoders, get_family
 from .models import (QWEN3_SIZES, SIZELESS, CheckpointError, build_text_model, find_minilm_folder,
                      load_hf_encoder_folder, normalise_hf_clip_keys, read_single_file_text_encoders, unused_tensor)
@@ -48,9 +48,11 @@ def load_hf_tokenizer(folder: str | os.PathLike, encoder: str = "") -> Any:
 
 
 def encoders_from_state_dicts(family: str, state_dicts: Mapping[str, Mapping[str, torch.Tensor]],
-                              tokenizers: Mapping[str, Any] | None = None, source: str = "") -> EncoderSet:
+                              tokenizers: Mapping[str, Any] | None = None, source: str = "",
+                              large_dtype: torch.dtype = torch.float32) -> EncoderSet:
     """Build frozen float32 copies of a host's or a file's encoders from their state dicts (CLIP in transformers
-    naming ``text_model.*``; T5 and Gemma-2 as ComfyUI names them).
+    naming ``text_model.*``; T5 and Gemma-2 as ComfyUI names them). ``large_dtype``: the precision of the T5 / LLM
+    encoders (:data:`memory.LARGE_ARCHS`; ``memory.original_dtype`` chooses it for a run), CLIP's stay float32.
 
     The host's own modules are never used for training, so nothing the engine does can modify them. CLIP
     tokenizers are built offline when not given; a T5 or Gemma-2 encoder needs its tokenizer handed over.
@@ -60,11 +62,16 @@ def encoders_from_state_dicts(family: str, state_dicts: Mapping[str, Mapping[str
     for spec in profile.encoders:
         if spec.name not in state_dicts:
             raise CheckpointError(f"a {profile.title} checkpoint needs a {spec.name} text encoder, which is missing")
-    count = sum(t.numel() for spec in profile.encoders for t in state_dicts[spec.name].values() if t.is_floating_point())
-    ensure_host_memory(4 * count, f"SafeText's float32 copy of the {profile.title} text encoders ({count / 1e9:.2f} B "
-                                  "parameters)")
+    dtypes = {spec.name: large_dtype if spec.arch in LARGE_ARCHS else torch.float32 for spec in profile.encoders}
+    counts = {spec.name: sum(t.numel() for t in state_dicts[spec.name].values() if t.is_floating_point())
+              for spec in profile.encoders}
+    count = sum(counts.values())
+    precision = "/".join(sorted({str(d).replace("torch.", "") for d in dtypes.values()}))
+    ensure_host_memory(sum(n * torch.finfo(dtypes[name]).bits // 8 for name, n in counts.items()),
+                       f"SafeText's {precision} copy of the {profile.title} text encoders ({count / 1e9:.2f} B "
+                       "parameters)")
     for spec in profile.encoders:
-        models[spec.name] = build_text_model(dict(state_dicts[spec.name]), family, spec.name)
+        models[spec.name] = build_text_model(dict(state_dicts[spec.name]), family, spec.name, dtypes[spec.name])
     toks = dict(tokenizers or {})
     missing = [spec.name for spec in profile.encoders if spec.name not in toks and spec.kind == "clip"]
     if missing:
@@ -94,7 +101,7 @@ def _read_folder_weights(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_diffusers(folder: Path, family: str | None = None) -> EncoderSet:
+def _load_diffusers(folder: Path, family: str | None = None, large_dtype: torch.dtype = torch.float32) -> EncoderSet:
     index = json.loads((folder / "model_index.json").read_text())
     cls = str(index.get("_class_name", ""))
     if family is None:
@@ -123,10 +130,11 @@ def _load_diffusers(folder: Path, family: str | None = None) -> EncoderSet:
         else:
             states[spec.name] = state
             toks[spec.name] = load_hf_tokenizer(folder / tok_sub, spec.name)
-    return encoders_from_state_dicts(family, states, toks, source=folder.name)
+    return encoders_from_state_dicts(family, states, toks, source=folder.name, large_dtype=large_dtype)
 
 
-def _load_files(paths: Sequence[Path], family: str | None, tokenizer_dir: str | os.PathLike | None) -> EncoderSet:
+def _load_files(paths: Sequence[Path], family: str | None, tokenizer_dir: str | os.PathLike | None,
+                large_dtype: torch.dtype = torch.float32) -> EncoderSet:
     """Single-file checkpoints and/or separate text-encoder files, together one family's encoders."""
     states: dict[str, dict[str, torch.Tensor]] = {}
     found_family = family
@@ -169,12 +177,16 @@ def _load_files(paths: Sequence[Path], family: str | None, tokenizer_dir: str | 
         elif tokenizer_dir is not None:
             toks[spec.name] = load_hf_tokenizer(tokenizer_dir, spec.name)
     name = "+".join(p.name for p in paths)
-    return encoders_from_state_dicts(found_family, states, toks, source=name)
+    return encoders_from_state_dicts(found_family, states, toks, source=name, large_dtype=large_dtype)
 
 
 def load_encoders(source: str | os.PathLike | Sequence[str | os.PathLike] | None = None, family: str | None = None,
-                  tokenizer_dir: str | os.PathLike | None = None) -> EncoderSet:
+                  tokenizer_dir: str | os.PathLike | None = None,
+                  large_dtype: torch.dtype = torch.float32) -> EncoderSet:
     """The original encoders of ``source`` (see module docstring); ``None`` gives the embedded default.
+
+    ``large_dtype``: the precision a T5 / LLM encoder is loaded in (``memory.original_dtype(config, device)`` for a
+    training run: bfloat16 for a low-rank run on a GPU); CLIP and the generic transformers encoders stay float32.
 
     ``source`` may be a list of files (a checkpoint and/or separate text-encoder files). ``tokenizer_dir``: a
     tokenizer folder for the T5 / Gemma-2 encoder of a file (a diffusers folder brings its own), or the CLIP
@@ -184,7 +196,7 @@ def load_encoders(source: str | os.PathLike | Sequence[str | os.PathLike] | None
         for p in paths:
             if not p.is_file():
                 raise CheckpointError(f"{p}: no such file")
-        return _load_files(paths, family, tokenizer_dir)
+        return _load_files(paths, family, tokenizer_dir, large_dtype)
     if source is None:
         folder = find_minilm_folder()
         model, tokenizer = load_hf_encoder_folder(folder)
@@ -193,9 +205,9 @@ def load_encoders(source: str | os.PathLike | Sequence[str | os.PathLike] | None
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
     if path.is_file():
-        return _load_files([path], family, tokenizer_dir)
+        return _load_files([path], family, tokenizer_dir, large_dtype)
     if (path / "model_index.json").is_file():
-        return _load_diffusers(path, family)
+        return _load_diffusers(path, family, large_dtype)
     if (path / "config.json").is_file():
         config = json.loads((path / "config.json").read_text())
         if config.get("model_type") in ("clip_text_model", "clip") and family != "generic":

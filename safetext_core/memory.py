@@ -38,6 +38,18 @@ def memory_plan(config: Any, arch: str, device: torch.device | str) -> tuple[tor
     return dtype, checkpointing
 
 
+def original_dtype(config: Any, device: torch.device | str) -> torch.dtype:
+    """The precision to load a T5 / LLM encoder's original in for a run of ``config`` on ``device``.
+
+    A run whose training copy keeps the frozen weights in half precision (a low-rank run on a GPU, or one asked for
+    ``base_dtype`` bfloat16 / float16) needs nothing more precise of the original: it is read once into that copy,
+    encoded in it for the held-out figures, and fingerprinted in float16 anyway. Loading it in the copy's precision
+    halves what the host holds (8 GB instead of 16 for a 4B encoder), and on the CPU the copy then shares the
+    original's weights. Every other run loads float32, as before; CLIP encoders are always loaded in float32."""
+    dtype, _ = memory_plan(config, LARGE_ARCHS[0], device)
+    return dtype
+
+
 def copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A deep copy of ``model`` whose floating-point parameters are ``dtype``, frozen; buffers keep their own dtype
     (RoPE frequencies stay float32). Each parameter is cast on its own, so the copy never passes through a float32

@@ -11,6 +11,7 @@ architecture, each loader would import them all again.)
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -452,32 +453,35 @@ def build_hf_text_model(state: Mapping[str, torch.Tensor], spec: EncoderSpec, dt
         raise CheckpointError(f"the {spec.name} text encoder is stored as scaled fp8 (weights times per-tensor "
                               "scales), which SafeText does not read yet; use the fp16 or plain fp8 file")
     state = {k: v for k, v in state.items() if k != "spiece_model" and not k.endswith("position_ids")}
-    if spec.arch == "t5":
-        from transformers import T5EncoderModel
+    # Built in the requested precision: a float32 model converted afterwards would hold 4 bytes a weight at its peak
+    # (19 GB for T5-XXL) even when the run keeps 2.
+    with _default_dtype(dtype):
+        if spec.arch == "t5":
+            from transformers import T5EncoderModel
 
-        state = {k: v for k, v in state.items() if not k.startswith("decoder.") and k != "lm_head.weight"}
-        model = T5EncoderModel(t5_config_from_state(state))
-        state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])
-    elif spec.arch in ("gemma2", "qwen3", "qwen25vl"):
-        state = _decoder_names(state)
-        if spec.arch == "gemma2":
-            from transformers import Gemma2Model
+            state = {k: v for k, v in state.items() if not k.startswith("decoder.") and k != "lm_head.weight"}
+            model = T5EncoderModel(t5_config_from_state(state))
+            state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])
+        elif spec.arch in ("gemma2", "qwen3", "qwen25vl"):
+            state = _decoder_names(state)
+            if spec.arch == "gemma2":
+                from transformers import Gemma2Model
 
-            model = PrefixedEncoder(Gemma2Model(gemma2_config_from_state(state)))
-        elif spec.arch == "qwen3":
-            from transformers import Qwen3Model
+                model = PrefixedEncoder(Gemma2Model(gemma2_config_from_state(state)))
+            elif spec.arch == "qwen3":
+                from transformers import Qwen3Model
 
-            model = PrefixedEncoder(Qwen3Model(qwen3_config_from_state(state, spec.name)))
+                model = PrefixedEncoder(Qwen3Model(qwen3_config_from_state(state, spec.name)))
+            else:
+                from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLTextModel
+
+                model = PrefixedEncoder(Qwen2_5_VLTextModel(qwen25vl_config_from_state(state, spec.name)))
+            deepest = max((t.index for t in spec.targets if t.index is not None), default=0)
+            if deepest > model.config.num_hidden_layers:  # ComfyUI would fail too: it reads hidden states 9, 18, 27
+                raise CheckpointError(f"the {spec.name} encoder has {model.config.num_hidden_layers} layers; the host "
+                                      f"reads hidden state {deepest}")
         else:
-            from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLTextModel
-
-            model = PrefixedEncoder(Qwen2_5_VLTextModel(qwen25vl_config_from_state(state, spec.name)))
-        deepest = max((t.index for t in spec.targets if t.index is not None), default=0)
-        if deepest > model.config.num_hidden_layers:  # ComfyUI would fail too: it reads hidden states 9, 18, 27
-            raise CheckpointError(f"the {spec.name} encoder has {model.config.num_hidden_layers} layers; the host reads "
-                                  f"hidden state {deepest}")
-    else:
-        raise CheckpointError(f"no builder for the {spec.name} encoder (architecture {spec.arch!r})")
+            raise CheckpointError(f"no builder for the {spec.name} encoder (architecture {spec.arch!r})")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     if missing:
@@ -494,7 +498,24 @@ def build_hf_text_model(state: Mapping[str, torch.Tensor], spec: EncoderSpec, dt
     # float32 copy of the whole encoder (10 GB more for Gemma-2-2B built from ComfyUI's float16 weights)
     model.load_state_dict({k: state[k] for k in own}, strict=True)
     model.config.use_cache = False
-    return model.to(dtype).eval().requires_grad_(False)
+    # Fingerprinted as given, before any cast: a bfloat16 original identifies its encoder exactly as a float32 load of
+    # the same file does (fingerprints round to float16, which a bfloat16 copy cannot give back).
+    from .fingerprint import fingerprint_state_dict
+
+    model.source_fingerprint = fingerprint_state_dict({k: state[k] for k in own})
+    for param in model.parameters():  # not the buffers: RoPE frequencies stay float32, as transformers makes them
+        param.data = param.data.to(dtype)
+    return model.eval().requires_grad_(False)
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def build_text_model(state: Mapping[str, torch.Tensor], family: str, encoder: str,

@@ -22,6 +22,7 @@ from safetext_core.weights import shifted_view
 from safetext_core.encoding import consumed_outputs, tokenize
 from safetext_core.errors import TokenizerUnavailable
 from safetext_core.families import LUMINA2_SYSTEM_PROMPT, get_family
+from safetext_core.fingerprint import fingerprints_match
 from safetext_core.losses import content_mask
 from safetext_core.weights import blend_outputs
 
@@ -919,3 +920,73 @@ def _lines(path: Path, lines: list[str]) -> Path:
 
 # apply_safetext on the diffusers pipelines of these families (and its refusals of other families' files, such as an
 # SD 1.x file on a pipeline with a T5): tests/test_diffusers_families.py.
+
+
+def test_original_dtype_follows_the_runs_training_copy():
+    """A T5 / LLM original is loaded in the precision its training copy keeps (a low-rank GPU run: bfloat16),
+    float32 for every other run."""
+    from safetext_core.loop import AlignConfig
+    from safetext_core.memory import original_dtype
+
+    assert original_dtype(AlignConfig(rank=8), "cuda") == torch.bfloat16
+    assert original_dtype(AlignConfig(rank=8), "cuda:1") == torch.bfloat16
+    assert original_dtype(AlignConfig(rank=0), "cuda") == torch.float32  # full fine-tuning: float32 weights
+    assert original_dtype(AlignConfig(rank=8), "cpu") == torch.float32  # a CPU run's "auto" trains in float32
+    assert original_dtype(AlignConfig(rank=8, base_dtype="bfloat16"), "cpu") == torch.bfloat16
+    assert original_dtype(AlignConfig(rank=8, base_dtype="float16"), "cuda") == torch.float16
+    assert original_dtype(AlignConfig(rank=8, base_dtype="float32"), "cuda") == torch.float32
+
+
+def test_a_half_precision_original_is_built_so_and_identifies_the_same_encoder(tmp_path, t5_tok_dir, monkeypatch):
+    """``large_dtype=bfloat16``: T5 is built in bfloat16 (never as a float32 model first), CLIP stays float32, the
+    default dtype is restored, and the fingerprints match the float32 load (a file trained on either applies to both)."""
+    import transformers
+
+    clip = _write(tmp_path / "clip_l.safetensors", tiny_models.random_clip_state())
+    t5 = _write(tmp_path / "t5xxl_fp16.safetensors", {k: v.half() for k, v in tiny_encoders.t5_state().items()})
+    built_in: list[torch.dtype] = []
+    real_init = transformers.T5EncoderModel.__init__
+
+    def recording_init(self, *args, **kwargs):
+        built_in.append(torch.get_default_dtype())
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.T5EncoderModel, "__init__", recording_init)
+    half = load_encoders([clip, t5], tokenizer_dir=t5_tok_dir, large_dtype=torch.bfloat16)
+    full = load_encoders([clip, t5], tokenizer_dir=t5_tok_dir)
+    assert built_in == [torch.bfloat16, torch.float32] and torch.get_default_dtype() == torch.float32
+    assert {p.dtype for p in half.models["t5xxl"].parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half.models["clip_l"].parameters()} == {torch.float32}
+    assert {p.dtype for p in full.models["t5xxl"].parameters()} == {torch.float32}
+    for name in ("clip_l", "t5xxl"):
+        assert fingerprints_match(half.fingerprints()[name], full.fingerprints()[name]), name
+    batch = tokenize(half.tokenizers["t5xxl"], ["a red car on a wet street"], half.spec("t5xxl"), "cpu")
+    with torch.no_grad():
+        a = half.models["t5xxl"](input_ids=batch["input_ids"]).last_hidden_state.float()
+        b = full.models["t5xxl"](input_ids=batch["input_ids"]).last_hidden_state
+    assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
+
+
+def test_cli_low_rank_run_in_bfloat16_loads_the_original_in_bfloat16(tmp_path, t5_tok_dir, monkeypatch):
+    """``safetext align --rank 2 --base-dtype bfloat16``: the T5 original is loaded in bfloat16 (so the training copy
+    shares its weights), and the file it writes applies to the float32 original."""
+    from safetext_core import cli, loaders
+
+    clip = _write(tmp_path / "clip_l.safetensors", tiny_models.random_clip_state())
+    t5 = _write(tmp_path / "t5xxl_fp16.safetensors", {k: v.half() for k, v in tiny_encoders.t5_state().items()})
+    seen: list[torch.dtype] = []
+    real_load = loaders.load_encoders
+
+    def recording_load(*args, **kwargs):
+        seen.append(kwargs.get("large_dtype", torch.float32))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(loaders, "load_encoders", recording_load)
+    out = tmp_path / "flux.safetext.safetensors"
+    assert cli.main(["align", "--text-encoder", str(clip), "--text-encoder", str(t5), "--tokenizer", str(t5_tok_dir),
+                     "--rank", "2", "--base-dtype", "bfloat16", "--steps", "2", "--batch-size", "4", "--eval-every",
+                     "0", "--categories", "sexual", "--output", str(out)]) in (0, None)
+    assert seen == [torch.bfloat16]
+    file = SafeTextFile.load(out)
+    full = real_load([clip, t5], tokenizer_dir=t5_tok_dir)
+    file.check_fingerprints(full.fingerprints())
