@@ -2,9 +2,12 @@
 
 At Gemma-2-2B's real width (Lumina 2's encoder: hidden 2,304, MLP 9,216, 8 query / 4 key-value heads of 256,
 vocabulary 256,000), float32, random weights, at two reduced depths, extrapolated to its 26 blocks (each block adds
-the same weights, so the memory is a + b x depth). Three moments of a low-rank (rank 8) run, each measured two ways
+the same weights, so the memory is a + b x depth). Four moments of a low-rank (rank 8) run, each measured two ways
 side by side, each case in a child process of its own:
 
+* ``loaded original``: the original encoder built from float16 tensors (a ComfyUI file's): in float32 (every run
+  before, and every run whose training copy is float32) against bfloat16 (``memory.original_dtype`` of a low-rank
+  run on a GPU, whose training copy keeps bfloat16 weights), the model built in that precision from the start;
 * ``training copy``: what the low-rank training copy adds: ``copy.deepcopy`` of the encoder with adapters on it (what
   ``loop.trainable_copy`` made before) against the copy that shares the frozen weights (``memory.share_weights``,
   what it makes now when dtype and device match);
@@ -40,7 +43,8 @@ from benchmarks.common import MALLOC, peak_added  # noqa: E402
 GEMMA2_2B = {"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_attention_heads": 8,
              "num_key_value_heads": 4, "head_dim": 256, "num_hidden_layers": 26}
 RANK = 8
-MOMENTS = {"training copy": ("deep copy", "shared weights"),
+MOMENTS = {"loaded original": ("float32", "bfloat16 (low-rank GPU run)"),
+           "training copy": ("deep copy", "shared weights"),
            "evaluation model": ("apply_deltas copy", "shifted_view"),
            "loaded file": ("expanded differences", "factors, expanded when read")}
 PROMPTS = [f"a {adjective} {thing} in a {place}, photo" for adjective in ("red", "quiet", "old", "small")
@@ -68,6 +72,15 @@ def _child(moment: str, variant: int, depth: int, out: Path) -> None:
     with torch.device("meta"):
         shapes = {"model." + k: v.shape for k, v in Gemma2Model(config).state_dict().items()}
     state = {k: torch.randn(shape) * shape[-1] ** -0.5 for k, shape in shapes.items()}
+    if moment == "loaded original":  # from float16 tensors, as ComfyUI's files hold them
+        half = {k: v.half() for k, v in state.items()}
+        del state
+        params = sum(v.numel() for v in half.values())
+        dtype = torch.float32 if variant == 0 else torch.bfloat16
+        added, _ = peak_added(lambda: build_hf_text_model(half, spec, dtype))
+        out.write_text(json.dumps({"moment": moment, "variant": MOMENTS[moment][variant], "depth": depth,
+                                   "parameters": params, "model_bytes": 4 * params, "added": added}))
+        return
     model = build_hf_text_model(state, spec)
     del state
     params = sum(p.numel() for p in model.parameters())
