@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchmarks.common import MALLOC, peak_added  # noqa: E402
+from benchmarks.common import MALLOC, depth_fit, peak_added  # noqa: E402
 
 GEMMA2_2B = {"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_attention_heads": 8,
              "num_key_value_heads": 4, "head_dim": 256, "num_hidden_layers": 26}
@@ -128,11 +128,7 @@ def _child(moment: str, variant: int, depth: int, out: Path) -> None:
 
 
 def _fit(rows: list[dict], moment: str, variant: str) -> dict:
-    points = sorted((r["depth"], r["added"]) for r in rows if r["moment"] == moment and r["variant"] == variant)
-    (d0, m0), (d1, m1) = points[0], points[-1]
-    per_block = (m1 - m0) / (d1 - d0)
-    base = m0 - per_block * d0
-    return {"per_block": per_block, "fixed": base, "at_26": base + 26 * per_block}
+    return depth_fit([(r["depth"], r["added"]) for r in rows if r["moment"] == moment and r["variant"] == variant], 26)
 
 
 def main(argv: list[str] | None = None) -> None:

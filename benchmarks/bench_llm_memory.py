@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchmarks.common import MALLOC, peak_added, resident_bytes  # noqa: E402
+from benchmarks.common import MALLOC, depth_fit, peak_added, resident_bytes  # noqa: E402
 
 QWEN3_4B = {"hidden_size": 2560, "intermediate_size": 9728, "num_attention_heads": 32, "num_key_value_heads": 8,
             "head_dim": 128, "vocab_size": 151936, "num_hidden_layers": 36}
@@ -91,11 +91,7 @@ def _child(setting: str, depth: int, steps: int, out: Path) -> None:
 
 
 def _fit(rows: list[dict], setting: str) -> dict:
-    points = sorted((r["depth"], r["peak_added"]) for r in rows if r["setting"] == setting)
-    (d0, m0), (d1, m1) = points[0], points[-1]
-    per_block = (m1 - m0) / (d1 - d0)
-    base = m0 - per_block * d0
-    return {"per_block": per_block, "fixed": base, "at_36": base + 36 * per_block}
+    return depth_fit([(r["depth"], r["peak_added"]) for r in rows if r["setting"] == setting], 36)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -108,6 +108,15 @@ def time_call(fn: Callable[[], Any], device: torch.device | str, warmup: int, re
     return times
 
 
+def depth_fit(points: Iterable[tuple[int, float]], depth: int) -> dict[str, float]:
+    """A figure measured at two or more depths as ``fixed + per_block x depth`` (the line through the shallowest and
+    deepest points: every block adds the same), and its value at ``depth`` (``at_<depth>``)."""
+    (d0, m0), *_, (d1, m1) = sorted(points)
+    per_block = (m1 - m0) / (d1 - d0)
+    base = m0 - per_block * d0
+    return {"per_block": per_block, "fixed": base, f"at_{depth}": base + depth * per_block}
+
+
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
 
