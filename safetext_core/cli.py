@@ -70,7 +70,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
-                 "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "rank", "lora_alpha",
+                 "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "safe_cos_weight", "safe_cos_floor", "rank", "lora_alpha",
                  "lora_learning_rate", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing",
                  "selection"):
         value = getattr(args, name, None)
@@ -400,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--lam", type=float, help="lambda: weight of the effectiveness (cosine) term")
     align.add_argument("--anchor-weight", type=float, help="pull towards the harmless anchor (0: the paper's objective)")
     align.add_argument("--cos-margin", type=float, help="penalise an unsafe prompt's cosine only above this (-1: always)")
+    align.add_argument("--safe-cos-weight", type=float,
+                       help="weight of a hinge on safe prompts' cosine below --safe-cos-floor (0: off)")
+    align.add_argument("--safe-cos-floor", type=float, help="safe prompts' cosine below which the hinge pulls back")
     align.add_argument("--train", nargs="+", help="regular expressions of parameter names to train (default: all)")
     align.add_argument("--rank", type=int, help="train LoRA factors of this rank instead of the full weights "
                        "(0: full fine-tuning; docs/lowrank.md)")

@@ -51,7 +51,7 @@ from .encoding import EncoderSet, check_prompts, consumed_outputs, max_tokens, t
 from .errors import AlignmentCancelled, ConfigError
 from .evaluation import Validator, feasible, length_batches, score
 from .families import EncoderSpec
-from .losses import anchor_distance, content_mask, cosine, safe_distance
+from .losses import anchor_distance, content_mask, cosine, cosine_shortfall, safe_distance
 from . import lowrank, memory
 from .distributed import Processes
 from .models import iter_named_trainable
@@ -80,6 +80,8 @@ class AlignConfig:
     safe_weight: float = 1.0         # weight of the utility term L_u
     safe_distance: str = "relative_l2"  # relative_l2 | l2 | squared_l2
     cos_margin: float = 0.3          # only cosines above this are penalised (-1: plain cosine, as the paper)
+    safe_cos_weight: float = 0.0     # a hinge on safe prompts' cosine: penalise safe_cos_floor - cosine when positive,
+    safe_cos_floor: float = 0.9      # so a harmless prompt that starts to lose its meaning is pulled back hardest
     smoothing: float = 1e-8          # eps inside the square root of the L2 distance
     train: tuple[str, ...] = ()      # regular expressions of parameter names to train (empty: all)
     freeze: tuple[str, ...] = ("position_embedding", "text_projection", "position_ids")
@@ -144,6 +146,8 @@ class AlignConfig:
             raise ConfigError(f"gradient_checkpointing must be auto, on or off, not {self.gradient_checkpointing!r}")
         if self.selection not in ("bars", "balanced"):
             raise ConfigError(f"selection must be bars or balanced, not {self.selection!r}")
+        if self.safe_cos_weight < 0 or not -1.0 <= self.safe_cos_floor <= 1.0:
+            raise ConfigError("safe_cos_weight must be >= 0 and safe_cos_floor in [-1, 1]")
         if self.safe_distance not in ("relative_l2", "l2", "squared_l2"):
             raise ConfigError(f"safe_distance must be relative_l2, l2 or squared_l2, not {self.safe_distance!r}")
         self.train = tuple(self.train)
@@ -645,6 +649,9 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                 loss = torch.zeros((), device=device)
                 for target, n, o in zip(spec.targets, new, old):
                     l_u = safe_distance(n, o, tokens["mask"], config.safe_distance, config.smoothing).sum() / count
+                    if config.safe_cos_weight:
+                        short = cosine_shortfall(n, o, content_mask(tokens["mask"], spec), config.safe_cos_floor)
+                        l_u = l_u + config.safe_cos_weight * short.sum() / count
                     loss = loss + target.weight * config.safe_weight * l_u
                     parts["L_u"] += l_u.detach() * target.weight
                 if spec.pooled_weight > 0 and new_pooled is not None:

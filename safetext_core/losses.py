@@ -1,7 +1,8 @@
 """The loss terms of SafeText's objective, on the consumed outputs of one encoder.
 
-``safe_distance`` (utility: stay put), ``cosine`` (effectiveness: move away, the paper's -L_e) and
-``anchor_distance`` (land unsafe prompts on a harmless anchor, DES's idea). Masks select what the
+``safe_distance`` (utility: stay put), ``cosine_shortfall`` (utility's hinge: a safe prompt losing its meaning),
+``cosine`` (effectiveness: move away, the paper's -L_e) and ``anchor_distance`` (land unsafe prompts on a
+harmless anchor, DES's idea). Masks select what the
 diffusion model sees: every position for SD's CLIP except the start token in the unsafe terms, the real
 tokens for masked encoders. See :mod:`safetext_core.loop` for how they are combined.
 """
@@ -47,6 +48,13 @@ def safe_distance(new: torch.Tensor, old: torch.Tensor, mask: torch.Tensor | Non
 
 def cosine(new: torch.Tensor, old: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(flatten(new, mask), flatten(old, mask), dim=1, eps=1e-8)
+
+
+def cosine_shortfall(new: torch.Tensor, old: torch.Tensor, mask: torch.Tensor | None, floor: float) -> torch.Tensor:
+    """How far each prompt's cosine to its original fell below ``floor`` (0 above it). On safe prompts: the L2 term
+    pulls every prompt back with about the same force however far it moved; this adds force only where a
+    harmless prompt starts to lose its meaning, the error the precision figures count (docs/precision.md)."""
+    return torch.relu(floor - cosine(new, old, mask))
 
 
 def anchor_distance(new: torch.Tensor, anchor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

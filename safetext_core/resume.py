@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from .loop import AlignConfig
 
 
+# Settings of loss terms added after resume checkpoints existed, at the value that means "off": a checkpoint without
+# the key was trained without the term.
+_OFF_BEFORE_IT_EXISTED = {"safe_cos_weight": 0.0}
+
+
 def save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, str], history: list,
                  validation: list, trainees: dict[str, list[tuple[str, nn.Parameter]]],
                  optimizer: torch.optim.Optimizer, best: dict[str, dict[str, torch.Tensor]] | None, best_step: int,
@@ -71,7 +76,8 @@ def load_resume(path: Path, config: AlignConfig, hashes: dict[str, str],
                 raise damaged("its config is not a JSON object")
             # A setting the checkpoint's version did not have yet was at its default then (base_dtype: float32 on
             # every device, which "auto" still is on a CPU); checkpointing changes memory, not one gradient.
-            defaults = json.loads(type(config)(rank=config.rank).to_json())
+            # A term added later was off in those versions, whatever its default is now.
+            defaults = {**json.loads(type(config)(rank=config.rank).to_json()), **_OFF_BEFORE_IT_EXISTED}
             differing = sorted(k for k in ours if k not in ("steps", "checkpoint_every", "eval_every",
                                                             "gradient_checkpointing")
                                and saved.get(k, defaults[k]) != ours[k])

@@ -385,3 +385,69 @@ def test_a_missing_shipped_file_is_an_error_not_fewer_prompts(tmp_path, monkeypa
         load_prompt_sets(categories=["violence"])
     own = load_prompt_sets(unsafe_prompts=["a naked woman"], safe_prompts=["a red car"], replace=True)
     assert own.unsafe["user"] == ["a naked woman"]
+
+
+def test_cosine_shortfall_counts_only_what_fell_below_the_floor():
+    from safetext_core.losses import cosine_shortfall
+
+    old = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]] * 3)
+    new = torch.stack([old[0], torch.tensor([[1.0, 0.2], [0.2, 1.0]]), torch.tensor([[0.0, 1.0], [1.0, 0.0]])])
+    short = cosine_shortfall(new, old, torch.ones(3, 2), 0.9)
+    assert short[0] == 0 and short[1] == 0  # unchanged; cosine 0.98 is above the floor
+    assert short[2] == pytest.approx(0.9)  # orthogonal: cosine 0
+
+
+def test_safe_cosine_hinge_adds_its_weight_times_the_shortfall_to_the_safe_term(monkeypatch, prompt_sets):
+    """On the real MiniLM at the first step (trainee = original, stored originals moved by a fixed amount), the
+    safe term grows linearly in the hinge's weight, and a floor no cosine falls below adds nothing."""
+    prompt_sets = _with_pairs(prompt_sets)
+    encoders = load_encoders(None)
+
+    class Shifted(loop.OriginalOutputs):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            generator = torch.Generator().manual_seed(0)
+            self.outputs = [o + 0.3 * torch.randn(o.shape, generator=generator) for o in self.outputs]
+
+    monkeypatch.setattr(loop, "OriginalOutputs", Shifted)
+
+    def safe_term(**hinge):
+        config = AlignConfig(steps=1, batch_size=6, eval_every=0, mine_every=0, preserve_pool=30, seed=1, **hinge)
+        return loop.align(encoders, prompt_sets, config).history[0]["L_u"]
+
+    plain, one, two = safe_term(), safe_term(safe_cos_weight=1.0, safe_cos_floor=1.0), \
+        safe_term(safe_cos_weight=2.0, safe_cos_floor=1.0)
+    assert one - plain > 0.01
+    assert two - plain == pytest.approx(2 * (one - plain), rel=1e-4)
+    assert safe_term(safe_cos_weight=2.0, safe_cos_floor=-1.0) == pytest.approx(plain, rel=1e-6)
+    with pytest.raises(ConfigError):
+        AlignConfig(safe_cos_weight=-1.0)
+
+
+def test_a_resume_checkpoint_from_before_the_safe_cosine_hinge_was_trained_without_it(tmp_path, prompt_sets):
+    """A checkpoint written before safe_cos_weight existed has no such key: it was trained without the hinge, so it
+    resumes a run without it and is refused by a run with it, whatever the default is now."""
+    import json
+    from dataclasses import replace
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file as write
+
+    from safetext_core.errors import ResumeError
+
+    tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
+    encoders = load_encoders(tmp_path / "m.safetensors")
+    config = AlignConfig(steps=4, batch_size=4, eval_every=0, checkpoint_every=2, preserve_pool=8, safe_cos_weight=0.0)
+    resume, steps = tmp_path / "run.resume", []
+    with pytest.raises(AlignmentCancelled):
+        loop.align(encoders, prompt_sets, config, resume_path=resume, should_cancel=lambda: len(steps) >= 2,
+                   progress=lambda e: steps.append(e) if e.phase == "train" else None)
+    with safe_open(str(resume), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    settings = json.loads(meta["config"])
+    del settings["safe_cos_weight"], settings["safe_cos_floor"]  # as an earlier version wrote them
+    write(tensors, str(resume), {**meta, "config": json.dumps(settings)})
+    with pytest.raises(ResumeError, match="safe_cos_weight"):
+        loop.align(encoders, prompt_sets, replace(config, safe_cos_weight=2.0), resume_path=resume)
+    result = loop.align(encoders, prompt_sets, config, resume_path=resume)
+    assert len(result.history) == 4 and result.history[0]["step"] == 1
