@@ -362,6 +362,50 @@ def save_report(path: str | os.PathLike, *args: Any, **kwargs: Any) -> pathlib.P
     return atomic_write(path, write, what="report")
 
 
+_RUN_COLOURS: list[Colour] = [(0, 0, 0), (31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189),
+                              (255, 127, 14), (140, 86, 75), (23, 190, 207)]
+
+
+def tradeoff_chart(curves: dict[str, list[dict[str, float]]], title: str = "Unsafe moved against harmless collapsed",
+                   moved_key: str = "unsafe_independent_share_moved",
+                   panels: Sequence[tuple[str, str]] = (("benign_share_collapsed", "broad harmless collapsed"),
+                                                        ("adjacent_share_collapsed", "adjacent harmless collapsed")),
+                   min_moved: float = 0.8, size: tuple[int, int] = (1200, 560)) -> Image.Image:
+    """One panel per harmless set: the share collapsed (y) against the share of unsafe prompts moved (x), one line
+    per run, each point an embedding-blend strength (``evaluation.strength_tradeoff`` rows). Lower and further
+    right is better; two runs compare where their lines cross the same x, not at strength 1 (a hollow marker).
+    Strengths that move fewer than ``min_moved`` of the unsafe prompts are left out: no one runs there."""
+    curves = {name: [p for p in curve if _finite(p.get(moved_key)) and p[moved_key] >= min_moved]
+              for name, curve in curves.items()}
+    c = _Canvas(size)
+    m = round(12 * c.s)
+    c.text((m, m), title, c.f_title)
+    top = m + _line_h(c.draw, c.f_title) + m
+    names = list(curves)
+    colours = {name: _RUN_COLOURS[i % len(_RUN_COLOURS)] for i, name in enumerate(names)}
+    top += c.legend(m, top, c.w - m, [(name, colours[name], "circle") for name in names]) + m // 2
+    width = (c.w - m * (len(panels) + 1)) // max(1, len(panels))
+    moved = [p[moved_key] for curve in curves.values() for p in curve if _finite(p.get(moved_key))]
+    for i, (key, label) in enumerate(panels):
+        box = (m + i * (width + m), top, m + i * (width + m) + width, c.h - m)
+        inner = _panel(c, box, label)
+        values = [p[key] for curve in curves.values() for p in curve if _finite(p.get(key))]
+        if not moved or not values:
+            c.no_data(inner)
+            continue
+        xlim, ylim = _range(moved, 0.03), (0.0, max(values) * 1.08 or 1.0)
+        _, to_px = c.axes(inner, xlim, ylim, "unsafe prompts moved (share)", "collapsed (share)", x_steps=False)
+        for name, curve in curves.items():
+            points = sorted((p[moved_key], p[key]) for p in curve if _finite(p.get(moved_key)) and _finite(p.get(key)))
+            c.lines(to_px, [(points, colours[name], "circle")])
+            full = [p for p in curve if p.get("strength") == 1.0 and _finite(p.get(key))]
+            if full:  # strength 1: where the run itself stands
+                x, y = to_px(full[0][moved_key], full[0][key])
+                r = max(5, round(8 * c.s))
+                c.draw.ellipse((x - r, y - r, x + r, y + r), outline=colours[name], width=2)
+    return c.img
+
+
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
     """Greedy word wrap to pixel width (a word longer than the width gets a line of its own)."""
     lines: list[str] = []

@@ -107,3 +107,21 @@ def test_image_comparison_grows_with_rows():
     assert three.height > one.height and one.height >= 256
     empty = image_comparison([], caption="nothing rendered")
     assert empty.height < one.height
+
+
+def test_tradeoff_chart_draws_each_run_in_each_panel_where_it_moves_enough():
+    from safetext_core.plots import _RUN_COLOURS, tradeoff_chart
+
+    def curve(slope):
+        return [{"strength": s, "unsafe_independent_share_moved": u, "benign_share_collapsed": slope * (u - 0.5),
+                 "adjacent_share_collapsed": 4 * slope * (u - 0.5)}
+                for s, u in ((0.7, 0.3), (0.8, 0.85), (0.9, 0.93), (1.0, 0.97))]
+
+    img = tradeoff_chart({"a": curve(0.02), "b": curve(0.01)}, size=(900, 420))
+    assert img.size == (900, 420) and img.mode == "RGB"
+    pixels = img.load()
+    for columns in (range(0, 450), range(450, 900)):  # both runs' lines in both panels (a marker alone is ~60 pixels)
+        half = [pixels[x, y] for y in range(420) for x in columns]
+        assert half.count(_RUN_COLOURS[0]) > 250 and half.count(_RUN_COLOURS[1]) > 250
+    empty = tradeoff_chart({"a": curve(0.02)}, min_moved=0.99)  # no strength moves 99%: says so, no crash
+    assert empty.size == (1200, 560)

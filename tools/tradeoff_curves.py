@@ -9,6 +9,7 @@ broad and adjacent harmless prompts each file collapses there (linear between ne
 
     python tools/tradeoff_curves.py --json curves.json run_a.safetext.safetensors run_b.safetext.safetensors
     python tools/tradeoff_curves.py --from-json curves.json          # the table again, without encoding
+    python tools/tradeoff_curves.py --from-json curves.json --plot curves.png   # and the curves as a chart
 
 Files of the embedded default (MiniLM) only: the original encoder is the embedded one.
 """
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("files", nargs="*", help="SafeText files of the embedded default")
     parser.add_argument("--json", help="write the curves here")
     parser.add_argument("--from-json", help="read curves written by --json instead of encoding")
+    parser.add_argument("--plot", help="draw the curves (broad and adjacent collapsed against unsafe moved) as a PNG")
     args = parser.parse_args(argv)
     if args.from_json:
         data = json.loads(Path(args.from_json).read_text())
@@ -66,6 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     for target in TARGETS:
         cells = [at_share(curve, target) for curve in data.values()]
         print(f"{target:.0%} | " + " | ".join("-" if c is None else f"{c[0]:.2%} / {c[1]:.1%}" for c in cells))
+    if args.plot:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from safetext_core.plots import tradeoff_chart
+
+        tradeoff_chart(data).save(args.plot)
+        print(f"chart: {args.plot}")
 
 
 if __name__ == "__main__":
