@@ -21,6 +21,9 @@ products, so the FLOP ratio is what the time ratio approaches; it is not a time 
   trainers use), the latents requiring gradients so that the backward pass runs through every block as it does for
   adapters in every block (the adapters' own products, rank 8-32, are left out: well under 1% of a step).
 
+* **Flux.2 Klein 9B** (Qwen3-8B, 512 positions): its host reads hidden states 9, 18 and 27 of 36 layers, so the
+  training copy leaves the nine above out (``models.trim_unread_layers``); the step is counted both ways, no peer.
+
     .venv/bin/python -m benchmarks.bench_llm_cost
 
 It writes ``benchmarks/results/llm_cost.json`` and ``llm_cost.md``.
@@ -59,13 +62,18 @@ def _text_encoder(family: str):
         if family == "flux":
             return T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
                                            num_heads=64, feed_forward_proj="gated-gelu", dropout_rate=0.0))
+        if family == "flux2_klein_9b":  # Qwen3-8B
+            return PrefixedEncoder(Qwen3Model(Qwen3Config(vocab_size=151936, hidden_size=4096, intermediate_size=12288,
+                                                          num_hidden_layers=36, num_attention_heads=32,
+                                                          num_key_value_heads=8, head_dim=128, use_cache=False)))
         return PrefixedEncoder(Qwen3Model(Qwen3Config(vocab_size=151936, hidden_size=2560, intermediate_size=9728,
                                                       num_hidden_layers=36, num_attention_heads=32,
                                                       num_key_value_heads=8, head_dim=128, use_cache=False)))
 
 
-def alignment_step_flops(family: str, encoder: str, positions: int) -> tuple[int, int]:
-    """FLOPs of one default alignment step of ``encoder`` (a GPU run's memory plan), and the encoder's parameters."""
+def alignment_step_flops(family: str, encoder: str, positions: int, trim: bool = True) -> tuple[int, int]:
+    """FLOPs of one default alignment step of ``encoder`` (a GPU run's memory plan), and the encoder's parameters.
+    ``trim=False``: every layer runs, as before the training copy left out the layers no host reads (Klein)."""
     from dataclasses import replace
 
     from safetext_core.encoding import consumed_outputs
@@ -83,7 +91,8 @@ def alignment_step_flops(family: str, encoder: str, positions: int) -> tuple[int
     params = sum(p.numel() for p in model.parameters())
     config = replace(AlignConfig(), rank=8)
     dtype, checkpointing = memory_plan(config, spec.arch, "cuda")
-    trainee, _ = trainable_copy(model, config, family, spec.adapter_targets, dtype, checkpointing)
+    trainee, _ = trainable_copy(model, config, family, spec.adapter_targets, dtype, checkpointing,
+                                spec=spec if trim else None)
 
     def step() -> None:
         for count in (SAFE, UNSAFE):
@@ -147,7 +156,15 @@ def main() -> None:
                      "ratio": align_flops / lora_flops})
         print(f"{family}: alignment step {align_flops / 1e12:.1f} TFLOP, LoRA step {lora_flops / 1e12:.1f} TFLOP, "
               f"ratio {align_flops / lora_flops:.3f}", flush=True)
-    result = {"rows": rows, "command": "python -m benchmarks.bench_llm_cost", "date": time.strftime("%Y-%m-%d"),
+    # Flux.2 Klein 9B reads Qwen3-8B's hidden states 9, 18 and 27: the step with the nine layers above left out of
+    # the training copy (the engine's default) against every layer run, at Klein's 512 positions.
+    trimmed, klein_params = alignment_step_flops("flux2_klein_9b", "qwen3_8b", 512)
+    whole, _ = alignment_step_flops("flux2_klein_9b", "qwen3_8b", 512, trim=False)
+    klein = {"family": "flux2_klein_9b", "encoder": "qwen3_8b", "encoder_parameters": klein_params, "positions": 512,
+             "step_flops_trimmed": trimmed, "step_flops_every_layer": whole, "ratio": trimmed / whole}
+    print(f"flux2_klein_9b: alignment step {trimmed / 1e12:.1f} TFLOP with the unread layers left out, "
+          f"{whole / 1e12:.1f} with every layer (ratio {trimmed / whole:.3f})", flush=True)
+    result = {"rows": rows, "klein_unread_layers": klein, "command": "python -m benchmarks.bench_llm_cost", "date": time.strftime("%Y-%m-%d"),
               "seconds": round(time.time() - started, 1), "torch": torch.__version__,
               "alignment": "rank 8, bfloat16 base, checkpointed blocks, default batch (32 safe + 24 unsafe prompts)",
               "lora": "one 1024x1024 picture, bfloat16, gradient checkpointing, backward through every block"}
@@ -161,6 +178,10 @@ def main() -> None:
                      f"positions | {r['alignment_step_flops'] / 1e12:.1f} TFLOP | {r['peer']} "
                      f"({r['peer_parameters'] / 1e9:.2f}B) | {r['lora_step_flops'] / 1e12:.1f} TFLOP | "
                      f"**{r['ratio']:.2f}** |")
+    lines += ["", "| family | encoder (parameters) | alignment step, layers above hidden state 27 left out | every "
+              "layer run | ratio |", "|---|---|---|---|---|",
+              f"| {klein['family']} | {klein['encoder']} ({klein_params / 1e9:.2f}B), 512 positions | "
+              f"{trimmed / 1e12:.1f} TFLOP | {whole / 1e12:.1f} TFLOP | **{klein['ratio']:.2f}** |"]
     (out / "llm_cost.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

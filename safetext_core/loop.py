@@ -54,7 +54,7 @@ from .families import EncoderSpec
 from .losses import anchor_distance, content_mask, cosine, cosine_shortfall, safe_distance
 from . import lowrank, memory
 from .distributed import Processes
-from .models import iter_named_trainable
+from .models import iter_named_trainable, trim_unread_layers
 from .prompt_sets import PromptSets, unsafe_words, vocabulary_words, word_salads
 from .outputs import crash_point
 from .resume import load_resume, save_resume
@@ -204,17 +204,22 @@ def learning_rate_factor(step: int, config: AlignConfig) -> float:
 
 def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adapter_targets: Sequence[str] = (),
                    dtype: torch.dtype = torch.float32, checkpointing: bool = False,
-                   device: torch.device | str | None = None) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
+                   device: torch.device | str | None = None, spec: EncoderSpec | None = None
+                   ) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
     """The copy a run trains (``model`` is never touched) and its trained parameters: low-rank factors in float32
     when ``config.rank`` > 0, over frozen weights of ``dtype`` (:func:`memory.memory_plan`); else the weights
     ``config`` selects, in float32. ``checkpointing``: recompute the blocks' activations in the backward pass.
-    A low-rank copy whose frozen weights would equal ``model``'s (same dtype, already on ``device``) shares them."""
+    A low-rank copy whose frozen weights would equal ``model``'s (same dtype, already on ``device``) shares them.
+    With ``spec``, layers above the deepest hidden state the host reads are left out of the copy
+    (:func:`models.trim_unread_layers`)."""
     if config.rank > 0 and memory.holds_as(model, dtype, device):
         # Low rank trains only new factors: the copy shares the frozen weights instead of holding a second set (a
         # float32 Gemma-2-2B is 10 GB; two of them beside a host's own copy do not fit a 24 GB machine)
         trainee = memory.share_weights(model)
     else:
         trainee = copy.deepcopy(model).float() if dtype == torch.float32 else memory.copy_as(model, dtype)
+    if spec is not None:
+        trim_unread_layers(trainee, spec)
     trainee.eval()
     trainee.requires_grad_(False)
     if checkpointing:
@@ -502,7 +507,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     for spec in encoders.profile.encoders:
         dtype, checkpointing = memory.memory_plan(config, spec.arch, device)
         trainee, params = trainable_copy(encoders.models[spec.name], config, encoders.family,
-                                         getattr(spec, "adapter_targets", ()), dtype, checkpointing, device)
+                                         getattr(spec, "adapter_targets", ()), dtype, checkpointing, device, spec)
         if not params:
             raise ConfigError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
         trainee = trainee.to(device)

@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable, Mapping
 
 import torch
@@ -293,14 +294,61 @@ class PrefixedEncoder(nn.Module):
         super().__init__()
         self.model = model
         self.config = model.config
+        self.read_up_to: int | None = None  # set by trim_unread_layers: the deepest hidden state anything reads
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool = True, **_: Any) -> Any:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        if self.read_up_to is None:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        # hidden_states[i] is what layer i takes in: the embeddings for i = 0, else layer i - 1's output. Collect
+        # them up to read_up_to and stop there, before the final norm (which would change the last one).
+        layers, states = self.model.layers, []
+
+        def first_input(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            states.append(args[0] if args else kwargs["hidden_states"])
+
+        def output(module: nn.Module, _args: tuple, out: Any) -> None:
+            states.append(out[0] if isinstance(out, tuple) else out)
+            if len(states) > self.read_up_to:
+                raise _ReadEnough
+
+        handles = [layers[0].register_forward_pre_hook(first_input, with_kwargs=True)]
+        handles += [layer.register_forward_hook(output) for layer in layers[:self.read_up_to]]
+        try:
+            self.model(input_ids=input_ids, attention_mask=attention_mask)
+        except _ReadEnough:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        if len(states) != self.read_up_to + 1:
+            raise RuntimeError(f"collected {len(states)} hidden states, expected {self.read_up_to + 1}")
+        return SimpleNamespace(hidden_states=tuple(states), last_hidden_state=None)
 
     def to_transformers(self) -> nn.Module:
         """The transformers base model itself (``Gemma2Model``, ``Qwen3Model``...), for ``save_pretrained`` (export)."""
         return self.model
+
+
+class _ReadEnough(Exception):
+    """Raised by PrefixedEncoder's hook once the deepest hidden state read is in hand: the layers above never run."""
+
+
+def trim_unread_layers(model: nn.Module, spec: EncoderSpec) -> int:
+    """Drop the layers above the deepest hidden state ``spec`` reads from a *copy* ``model`` (a PrefixedEncoder),
+    and make its forward stop there; return how many were dropped. Only for families that read hidden states by
+    index (Flux.2 Klein: 9, 18, 27 of Qwen3's 36 layers: 9 layers, a quarter of every pass, never reach the
+    consumer). Everything else keeps its model as it is."""
+    indices = [t.index for t in spec.targets]
+    if not isinstance(model, PrefixedEncoder) or not indices or None in indices or spec.pooled_weight > 0:
+        return 0
+    deepest = max(indices)
+    layers = model.model.layers
+    if deepest < 1 or deepest >= len(layers):
+        return 0
+    model.model.layers = nn.ModuleList(list(layers)[:deepest])
+    model.read_up_to = deepest
+    return len(layers) - deepest
 
 
 def _layer_count(state: Mapping[str, torch.Tensor], pattern: str) -> int:

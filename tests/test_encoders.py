@@ -318,6 +318,34 @@ def _alone_equals_batched(model, spec, tok, prompts, outs, batch) -> None:
             assert torch.allclose(a[row, :width], b[0, :width], atol=1e-5)
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_klein_training_copy_never_runs_the_layers_above_hidden_state_27(qwen_tok, checkpointing):
+    """Klein's host reads hidden states 9, 18 and 27: the training copy drops the layers above (one of the tiny
+    model's 28; nine of Qwen3's 36), gives exactly the original's outputs, trains, and leaves the original whole.
+    Z-Image (layer -2, counted from the end) keeps every layer."""
+    from safetext_core import loop
+
+    prompts = ["a cat", "a naked woman on a beach at night, oil painting"]
+    model, spec = _qwen("flux2_klein_4b")
+    trainee, params = loop.trainable_copy(model, AlignConfig(rank=4), "flux2_klein_4b", spec.adapter_targets,
+                                          checkpointing=checkpointing, spec=spec)
+    assert len(trainee.model.layers) == 27 and len(model.model.layers) == 28 and model.read_up_to is None
+    assert params and not any(".layers.27." in name for name, _ in params)
+    batch = tokenize(qwen_tok, prompts, spec)
+    with torch.no_grad():
+        full, _ = consumed_outputs(model, batch, spec)
+        trimmed, _ = consumed_outputs(trainee, batch, spec)
+    assert all(torch.equal(a, b) for a, b in zip(full, trimmed))
+    outs, _ = consumed_outputs(trainee, batch, spec)
+    sum(o.square().mean() for o in outs).backward()
+    assert all(p.grad is not None for _, p in params) and any(float(p.grad.abs().sum()) > 0 for _, p in params)
+    assert not any(h for layer in trainee.model.layers for h in layer._forward_hooks.values())  # hooks removed
+
+    z_model, z_spec = _qwen("z_image")
+    z_trainee, _ = loop.trainable_copy(z_model, AlignConfig(rank=4), "z_image", z_spec.adapter_targets, spec=z_spec)
+    assert len(z_trainee.model.layers) == len(z_model.model.layers) and z_trainee.read_up_to is None
+
+
 def test_z_image_and_anima_layers_and_template(qwen_tok):
     """Z-Image: hidden layer -2 without the final norm over the chat template's real tokens; "<|im_start|>user\\n" is the
     same for every prompt and out of the unsafe terms. Anima: the last hidden state after the final norm over the bare
