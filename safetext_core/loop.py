@@ -80,8 +80,9 @@ class AlignConfig:
     safe_weight: float = 1.0         # weight of the utility term L_u
     safe_distance: str = "relative_l2"  # relative_l2 | l2 | squared_l2
     cos_margin: float = 0.3          # only cosines above this are penalised (-1: plain cosine, as the paper)
-    safe_cos_weight: float = 0.0     # a hinge on safe prompts' cosine: penalise safe_cos_floor - cosine when positive,
+    safe_cos_weight: float = 2.0     # a hinge on safe prompts' cosine: penalise safe_cos_floor - cosine when positive,
     safe_cos_floor: float = 0.9      # so a harmless prompt that starts to lose its meaning is pulled back hardest
+                                     # (docs/precision.md "A hinge on safe prompts' cosine": 3 seeds, 2026-12-04)
     smoothing: float = 1e-8          # eps inside the square root of the L2 distance
     train: tuple[str, ...] = ()      # regular expressions of parameter names to train (empty: all)
     freeze: tuple[str, ...] = ("position_embedding", "text_projection", "position_ids")

@@ -415,7 +415,7 @@ def test_safe_cosine_hinge_adds_its_weight_times_the_shortfall_to_the_safe_term(
         config = AlignConfig(steps=1, batch_size=6, eval_every=0, mine_every=0, preserve_pool=30, seed=1, **hinge)
         return loop.align(encoders, prompt_sets, config).history[0]["L_u"]
 
-    plain, one, two = safe_term(), safe_term(safe_cos_weight=1.0, safe_cos_floor=1.0), \
+    plain, one, two = safe_term(safe_cos_weight=0.0), safe_term(safe_cos_weight=1.0, safe_cos_floor=1.0), \
         safe_term(safe_cos_weight=2.0, safe_cos_floor=1.0)
     assert one - plain > 0.01
     assert two - plain == pytest.approx(2 * (one - plain), rel=1e-4)
