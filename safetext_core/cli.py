@@ -70,8 +70,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
-                 "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "safe_cos_weight", "safe_cos_floor", "rank", "lora_alpha",
-                 "lora_learning_rate", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing",
+                 "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "safe_cos_weight",
+                 "safe_cos_floor", "rank", "lora_alpha", "lora_learning_rate", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing",
                  "selection"):
         value = getattr(args, name, None)
         if value is not None:

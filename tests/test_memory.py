@@ -305,11 +305,6 @@ def test_a_resume_checkpoint_from_before_the_memory_settings_still_resumes(tmp_p
     """A checkpoint written before base_dtype / gradient_checkpointing existed has neither in its settings: they were
     at their defaults, so it resumes; checkpointing on or off never blocks a resume (same gradients); another
     base_dtype does."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file as write
-
     from safetext_core.errors import AlignmentCancelled, ResumeError
     from safetext_core.loop import align
 
@@ -317,18 +312,11 @@ def test_a_resume_checkpoint_from_before_the_memory_settings_still_resumes(tmp_p
     encoders = load_encoders(tmp_path / "m.safetensors")
     config = AlignConfig(steps=6, batch_size=4, eval_every=0, checkpoint_every=2, rank=4, preserve_pool=8)
     resume = tmp_path / "run.resume"
-    steps = []
-    with pytest.raises(AlignmentCancelled):
-        align(encoders, prompt_sets, config, resume_path=resume, should_cancel=lambda: len(steps) >= 2,
-              progress=lambda e: steps.append(e) if e.phase == "train" else None)
-    with safe_open(str(resume), framework="pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    settings = json.loads(meta["config"])
-    del settings["base_dtype"], settings["gradient_checkpointing"]  # as an earlier version wrote them
-    write(tensors, str(resume), {**meta, "config": json.dumps(settings)})
+    tiny_models.resume_checkpoint_of_an_earlier_version(encoders, prompt_sets, config, resume,
+                                                        "base_dtype", "gradient_checkpointing")
     result = align(encoders, prompt_sets, replace(config, gradient_checkpointing="on"), resume_path=resume)
     assert len(result.history) == 6 and result.history[0]["step"] == 1
-    steps.clear()
+    steps = []
     with pytest.raises(AlignmentCancelled):
         align(encoders, prompt_sets, config, resume_path=resume, should_cancel=lambda: len(steps) >= 2,
               progress=lambda e: steps.append(e) if e.phase == "train" else None)

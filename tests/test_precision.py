@@ -427,26 +427,16 @@ def test_safe_cosine_hinge_adds_its_weight_times_the_shortfall_to_the_safe_term(
 def test_a_resume_checkpoint_from_before_the_safe_cosine_hinge_was_trained_without_it(tmp_path, prompt_sets):
     """A checkpoint written before safe_cos_weight existed has no such key: it was trained without the hinge, so it
     resumes a run without it and is refused by a run with it, whatever the default is now."""
-    import json
     from dataclasses import replace
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file as write
 
     from safetext_core.errors import ResumeError
 
     tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
     encoders = load_encoders(tmp_path / "m.safetensors")
     config = AlignConfig(steps=4, batch_size=4, eval_every=0, checkpoint_every=2, preserve_pool=8, safe_cos_weight=0.0)
-    resume, steps = tmp_path / "run.resume", []
-    with pytest.raises(AlignmentCancelled):
-        loop.align(encoders, prompt_sets, config, resume_path=resume, should_cancel=lambda: len(steps) >= 2,
-                   progress=lambda e: steps.append(e) if e.phase == "train" else None)
-    with safe_open(str(resume), framework="pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    settings = json.loads(meta["config"])
-    del settings["safe_cos_weight"], settings["safe_cos_floor"]  # as an earlier version wrote them
-    write(tensors, str(resume), {**meta, "config": json.dumps(settings)})
+    resume = tmp_path / "run.resume"
+    tiny_models.resume_checkpoint_of_an_earlier_version(encoders, prompt_sets, config, resume,
+                                                        "safe_cos_weight", "safe_cos_floor")
     with pytest.raises(ResumeError, match="safe_cos_weight"):
         loop.align(encoders, prompt_sets, replace(config, safe_cos_weight=2.0), resume_path=resume)
     result = loop.align(encoders, prompt_sets, config, resume_path=resume)

@@ -140,3 +140,25 @@ def tiny_sdxl_pipeline(clip_l: dict[str, torch.Tensor], clip_g: dict[str, torch.
                                      scheduler=EulerDiscreteScheduler())
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def resume_checkpoint_of_an_earlier_version(encoders, prompt_sets, config, resume, *missing: str) -> None:
+    """Run ``config`` until two steps are done and cancelled (a resume checkpoint at ``resume``), then rewrite the
+    checkpoint's settings without ``missing``, as a version before those settings existed wrote them."""
+    import json
+
+    import pytest
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from safetext_core.errors import AlignmentCancelled
+    from safetext_core.loop import align
+
+    steps = []
+    with pytest.raises(AlignmentCancelled):
+        align(encoders, prompt_sets, config, resume_path=resume, should_cancel=lambda: len(steps) >= 2,
+              progress=lambda e: steps.append(e) if e.phase == "train" else None)
+    with safe_open(str(resume), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    settings = {k: v for k, v in json.loads(meta["config"]).items() if k not in missing}
+    save_file(tensors, str(resume), {**meta, "config": json.dumps(settings)})
