@@ -76,8 +76,9 @@ def run(opts: Options) -> BenchResult:
             factors = {}
             for name in names:
                 out_f, in_f = modules[name].weight.shape
-                factors[name + ".weight"] = (torch.randn(out_f, RANK) * 1e-3, torch.randn(RANK, in_f) * 1e-3,
-                                             float(RANK))
+                # stored as training stores them (lowrank.factors_from_params): float16 values, two bytes each
+                factors[name + ".weight"] = (*lowrank.in_half_precision(torch.randn(out_f, RANK) * 1e-3,
+                                                                        torch.randn(RANK, in_f) * 1e-3), float(RANK))
             del model, modules
             path = SafeTextFile(family="generic", deltas={encoder: {p: torch.zeros(0) for p in factors}},
                                 fingerprints={encoder: fp}, config={"rank": RANK},
@@ -90,5 +91,5 @@ def run(opts: Options) -> BenchResult:
             rows.append(Row(NAME, f"{encoder} ({family}) rank-{RANK} file vs the encoder in bf16",
                             f"{fmt_bytes(size)} vs {fmt_bytes(half)}", size / half, "<= 0.02", size / half <= 0.02,
                             f"{count / 1e9:.2f}B parameters, {len(names)} adapted linear layers (the family's "
-                            f"adapter targets), float32 factors; vs float32 weights {size / (4 * count):.4f}"))
+                            f"adapter targets), float16 factors; vs float32 weights {size / (4 * count):.4f}"))
     return BenchResult(NAME, rows, raw)

@@ -28,7 +28,7 @@ import torch
 from .encoding import EncoderSet
 from .families import get_family
 from .errors import ConfigError, UnsupportedModel
-from .lowrank import KOHYA_SUFFIX, factor_stem
+from .lowrank import KOHYA_SUFFIX, factor_stem, half_exact, in_half_precision
 from .models import hf_to_openclip_names
 from .safetext_file import SafeTextFile, atomic_save, param_to_key
 from .weights import apply_deltas
@@ -136,10 +136,10 @@ def to_lowrank(file: SafeTextFile, path: str | os.PathLike, rank: int = 64) -> t
         prefix = family.encoder(encoder).a1111_prefix if encoder in family.encoder_names else ""
         for param, delta in params.items():
             if delta.dim() == 2 and min(delta.shape) > rank:
-                up, down = low_rank(delta, rank)
+                up, down = in_half_precision(*low_rank(delta, rank))  # the error below includes the rounding
                 base = factor_stem(encoder, param, prefix)
-                tensors[base + ".lora_up.weight"] = up
-                tensors[base + ".lora_down.weight"] = down
+                tensors[base + ".lora_up.weight"] = up.half() if half_exact(up) else up
+                tensors[base + ".lora_down.weight"] = down.half() if half_exact(down) else down
                 tensors[base + ".alpha"] = torch.tensor(float(up.shape[1]))
                 error = float((delta - up @ down).norm())
             else:

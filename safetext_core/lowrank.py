@@ -149,9 +149,32 @@ def factors_from_params(params: Mapping[str, torch.Tensor], alpha: float
         r = up.shape[1]
         if not torch.count_nonzero(up):
             continue
-        scaled = (up.detach().float().cpu() * (alpha / r)).contiguous()  # the scale training used
-        out[module + ".weight"] = (scaled, down.detach().float().cpu().contiguous(), float(r))
+        scaled = up.detach().float().cpu() * (alpha / r)  # the scale training used
+        out[module + ".weight"] = (*in_half_precision(scaled, down.detach().float().cpu()), float(r))
     return out
+
+
+_HALF_MAX = 2.0 ** 14  # well inside float16's range (65504) after balancing; larger factors stay float32
+
+
+def in_half_precision(up: torch.Tensor, down: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``up`` and ``down`` rescaled by a power of two (their product unchanged, exactly) so their largest values
+    match, then rounded to float16 values, held in float32: a file stores them at two bytes each, as LoRA files are
+    shared, and training's figures, the file and every host then compute the same difference bit for bit. Returned
+    unrounded when either would leave float16's range (:func:`half_exact` then keeps them in float32)."""
+    up_max, down_max = float(up.abs().max()), float(down.abs().max())
+    if up_max == 0.0 or down_max == 0.0:
+        return up.contiguous(), down.contiguous()
+    shift = round(0.5 * math.log2(down_max / up_max))  # up * 2**shift and down / 2**shift peak alike
+    up2, down2 = torch.ldexp(up, torch.tensor(shift)), torch.ldexp(down, torch.tensor(-shift))
+    if max(float(up2.abs().max()), float(down2.abs().max())) > _HALF_MAX:
+        return up.contiguous(), down.contiguous()
+    return up2.half().float().contiguous(), down2.half().float().contiguous()
+
+
+def half_exact(tensor: torch.Tensor) -> bool:
+    """True when every value of ``tensor`` is a float16 value, so storing it in float16 loses nothing."""
+    return bool(torch.equal(tensor.to(torch.float16).float(), tensor.float()))
 
 
 class Expansions(collections.abc.Mapping):

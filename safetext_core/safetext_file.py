@@ -50,7 +50,7 @@ import torch
 from .errors import FingerprintMismatch, SafeTextFileError
 from .families import FAMILIES
 from .fingerprint import fingerprints_match, short_id
-from .lowrank import Expansions, expand, factor_stem, parse_kohya_key
+from .lowrank import Expansions, expand, factor_stem, half_exact, parse_kohya_key
 from .lowrank import parameter_counts as lowrank_counts
 from .weights import DELTA_FLOOR, DELTA_RATIO, _abs_max, check_difference
 
@@ -616,15 +616,17 @@ class SafeTextFile:
         return path
 
     def factor_tensors(self) -> dict[str, torch.Tensor]:
-        """The low-rank factors under their keys (see the module docstring), float32 on the CPU."""
+        """The low-rank factors under their keys (see the module docstring) on the CPU: in float16 where that
+        loses nothing (trained factors are rounded to it, ``lowrank.in_half_precision``), float32 otherwise."""
         out: dict[str, torch.Tensor] = {}
         family = FAMILIES.get(self.family)
         for encoder, params in self.factors.items():
             prefix = family.encoder(encoder).a1111_prefix if family and encoder in family.encoder_names else ""
             for param, (up, down, alpha) in params.items():
                 stem = factor_stem(encoder, param, prefix)
-                out[stem + ".lora_up.weight"] = up.detach().to("cpu", torch.float32).contiguous()
-                out[stem + ".lora_down.weight"] = down.detach().to("cpu", torch.float32).contiguous()
+                for part, factor in (("lora_up", up), ("lora_down", down)):
+                    factor = factor.detach().to("cpu", torch.float32)
+                    out[f"{stem}.{part}.weight"] = (factor.half() if half_exact(factor) else factor).contiguous()
                 out[stem + ".alpha"] = torch.tensor(float(alpha))
         return out
 

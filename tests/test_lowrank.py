@@ -19,7 +19,7 @@ import tiny_models
 from safetext_core import AlignConfig, SafeTextFile, apply_deltas, load_encoders, run_alignment
 from safetext_core.encoding import consumed_outputs, tokenize
 from safetext_core.errors import ConfigError
-from safetext_core.lowrank import attach_adapters, expand
+from safetext_core.lowrank import attach_adapters, expand, half_exact, in_half_precision
 from safetext_core.models import openclip_to_hf
 from safetext_core.weights import ShiftPlan, blend_outputs
 
@@ -86,6 +86,8 @@ def test_low_rank_file_is_small_and_loads_back_exactly(trained):
         assert all(re.search(r"layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$", p) for p in params)
     keys = _keys(path)
     assert not [k for k in keys if k.endswith((".diff", ".diff_b"))]
+    with safe_open(str(path), "pt") as f:  # two bytes a factor, as shared LoRAs are; what was evaluated, exactly
+        assert {f.get_tensor(k).dtype for k in keys if ".lora_" in k} == {torch.float16}
     stored = sum(t[0].numel() + t[1].numel() for ps in loaded.factors.values() for t in ps.values())
     assert stored < 0.5 * loaded.parameter_count()  # rank 4 of 32-64 wide layers
     assert "rank=4" in loaded.describe()
@@ -316,8 +318,9 @@ def test_comfyui_stock_lora_loader_takes_every_key(trained):
             encoder, param = target.split(".transformer.", 1)
             up, down = f.get_tensor(stem + ".lora_up.weight"), f.get_tensor(stem + ".lora_down.weight")
             alpha = float(f.get_tensor(stem + ".alpha"))
-            # ComfyUI's "lora" patch: W + strength * (up @ down) * alpha / rank
-            assert torch.equal((up @ down) * (alpha / down.shape[0]), loaded.deltas[encoder][param])
+            # ComfyUI's "lora" patch: W + strength * (up @ down) * alpha / rank, the factors cast to the weight's
+            # dtype first (model_patcher: float32 for float32 weights)
+            assert torch.equal((up.float() @ down.float()) * (alpha / down.shape[0]), loaded.deltas[encoder][param])
 
 
 def test_a1111_and_forge_lora_extension_takes_every_key(trained):
@@ -337,7 +340,8 @@ def test_a1111_and_forge_lora_extension_takes_every_key(trained):
     with safe_open(str(path), "pt") as f:
         def updown(key):
             parts = matched[key]
-            up, down = f.get_tensor(parts["lora_up.weight"]), f.get_tensor(parts["lora_down.weight"])
+            # network_lora copies the factors into float32 Linear modules (--no-half) before multiplying
+            up, down = f.get_tensor(parts["lora_up.weight"]).float(), f.get_tensor(parts["lora_down.weight"]).float()
             return (up @ down) * (float(f.get_tensor(parts["alpha"])) / up.shape[1])
 
         for spec in encoders.profile.encoders:
@@ -380,7 +384,8 @@ def test_exports_keep_low_rank_files_loadable(trained, tmp_path):
         for param, delta in params.items():
             assert torch.equal(again.deltas[encoder][param], delta)
     low, figures = to_lowrank(loaded, tmp_path / "l.safetensors", rank=4)
-    assert figures["relative_error"] < 1e-4  # rank-4 factors re-compressed at rank 4: exact up to SVD rounding
+    # rank-4 factors re-compressed at rank 4: exact up to SVD rounding and the factors' float16 (2**-11 relative)
+    assert 1e-6 < figures["relative_error"] < 2e-3
     assert not [k for k in _keys(low) if k.startswith("text_encoders.")]
 
 
@@ -394,6 +399,25 @@ def test_full_weight_files_keep_loading(tmp_path, prompt_sets):
     assert "rank=" not in loaded.describe() and "lora_learning_rate" not in loaded.describe()
     assert all(k.endswith((".diff", ".diff_b")) for k in _keys(tmp_path / "full.safetensors"))
     assert set(loaded.deltas["clip_l"]) == set(outcome.file.deltas["clip_l"])
+
+
+def test_half_precision_factors_keep_the_product_and_refuse_what_float16_cannot_hold():
+    generator = torch.Generator().manual_seed(0)
+    # Trained factors are lopsided (up starts at zero, down at Kaiming scale): balancing by a power of two keeps
+    # up's small values out of float16's subnormals, where rounding alone would lose most of their digits.
+    up, down = torch.randn(64, 8, generator=generator) * 1e-5, torch.randn(8, 48, generator=generator) * 0.1
+    up16, down16 = in_half_precision(up, down)
+    assert half_exact(up16) and half_exact(down16) and up16.dtype == down16.dtype == torch.float32
+    assert 0.25 < float(up16.abs().max() / down16.abs().max()) < 4.0
+    exact = up.double() @ down.double()
+    error = float(((up16 @ down16).double() - exact).norm() / exact.norm())
+    naive = float(((up.half().float() @ down.half().float()).double() - exact).norm() / exact.norm())
+    assert error < 1e-3 < naive
+    # Beyond float16's range once balanced: kept as they are, and stored in float32 (half_exact is False).
+    big_up, big_down = in_half_precision(up * 1e12, down * 1e4)
+    assert torch.equal(big_up, up * 1e12) and not half_exact(big_up)
+    zero_up, same_down = in_half_precision(torch.zeros(4, 2), down[:2])
+    assert torch.equal(zero_up, torch.zeros(4, 2)) and torch.equal(same_down, down[:2])
 
 
 def test_expand_is_the_hosts_formula():
