@@ -71,7 +71,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
                  "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "safe_cos_weight",
-                 "safe_cos_floor", "rank", "lora_alpha", "lora_learning_rate", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing",
+                 "safe_cos_floor", "safe_cos_per_token", "rank", "lora_alpha", "lora_learning_rate", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing",
                  "selection"):
         value = getattr(args, name, None)
         if value is not None:
@@ -403,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--safe-cos-weight", type=float,
                        help="weight of a hinge on safe prompts' cosine below --safe-cos-floor (0: off)")
     align.add_argument("--safe-cos-floor", type=float, help="safe prompts' cosine below which the hinge pulls back")
+    align.add_argument("--safe-cos-per-token", action=argparse.BooleanOptionalAction, default=None,
+                       help="the hinge on each token's cosine (the default) or, with --no-safe-cos-per-token, the whole prompt's")
     align.add_argument("--train", nargs="+", help="regular expressions of parameter names to train (default: all)")
     align.add_argument("--rank", type=int, help="train LoRA factors of this rank instead of the full weights "
                        "(0: full fine-tuning; docs/lowrank.md)")

@@ -51,7 +51,7 @@ from .encoding import EncoderSet, check_prompts, consumed_outputs, max_tokens, t
 from .errors import AlignmentCancelled, ConfigError
 from .evaluation import Validator, feasible, length_batches, score
 from .families import EncoderSpec
-from .losses import anchor_distance, content_mask, cosine, cosine_shortfall, safe_distance
+from .losses import anchor_distance, content_mask, cosine, cosine_shortfall, safe_distance, token_cosine_shortfall
 from . import lowrank, memory
 from .distributed import Processes
 from .models import iter_named_trainable, trim_unread_layers
@@ -83,6 +83,8 @@ class AlignConfig:
     safe_cos_weight: float = 2.0     # a hinge on safe prompts' cosine: penalise safe_cos_floor - cosine when positive,
     safe_cos_floor: float = 0.9      # so a harmless prompt that starts to lose its meaning is pulled back hardest
                                      # (docs/precision.md "A hinge on safe prompts' cosine": 3 seeds, 2026-12-04)
+    safe_cos_per_token: bool = True  # the hinge on each position's cosine, not the whole sequence's (docs/precision.md
+                                     # "The hinge per token": 3 seeds, 2026-12-05)
     smoothing: float = 1e-8          # eps inside the square root of the L2 distance
     train: tuple[str, ...] = ()      # regular expressions of parameter names to train (empty: all)
     freeze: tuple[str, ...] = ("position_embedding", "text_projection", "position_ids")
@@ -656,7 +658,8 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
                 for target, n, o in zip(spec.targets, new, old):
                     l_u = safe_distance(n, o, tokens["mask"], config.safe_distance, config.smoothing).sum() / count
                     if config.safe_cos_weight:
-                        short = cosine_shortfall(n, o, content_mask(tokens["mask"], spec), config.safe_cos_floor)
+                        hinge = token_cosine_shortfall if config.safe_cos_per_token else cosine_shortfall
+                        short = hinge(n, o, content_mask(tokens["mask"], spec), config.safe_cos_floor)
                         l_u = l_u + config.safe_cos_weight * short.sum() / count
                     loss = loss + target.weight * config.safe_weight * l_u
                     parts["L_u"] += l_u.detach() * target.weight

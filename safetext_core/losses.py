@@ -57,6 +57,18 @@ def cosine_shortfall(new: torch.Tensor, old: torch.Tensor, mask: torch.Tensor | 
     return torch.relu(floor - cosine(new, old, mask))
 
 
+def token_cosine_shortfall(new: torch.Tensor, old: torch.Tensor, mask: torch.Tensor | None, floor: float) -> torch.Tensor:
+    """Per prompt, the mean over its positions of how far each position's cosine to its original fell below
+    ``floor``: the hinge per token rather than on the whole sequence, so one position that loses its meaning is
+    pulled back even while the sequence's cosine stays above the floor (docs/precision.md)."""
+    if new.dim() < 3:
+        return cosine_shortfall(new, old, mask, floor)
+    per_token = torch.relu(floor - torch.nn.functional.cosine_similarity(new, old, dim=-1, eps=1e-8))
+    if mask is None:
+        return per_token.mean(dim=1)
+    return (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+
+
 def anchor_distance(new: torch.Tensor, anchor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     anchor = anchor.expand_as(new)
     diff = flatten(new - anchor, mask).square().sum(dim=1)

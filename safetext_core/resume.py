@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # Settings of loss terms added after resume checkpoints existed, at the value that means "off": a checkpoint without
 # the key was trained without the term.
-_OFF_BEFORE_IT_EXISTED = {"safe_cos_weight": 0.0}
+_OFF_BEFORE_IT_EXISTED = {"safe_cos_weight": 0.0, "safe_cos_per_token": False}
 
 
 def save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, str], history: list,

@@ -397,6 +397,25 @@ def test_cosine_shortfall_counts_only_what_fell_below_the_floor():
     assert short[2] == pytest.approx(0.9)  # orthogonal: cosine 0
 
 
+def test_token_cosine_shortfall_pulls_back_one_position_the_sequence_cosine_hides():
+    """One of eight positions turned around: the sequence keeps cosine 0.75 (above a floor of 0.7, no shortfall), the
+    per-token hinge sees that position's full shortfall (floor - (-1)) over the prompt's real positions; padding
+    does not count, and a pooled vector falls back to the sequence form."""
+    from safetext_core.losses import cosine_shortfall, token_cosine_shortfall
+
+    old = torch.nn.functional.one_hot(torch.arange(8), 8).float().unsqueeze(0).repeat(2, 1, 1)
+    new = old.clone()
+    new[0, 3] = -old[0, 3]
+    mask = torch.ones(2, 8)
+    mask[1, 6:] = 0
+    new[1, 7] = -old[1, 7]  # a padded position: ignored
+    assert cosine_shortfall(new, old, mask, 0.7)[0] == 0
+    short = token_cosine_shortfall(new, old, mask, 0.7)
+    assert short[0] == pytest.approx(1.7 / 8) and short[1] == 0
+    pooled_new, pooled_old = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]])
+    assert token_cosine_shortfall(pooled_new, pooled_old, None, 0.9) == pytest.approx(0.9)
+
+
 def test_safe_cosine_hinge_adds_its_weight_times_the_shortfall_to_the_safe_term(monkeypatch, prompt_sets):
     """On the real MiniLM at the first step (trainee = original, stored originals moved by a fixed amount), the
     safe term grows linearly in the hinge's weight, and a floor no cosine falls below adds nothing."""
@@ -420,6 +439,10 @@ def test_safe_cosine_hinge_adds_its_weight_times_the_shortfall_to_the_safe_term(
     assert one - plain > 0.01
     assert two - plain == pytest.approx(2 * (one - plain), rel=1e-4)
     assert safe_term(safe_cos_weight=2.0, safe_cos_floor=-1.0) == pytest.approx(plain, rel=1e-6)
+    # The default is the per-token form; the whole sequence's cosine gives another term, so the loop uses the setting.
+    sequence = safe_term(safe_cos_weight=1.0, safe_cos_floor=1.0, safe_cos_per_token=False)
+    assert sequence - plain > 0.01 and sequence != pytest.approx(one, rel=1e-3)
+    assert safe_term(safe_cos_weight=1.0, safe_cos_floor=1.0, safe_cos_per_token=True) == pytest.approx(one, rel=1e-6)
     with pytest.raises(ConfigError):
         AlignConfig(safe_cos_weight=-1.0)
 
@@ -439,5 +462,24 @@ def test_a_resume_checkpoint_from_before_the_safe_cosine_hinge_was_trained_witho
                                                         "safe_cos_weight", "safe_cos_floor")
     with pytest.raises(ResumeError, match="safe_cos_weight"):
         loop.align(encoders, prompt_sets, replace(config, safe_cos_weight=2.0), resume_path=resume)
+    result = loop.align(encoders, prompt_sets, config, resume_path=resume)
+    assert len(result.history) == 4 and result.history[0]["step"] == 1
+
+
+def test_a_resume_checkpoint_from_before_the_per_token_hinge_used_the_whole_sequence(tmp_path, prompt_sets):
+    """A checkpoint written before safe_cos_per_token existed trained the hinge on the whole sequence's cosine: it
+    resumes a run that asks for that and is refused by the default (per token)."""
+    from dataclasses import replace
+
+    from safetext_core.errors import ResumeError
+
+    tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
+    encoders = load_encoders(tmp_path / "m.safetensors")
+    config = AlignConfig(steps=4, batch_size=4, eval_every=0, checkpoint_every=2, preserve_pool=8,
+                         safe_cos_per_token=False)
+    resume = tmp_path / "run.resume"
+    tiny_models.resume_checkpoint_of_an_earlier_version(encoders, prompt_sets, config, resume, "safe_cos_per_token")
+    with pytest.raises(ResumeError, match="safe_cos_per_token"):
+        loop.align(encoders, prompt_sets, replace(config, safe_cos_per_token=True), resume_path=resume)
     result = loop.align(encoders, prompt_sets, config, resume_path=resume)
     assert len(result.history) == 4 and result.history[0]["step"] == 1
