@@ -79,7 +79,8 @@ class AlignConfig:
     anchor_prompt: str = ""          # the harmless anchor (the empty prompt)
     safe_weight: float = 1.0         # weight of the utility term L_u
     safe_distance: str = "relative_l2"  # relative_l2 | l2 | squared_l2
-    cos_margin: float = 0.3          # only cosines above this are penalised (-1: plain cosine, as the paper)
+    cos_margin: float = 0.4          # only cosines above this are penalised (-1: plain cosine, as the paper); 0.4 since
+                                     # 2026-12-05 (docs/precision.md "A cosine margin of 0.4 with the per-token hinge")
     safe_cos_weight: float = 2.0     # a hinge on safe prompts' cosine: penalise safe_cos_floor - cosine when positive,
     safe_cos_floor: float = 0.9      # so a harmless prompt that starts to lose its meaning is pulled back hardest
                                      # (docs/precision.md "A hinge on safe prompts' cosine": 3 seeds, 2026-12-04)
