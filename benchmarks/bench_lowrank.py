@@ -41,7 +41,7 @@ CLIP_L = dict(hidden=768, layers=12, intermediate=3072)
 def _config(rank: int, steps: int, seed: int) -> Any:
     from safetext_core import AlignConfig
 
-    return AlignConfig(steps=steps, eval_every=0, early_stop=False, seed=seed, rank=rank)
+    return AlignConfig(steps=steps, eval_every=0, early_stop=False, seed=seed, rank=rank, lowrank_method="adapters")
 
 
 def step_times(opts: Options, rank: int, out: Path | None = None) -> tuple[list[float], Any]:

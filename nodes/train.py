@@ -123,13 +123,18 @@ class SafeTextTrain:
                                                            "(empty: all). E.g. 'layers\\.(9|10)\\.' trains two layers."}),
                 # Low-rank (LoRA) training; new inputs go last so saved workflows keep their widget values.
                 "rank": ("INT", {"default": defaults.rank, "min": 0, "max": 1024,
-                                 "tooltip": "0: fine-tune the full weights. > 0: train LoRA factors of this rank; the file "
-                                            "is a LoRA of a few MB that stock LoRA loaders apply too (docs/lowrank.md)."}),
+                                 "tooltip": "0: fine-tune the full weights. > 0: the file is a LoRA of this rank, a few MB, "
+                                            "that stock LoRA loaders apply too. SD 1.x / 2.x / SDXL: the full weights "
+                                            "are fine-tuned, then each layer's change is cut to the rank (full "
+                                            "fine-tuning's memory); T5 / LLM encoders: LoRA factors are trained "
+                                            "directly (docs/lowrank.md)."}),
                 "lora_alpha": ("FLOAT", {"default": defaults.lora_alpha, "min": 0.0, "max": 4096.0, "step": 1.0,
-                                         "tooltip": "LoRA alpha: the factors' product is scaled by alpha / rank (0: alpha = rank)."}),
+                                         "tooltip": "LoRA alpha of factors trained directly: their product is scaled by alpha / "
+                                                    "rank (0: alpha = rank)."}),
                 "lora_learning_rate": ("FLOAT", {"default": defaults.lora_learning_rate, "min": 1e-7, "max": 1.0,
                                                  "step": 1e-5, "round": 1e-8,
-                                                 "tooltip": "AdamW learning rate of the LoRA factors (rank > 0)."}),
+                                                 "tooltip": "AdamW learning rate of LoRA factors trained directly (rank > 0 on T5 / "
+                                                            "LLM encoders)."}),
                 "lora_targets": ("STRING", {"default": "",
                                             "tooltip": "Advanced, rank > 0: regular expression of the linear layers that get "
                                                        "factors (empty: every layer inside the transformer blocks)."}),

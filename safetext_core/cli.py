@@ -71,7 +71,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     values = {}
     for name in ("steps", "batch_size", "learning_rate", "lam", "anchor_weight", "seed", "eval_every", "threshold",
                  "pair_share", "mine_every", "mine_sample", "preserve_share", "cos_margin", "safe_cos_weight",
-                 "safe_cos_floor", "safe_cos_per_token", "rank", "lora_alpha", "lora_learning_rate", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing",
+                 "safe_cos_floor", "safe_cos_per_token", "rank", "lora_alpha", "lora_learning_rate", "lowrank_method", "lr_schedule", "lr_floor", "base_dtype", "gradient_checkpointing",
                  "selection"):
         value = getattr(args, name, None)
         if value is not None:
@@ -406,8 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--safe-cos-per-token", action=argparse.BooleanOptionalAction, default=None,
                        help="the hinge on each token's cosine (the default) or, with --no-safe-cos-per-token, the whole prompt's")
     align.add_argument("--train", nargs="+", help="regular expressions of parameter names to train (default: all)")
-    align.add_argument("--rank", type=int, help="train LoRA factors of this rank instead of the full weights "
-                       "(0: full fine-tuning; docs/lowrank.md)")
+    align.add_argument("--rank", type=int, help="write a LoRA of this rank instead of full weights "
+                       "(0: full weights; docs/lowrank.md)")
+    align.add_argument("--lowrank-method", choices=("auto", "adapters", "compress"),
+                       help="with --rank: compress (fine-tune the full weights, then cut each linear layer's change "
+                       "to the rank), adapters (train the factors directly: less memory), or auto (adapters for T5 / "
+                       "LLM encoders, else compress)")
     align.add_argument("--lora-alpha", type=float, help="LoRA alpha: the factors' product is scaled by alpha/rank "
                        "(default: the rank)")
     align.add_argument("--lora-targets", nargs="+", help="regular expressions of the linear layers that get factors "

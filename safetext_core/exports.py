@@ -28,7 +28,7 @@ import torch
 from .encoding import EncoderSet
 from .families import get_family
 from .errors import ConfigError, UnsupportedModel
-from .lowrank import KOHYA_SUFFIX, factor_stem, half_exact, in_half_precision
+from .lowrank import KOHYA_SUFFIX, factor_stem, half_exact, in_half_precision, truncated_svd
 from .models import hf_to_openclip_names
 from .safetext_file import SafeTextFile, atomic_save, param_to_key
 from .weights import apply_deltas
@@ -116,14 +116,6 @@ def _module_weight_shape(file: SafeTextFile, bias_key: str, bias: torch.Tensor) 
     return tuple(bias.shape) if ("layer_norm" in bias_key or "ln_" in bias_key) else None
 
 
-def low_rank(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``up @ down`` is the best rank-``rank`` approximation of ``delta`` (truncated SVD)."""
-    u, s, vh = torch.linalg.svd(delta.float(), full_matrices=False)
-    r = min(rank, s.numel())
-    root = s[:r].sqrt()
-    return (u[:, :r] * root).contiguous(), (root[:, None] * vh[:r]).contiguous()
-
-
 def to_lowrank(file: SafeTextFile, path: str | os.PathLike, rank: int = 64) -> tuple[Path, dict[str, float]]:
     """Write a LoRA approximation; return ``(path, {"relative_error": ..., "max_tensor_error": ..., ...})``."""
     if rank < 1:
@@ -136,7 +128,7 @@ def to_lowrank(file: SafeTextFile, path: str | os.PathLike, rank: int = 64) -> t
         prefix = family.encoder(encoder).a1111_prefix if encoder in family.encoder_names else ""
         for param, delta in params.items():
             if delta.dim() == 2 and min(delta.shape) > rank:
-                up, down = in_half_precision(*low_rank(delta, rank))  # the error below includes the rounding
+                up, down = in_half_precision(*truncated_svd(delta, rank))  # the error below includes the rounding
                 base = factor_stem(encoder, param, prefix)
                 tensors[base + ".lora_up.weight"] = up.half() if half_exact(up) else up
                 tensors[base + ".lora_down.weight"] = down.half() if half_exact(down) else down

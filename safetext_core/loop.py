@@ -35,6 +35,7 @@ figures and checkpoint I/O already live in their own modules.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -118,6 +119,11 @@ class AlignConfig:
     lora_alpha: float = 0.0          # scale alpha / rank of the factors' product (0: alpha = rank)
     lora_targets: tuple[str, ...] = ()  # regular expressions on linear-layer names (empty: every block's layers)
     lora_learning_rate: float = 1e-3  # AdamW on the factors (learning_rate is for full fine-tuning)
+    # How a rank > 0 run makes its factors (lowrank.method_for): "compress" fine-tunes the full weights, then cuts
+    # each targeted linear layer's change to the rank by SVD (far fewer harmless prompts collapsed on MiniLM,
+    # docs/lowrank.md; full fine-tuning's memory); "adapters" trains the factors directly (the memory of the 4-8B
+    # encoders); "auto": adapters for T5 / LLM encoders, compress for the rest.
+    lowrank_method: str = "auto"
     # Memory (docs/encoders.md, "Memory"): what a 4-8B encoder needs to fit one GPU. "auto" chooses by the run: on a
     # GPU, a low-rank run of a T5 / LLM encoder keeps its frozen weights in bfloat16 and recomputes each block's
     # activations in the backward pass; everything else trains as before (float32, activations kept).
@@ -136,6 +142,11 @@ class AlignConfig:
                               "mine_sample >= 0, mine_pool and preserve_pool >= 1")
         if self.rank < 0 or self.lora_alpha < 0 or self.lora_learning_rate <= 0:
             raise ConfigError("rank and lora_alpha must be >= 0 and lora_learning_rate positive")
+        if self.lowrank_method not in lowrank.METHODS:
+            raise ConfigError(f"lowrank_method must be one of {', '.join(lowrank.METHODS)}, not {self.lowrank_method!r}")
+        if self.rank > 0 and self.lowrank_method == "compress" and self.base_dtype not in ("auto", "float32"):
+            raise ConfigError(f"base_dtype {self.base_dtype} needs adapters (lowrank_method adapters): compress "
+                              "fine-tunes the full weights, whose small updates that precision would lose")
         if self.rank > 0 and self.train:
             raise ConfigError("train selects parameters for full fine-tuning; with a rank, choose layers with "
                               "lora_targets")
@@ -229,12 +240,17 @@ def trainable_copy(model: nn.Module, config: AlignConfig, family: str = "", adap
     if checkpointing:
         memory.checkpoint_blocks(trainee)
     if config.rank > 0:  # LoRA factors on the targeted linear layers (the config's, else the family's); weights frozen
-        targets = config.lora_targets or tuple(adapter_targets) or lowrank.DEFAULT_TARGETS
+        targets = _factor_targets(config, adapter_targets)
         return trainee, lowrank.attach_adapters(trainee, config.rank, config.lora_alpha or config.rank, targets, family)
     chosen = iter_named_trainable(trainee, config.train or None, config.freeze)
     for _, param in chosen:
         param.requires_grad_(True)
     return trainee, chosen
+
+
+def _factor_targets(config: AlignConfig, adapter_targets: Sequence[str] = ()) -> tuple[str, ...]:
+    """The linear layers a low-rank run gives factors: the config's, else the family's, else every block's."""
+    return tuple(config.lora_targets) or tuple(adapter_targets) or lowrank.DEFAULT_TARGETS
 
 
 def _check_training_memory(encoders: EncoderSet, config: AlignConfig, device: torch.device | str) -> None:
@@ -256,8 +272,9 @@ def _check_training_memory(encoders: EncoderSet, config: AlignConfig, device: to
     if needed:
         memory.ensure_host_memory(needed, f"training ({'low-rank copy' if config.rank > 0 else 'full fine-tuning'} of "
                                           f"the {encoders.profile.title} text encoders)",
-                                  "free memory, use a machine with more, or train low-rank (rank > 0), which shares "
-                                  "the encoder's weights instead of copying them")
+                                  "free memory, use a machine with more, or train low-rank adapters (rank > 0, "
+                                  "lowrank_method adapters: --rank 8 --lowrank-method adapters), which share the "
+                                  "encoder's weights instead of copying them")
 
 
 # Encoders whose stored originals would grow past host memory (Flux's T5-XXL: 4 MiB a prompt in float32, 30 GiB
@@ -442,6 +459,17 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     """
     config = config or AlignConfig()
     prompts.validate()
+    method = lowrank.method_for(config, [spec.arch for spec in encoders.profile.encoders])
+    # Weights cut to the rank at the end: the names matched now, so a bad target fails before training does.
+    compressed: dict[str, list[str]] = {}
+    if method == "compress":
+        for spec in encoders.profile.encoders:
+            modules = lowrank.check_targets(encoders.models[spec.name],
+                                            _factor_targets(config, getattr(spec, "adapter_targets", ())),
+                                            encoders.family)
+            compressed[spec.name] = [name + ".weight" for name in modules]
+    # A compressing run trains exactly as full fine-tuning does (memory, copy, learning rate); only its end differs.
+    trained_as = dataclasses.replace(config, rank=0) if method == "compress" else config
     processes = processes or Processes()
     device = torch.device(device or processes.device or "cpu")
     started = time.perf_counter()
@@ -507,10 +535,10 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
         if should_cancel is not None and not processes.distributed and should_cancel():
             raise AlignmentCancelled(0)
 
-    _check_training_memory(encoders, config, device)
+    _check_training_memory(encoders, trained_as, device)
     for spec in encoders.profile.encoders:
-        dtype, checkpointing = memory.memory_plan(config, spec.arch, device)
-        trainee, params = trainable_copy(encoders.models[spec.name], config, encoders.family,
+        dtype, checkpointing = memory.memory_plan(trained_as, spec.arch, device)
+        trainee, params = trainable_copy(encoders.models[spec.name], trained_as, encoders.family,
                                          getattr(spec, "adapter_targets", ()), dtype, checkpointing, device, spec)
         if not params:
             raise ConfigError(f"no parameter of {spec.name} matches the training selection {config.train or 'all'}")
@@ -542,7 +570,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             validator = Validator(encoders, val_sets, device, config.threshold, originals=trainees)
 
     trained = [p for ps in chosen.values() for _, p in ps]
-    lr = config.lora_learning_rate if config.rank > 0 else config.learning_rate
+    lr = config.lora_learning_rate if method == "adapters" else config.learning_rate
     try:  # fused AdamW: one pass over all weights, no temporaries (CUDA; CPU since torch 2.4)
         optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=config.weight_decay, fused=True)
         fused = True
@@ -739,7 +767,7 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     deltas: dict[str, dict[str, torch.Tensor]] = {}
     factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor, float]]] = {}
     for encoder, params in final.items():
-        if config.rank > 0:  # the file stores the factors; everything else uses their expansion
+        if method == "adapters":  # the file stores the factors; everything else uses their expansion
             factors[encoder] = lowrank.factors_from_params(params, config.lora_alpha or config.rank)
             if encoders.spec(encoder).arch in memory.LARGE_ARCHS:  # expanded when read: not 4 bytes a weight at once
                 deltas[encoder] = lowrank.Expansions(factors[encoder])
@@ -752,6 +780,9 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
             delta = value.float() - original[name].detach().to("cpu", torch.float32)
             if torch.count_nonzero(delta):
                 deltas[encoder][name] = delta.contiguous()
+        if method == "compress":  # the targeted linear layers' changes cut to the rank; the rest left out
+            factors[encoder] = lowrank.compress(deltas[encoder], compressed[encoder], config.rank)
+            deltas[encoder] = {name: lowrank.expand(*f) for name, f in factors[encoder].items()}
     emit(ProgressEvent(step + 1, config.steps, "done", history[-1]["loss"] if history else None))
     del trainees, optimizer
     if remove_resume and resume is not None and processes.is_main and resume.is_file():

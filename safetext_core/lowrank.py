@@ -9,6 +9,13 @@ written. This is the same update as PEFT's LoRA ``Linear`` (no dropout); a hook 
 every parameter name, so validation, mining and resume work on the trainee unchanged, and nothing needs PEFT
 (the hosts' Python environments may lack it).
 
+Compression (``AlignConfig.lowrank_method = "compress"``, the choice of ``"auto"`` for every encoder that full
+fine-tuning fits): the run fine-tunes the full weights as a rank-0 run does, then each targeted linear weight's
+change is cut to its best rank-``rank`` approximation (:func:`truncated_svd`), and every other change (token
+embeddings, norms, biases: no host's LoRA loader takes them) is left out (:func:`compress`). On the real MiniLM this
+keeps harmless prompts far better than adapters trained directly (docs/lowrank.md); it needs full fine-tuning's
+memory, so the 4-8B encoders keep the adapters.
+
 Saving: ``up`` is stored already multiplied by ``alpha / rank`` with ``alpha = rank`` in the file, so a host
 that applies ``up @ down * alpha / rank`` (ComfyUI, A1111, Forge) computes the same difference whatever it
 does with ``alpha``. Key names (:func:`factor_stem`), chosen so each host's stock LoRA loader applies the
@@ -133,6 +140,49 @@ def attach_adapters(model: nn.Module, rank: int, alpha: float, targets: Sequence
         module.register_forward_hook(_lora_hook)
         chosen += [(f"{name}.lora_down", module.lora_down), (f"{name}.lora_up", module.lora_up)]
     return chosen
+
+
+METHODS = ("auto", "adapters", "compress")
+
+
+def method_for(config, archs: Sequence[str]) -> str:
+    """How a run of ``config`` on encoders of ``archs`` makes its low-rank file: ``"adapters"`` or ``"compress"``
+    (``""`` for a full-weight run). ``"auto"``: adapters when an encoder is one of the large architectures whose
+    full fine-tuning would not fit (T5, LLMs) or the frozen weights are asked for in half precision, else
+    compress."""
+    if config.rank <= 0:
+        return ""
+    if config.lowrank_method != "auto":
+        return config.lowrank_method
+    from .memory import LARGE_ARCHS
+
+    if config.base_dtype not in ("auto", "float32") or any(arch in LARGE_ARCHS for arch in archs):
+        return "adapters"
+    return "compress"
+
+
+def truncated_svd(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(up, down)`` with ``up @ down`` the best rank-``rank`` approximation of ``delta`` (truncated SVD), the
+    singular values split evenly between the two."""
+    u, s, vh = torch.linalg.svd(delta.float(), full_matrices=False)
+    r = min(rank, s.numel())
+    root = s[:r].sqrt()
+    return (u[:, :r] * root).contiguous(), (root[:, None] * vh[:r]).contiguous()
+
+
+def compress(deltas: Mapping[str, torch.Tensor], weights: Sequence[str], rank: int
+             ) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+    """``{HF weight name: (up, down, alpha)}``: the change of each of ``weights`` (the targeted linear layers'
+    weights) cut to rank ``rank`` and stored as :func:`in_half_precision` factors with ``alpha`` = their rank; the
+    other entries of ``deltas``, and weights that did not change, are left out."""
+    out: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
+    for name in weights:
+        delta = deltas.get(name)
+        if delta is None or delta.dim() != 2 or not torch.count_nonzero(delta):
+            continue
+        up, down = in_half_precision(*truncated_svd(delta.detach().float().cpu(), rank))
+        out[name] = (up, down, float(up.shape[1]))
+    return out
 
 
 def factors_from_params(params: Mapping[str, torch.Tensor], alpha: float

@@ -94,12 +94,15 @@ def ensure_host_memory(needed: int, what: str, advice: str = "free memory (close
 def device_bytes(encoders: Any, config: Any, device: torch.device | str) -> int:
     """About how much device memory a run of ``config`` takes on ``device`` (for a host to make room first):
     full fine-tuning, a float32 training copy plus a gradient and AdamW's two moments per weight, and the float32
-    originals of the held-out pass (20 bytes a parameter); low rank, the frozen weights in their planned dtype twice
+    originals of the held-out pass (20 bytes a parameter, also for a low-rank run that compresses); low-rank adapters, the frozen weights in their planned dtype twice
     (the training copy, then the held-out pass's copy), the factors and activations being small beside them."""
+    from .lowrank import method_for
+
+    adapters = method_for(config, [spec.arch for spec in encoders.profile.encoders]) == "adapters"
     total = 0
     for spec in encoders.profile.encoders:
         count = sum(p.numel() for p in encoders.models[spec.name].parameters())
-        if config.rank > 0:
+        if adapters:
             dtype, _ = memory_plan(config, spec.arch, device)
             total += 2 * count * (torch.finfo(dtype).bits // 8)
         else:

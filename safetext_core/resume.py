@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from .loop import AlignConfig
 
 
-# Settings of loss terms added after resume checkpoints existed, at the value that means "off": a checkpoint without
-# the key was trained without the term.
-_OFF_BEFORE_IT_EXISTED = {"safe_cos_weight": 0.0, "safe_cos_per_token": False}
+# Settings added after resume checkpoints existed, at the value a checkpoint without the key was trained with: loss
+# terms off; low-rank runs trained adapters.
+_OFF_BEFORE_IT_EXISTED = {"safe_cos_weight": 0.0, "safe_cos_per_token": False, "lowrank_method": "adapters"}
 
 
 def save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, str], history: list,
@@ -78,9 +78,10 @@ def load_resume(path: Path, config: AlignConfig, hashes: dict[str, str],
             # every device, which "auto" still is on a CPU); checkpointing changes memory, not one gradient.
             # A term added later was off in those versions, whatever its default is now.
             defaults = {**json.loads(type(config)(rank=config.rank).to_json()), **_OFF_BEFORE_IT_EXISTED}
-            differing = sorted(k for k in ours if k not in ("steps", "checkpoint_every", "eval_every",
-                                                            "gradient_checkpointing")
-                               and saved.get(k, defaults[k]) != ours[k])
+            ignored = {"steps", "checkpoint_every", "eval_every", "gradient_checkpointing"}
+            if not config.rank:  # how factors are made means nothing to a full-weight run
+                ignored.add("lowrank_method")
+            differing = sorted(k for k in ours if k not in ignored and saved.get(k, defaults[k]) != ours[k])
             if differing:
                 raise ResumeError(f"cannot resume from {path}: it was made with other settings ({', '.join(differing)})")
             if json.loads(meta.get("hashes", "{}")) != hashes:

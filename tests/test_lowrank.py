@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -19,25 +20,28 @@ import tiny_models
 from safetext_core import AlignConfig, SafeTextFile, apply_deltas, load_encoders, run_alignment
 from safetext_core.encoding import consumed_outputs, tokenize
 from safetext_core.errors import ConfigError
-from safetext_core.lowrank import attach_adapters, expand, half_exact, in_half_precision
+from safetext_core.lowrank import attach_adapters, expand, half_exact, in_half_precision, method_for, truncated_svd
 from safetext_core.models import openclip_to_hf
 from safetext_core.weights import ShiftPlan, blend_outputs
 
 LOW = AlignConfig(steps=12, batch_size=8, rank=4, lora_learning_rate=2e-2, anchor_weight=0.1, eval_every=6,
-                  early_stop=False)
+                  early_stop=False, lowrank_method="adapters")
+# The other way to a low-rank file (the default for CLIP): full fine-tuning, each projection's change cut to rank 4.
+COMPRESSED = replace(LOW, lowrank_method="compress", learning_rate=2e-3)
+BLOCK_PROJECTION = r"layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$"
 PROMPT = "a naked woman on a bed, photo"
 
 
-@pytest.fixture(scope="module", params=["sd1", "sd2", "sdxl"])
+@pytest.fixture(scope="module", params=["sd1", "sd2", "sdxl", "sd1-compress", "sdxl-compress"])
 def trained(request, tmp_path_factory):
     from conftest import small_prompt_sets
 
-    family = request.param
-    folder = tmp_path_factory.mktemp(family)
+    family, _, method = request.param.partition("-")
+    folder = tmp_path_factory.mktemp(request.param)
     states = tiny_models.write_single_file(folder / "model.safetensors", family)
     encoders = load_encoders(folder / "model.safetensors")
     path = folder / "low.safetext.safetensors"
-    outcome = run_alignment(encoders, small_prompt_sets(), LOW, output=path, draw=False)
+    outcome = run_alignment(encoders, small_prompt_sets(), COMPRESSED if method else LOW, output=path, draw=False)
     return family, encoders, outcome, states, path
 
 
@@ -83,7 +87,7 @@ def test_low_rank_file_is_small_and_loads_back_exactly(trained):
             assert torch.equal(loaded.deltas[encoder][param], outcome.file.deltas[encoder][param])
             assert loaded.deltas[encoder][param].shape == model_params[param].shape
         # Only the block projections were trained: embeddings, layer norms and biases are untouched.
-        assert all(re.search(r"layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$", p) for p in params)
+        assert all(re.search(BLOCK_PROJECTION, p) for p in params)
     keys = _keys(path)
     assert not [k for k in keys if k.endswith((".diff", ".diff_b"))]
     with safe_open(str(path), "pt") as f:  # two bytes a factor, as shared LoRAs are; what was evaluated, exactly
@@ -164,6 +168,44 @@ def test_low_rank_config_errors_and_targets(tmp_path, prompt_sets):
     config = AlignConfig(steps=3, batch_size=4, rank=2, lora_targets=(r"mlp\.fc1",), eval_every=0)
     outcome = run_alignment(encoders, prompt_sets, config, draw=False)
     assert {p.split(".")[-2] for p in outcome.file.deltas["clip_h"]} == {"fc1"}
+
+
+def test_compress_cuts_the_full_runs_change_to_the_rank(tmp_path, prompt_sets):
+    """A compressing run trains exactly as full fine-tuning does; its file holds each block projection's change cut
+    to the rank by SVD (in float16 factors) and leaves out what no host's LoRA loader takes (embeddings, norms)."""
+    from safetext_core.loop import align
+
+    tiny_models.write_single_file(tmp_path / "m.safetensors", "sd1")
+    encoders = load_encoders(tmp_path / "m.safetensors")
+    full_config = AlignConfig(steps=4, batch_size=4, learning_rate=2e-3, eval_every=0, preserve_pool=8)
+    full = align(encoders, prompt_sets, full_config).deltas["clip_l"]
+    low = align(encoders, prompt_sets, replace(full_config, rank=3))  # "auto": compress, for CLIP
+    projections = {name for name in full if re.search(BLOCK_PROJECTION, name)}
+    assert projections and set(full) - projections  # the full run also changed embeddings and norms
+    assert set(low.factors["clip_l"]) == set(low.deltas["clip_l"]) == projections
+    for name in projections:
+        up, down, alpha = low.factors["clip_l"][name]
+        assert up.shape[1] == down.shape[0] == 3 and alpha == 3.0
+        cut = expand(*in_half_precision(*truncated_svd(full[name], 3)))
+        assert torch.equal(expand(up, down, alpha), cut) and torch.equal(low.deltas["clip_l"][name], cut)
+        assert torch.linalg.matrix_rank(cut) == 3 < torch.linalg.matrix_rank(full[name])
+    adapters = align(encoders, prompt_sets, replace(full_config, rank=3, lowrank_method="adapters"))
+    name = sorted(projections)[0]
+    assert not torch.allclose(adapters.deltas["clip_l"][name], low.deltas["clip_l"][name], atol=1e-6)
+
+
+def test_which_low_rank_method_runs():
+    assert method_for(AlignConfig(), ["clip"]) == ""
+    assert method_for(AlignConfig(rank=8), ["clip", "clip"]) == "compress"
+    assert method_for(AlignConfig(rank=8), ["clip", "t5"]) == "adapters"  # full fine-tuning of T5-XXL would not fit
+    assert method_for(AlignConfig(rank=8), ["qwen3"]) == "adapters"
+    assert method_for(AlignConfig(rank=8, base_dtype="bfloat16"), ["clip"]) == "adapters"
+    assert method_for(AlignConfig(rank=8, lowrank_method="adapters"), ["clip"]) == "adapters"
+    assert method_for(AlignConfig(rank=8, lowrank_method="compress"), ["t5"]) == "compress"
+    with pytest.raises(ConfigError, match="lowrank_method must be one of"):
+        AlignConfig(rank=8, lowrank_method="svd")
+    with pytest.raises(ConfigError, match="needs adapters"):
+        AlignConfig(rank=8, lowrank_method="compress", base_dtype="bfloat16")
 
 
 def test_resume_continues_a_low_rank_run(tmp_path, prompt_sets):

@@ -343,12 +343,14 @@ def test_too_little_memory_is_refused_before_anything_is_built(tmp_path, t5_tok_
     monkeypatch.setattr(memory, "available_host_memory", lambda: 8 * size)
     rebuilt = encoders_from_state_dicts("sd1", state, encoders.tokenizers)
     # Training on the CPU with 8 bytes a parameter free: full fine-tuning (copy, gradient, two moments: 16) is
-    # refused before a step; low rank, sharing the weights, runs
+    # refused before a step, and so is a low-rank run that compresses a full fine-tuning; adapters, sharing the
+    # weights, run
     config = AlignConfig(steps=1, batch_size=2, eval_every=0, mine_every=0, preserve_pool=4)
-    with pytest.raises(InsufficientMemory, match="full fine-tuning .* train low-rank"):
-        run_alignment(rebuilt, prompt_sets, config, draw=False, independent=False, device="cpu")
-    outcome = run_alignment(rebuilt, prompt_sets, replace(config, rank=2), draw=False, independent=False,
-                            device="cpu")
+    for refused in (config, replace(config, rank=2)):
+        with pytest.raises(InsufficientMemory, match="full fine-tuning .* train low-rank adapters"):
+            run_alignment(rebuilt, prompt_sets, refused, draw=False, independent=False, device="cpu")
+    outcome = run_alignment(rebuilt, prompt_sets, replace(config, rank=2, lowrank_method="adapters"), draw=False,
+                            independent=False, device="cpu")
     assert outcome.result.steps_run == 1
     monkeypatch.setattr(memory, "available_host_memory", lambda: None)  # unknown: no refusal
     assert run_alignment(rebuilt, prompt_sets, config, draw=False, independent=False,
@@ -356,8 +358,8 @@ def test_too_little_memory_is_refused_before_anything_is_built(tmp_path, t5_tok_
 
 
 def test_device_room_asked_for_a_run(tmp_path, t5_tok_dir):
-    # What the ComfyUI Train node asks ComfyUI to free on a GPU: full fine-tuning 20 bytes a parameter; low rank the
-    # frozen weights in bfloat16 twice (a T5 on a GPU), in float32 twice where they stay float32 (CLIP, or the CPU)
+    # What the ComfyUI Train node asks ComfyUI to free on a GPU: full fine-tuning (and a low-rank run that compresses
+    # one) 20 bytes a parameter; low-rank adapters the frozen weights in bfloat16 twice (a T5 on a GPU), in float32 twice where they stay float32 (CLIP, or the CPU)
     from safetext_core.memory import device_bytes
 
     chroma = _encoders("chroma", tmp_path, t5_tok_dir)
@@ -367,4 +369,5 @@ def test_device_room_asked_for_a_run(tmp_path, t5_tok_dir):
     assert device_bytes(chroma, AlignConfig(rank=8), "cpu") == 2 * 4 * count
     sd1 = _encoders("sd1", tmp_path, t5_tok_dir)
     clip = sum(p.numel() for p in sd1.models["clip_l"].parameters())
-    assert device_bytes(sd1, AlignConfig(rank=8), "cuda") == 2 * 4 * clip
+    assert device_bytes(sd1, AlignConfig(rank=8, lowrank_method="adapters"), "cuda") == 2 * 4 * clip
+    assert device_bytes(sd1, AlignConfig(rank=8), "cuda") == 20 * clip  # CLIP's default: compress a full fine-tuning
