@@ -79,9 +79,10 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
                 with gr.Row():  # low-rank (LoRA) training: rank 0 fine-tunes the full weights
                     rank = gr.Number(value=defaults.rank, precision=0, label="LoRA rank (0: full weights)",
                                      elem_id="safetext_train_rank")
-                    lora_alpha = gr.Number(value=defaults.lora_alpha, label="LoRA alpha (0: = rank)",
+                    lora_alpha = gr.Number(value=defaults.lora_alpha, label="LoRA alpha (adapters; 0: = rank)",
                                            elem_id="safetext_train_lora_alpha")
-                    lora_learning_rate = gr.Number(value=defaults.lora_learning_rate, label="LoRA learning rate",
+                    lora_learning_rate = gr.Number(value=defaults.lora_learning_rate,
+                                                   label="LoRA learning rate (adapters: T5 / LLM encoders)",
                                                    elem_id="safetext_train_lora_lr")
                 lora_targets = gr.Textbox(label="LoRA target layers (regular expression; empty: every block's linear "
                                                 "layers)", elem_id="safetext_train_lora_targets")
