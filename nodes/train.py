@@ -48,7 +48,7 @@ def source_name(prompt: Any, node_id: Any, input_name: str = "clip", depth: int 
 
 
 def config_from(lambda_, steps, learning_rate, training_seed, batch_size, train_parameters, rank=0, lora_alpha=0.0,
-                lora_learning_rate=None, lora_targets="", lr_schedule=None) -> AlignConfig:
+                lora_learning_rate=None, lora_targets="", lr_schedule=None, lowrank_method=None) -> AlignConfig:
     patterns = {}
     for field, text in (("train_parameters", train_parameters), ("lora_targets", lora_targets)):
         pattern = (text or "").strip()
@@ -62,6 +62,8 @@ def config_from(lambda_, steps, learning_rate, training_seed, batch_size, train_
     given = {"lora_learning_rate": float(lora_learning_rate)} if lora_learning_rate is not None else {}
     if lr_schedule:
         given["lr_schedule"] = str(lr_schedule)
+    if lowrank_method:
+        given["lowrank_method"] = str(lowrank_method)
     return AlignConfig(steps=int(steps), learning_rate=float(learning_rate), lam=float(lambda_), seed=int(training_seed),
                        batch_size=int(batch_size), train=patterns["train_parameters"], rank=int(rank),
                        lora_alpha=float(lora_alpha), lora_targets=patterns["lora_targets"], **given)
@@ -144,6 +146,12 @@ class SafeTextTrain:
                                                                     "constant: better for short runs of a few dozen "
                                                                     "steps, whose late small steps cannot repair "
                                                                     "what the early ones moved."}),
+                "lowrank_method": (["auto", "compress", "adapters"],
+                                   {"default": defaults.lowrank_method,
+                                    "tooltip": "rank > 0: compress fine-tunes the full weights, then cuts each layer's "
+                                               "change to the rank (keeps harmless prompts best; full fine-tuning's "
+                                               "memory); adapters trains LoRA factors directly (less memory). auto: "
+                                               "compress for SD 1.x / 2.x / SDXL, adapters for T5 / LLM encoders."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
         }
@@ -151,11 +159,12 @@ class SafeTextTrain:
     def train(self, clip, file_name, steps, learning_rate, training_seed, overwrite=False,
               unsafe_prompts="", safe_prompts="", only_my_prompts=False, batch_size=16, train_parameters="",
               rank=0, lora_alpha=0.0, lora_learning_rate=None, lora_targets="", lr_schedule=None,
-              unique_id=None, prompt=None, **flags):
+              lowrank_method=None, unique_id=None, prompt=None, **flags):
         enforce.check_training()  # an operator's enforced mode picks files by fingerprint: no new ones
         # "lambda" is a Python keyword, so it (and the category switches) arrive in **flags.
         config = config_from(flags.get("lambda", AlignConfig().lam), steps, learning_rate, training_seed, batch_size,
-                             train_parameters, rank, lora_alpha, lora_learning_rate, lora_targets, lr_schedule)
+                             train_parameters, rank, lora_alpha, lora_learning_rate, lora_targets, lr_schedule,
+                             lowrank_method)
         path = host.output_path(file_name)
         family = comfy_clip.family_of(clip)
         # Text boxes: one prompt per line (blank lines and # comments skipped); a bad prompt is a PromptError naming it.

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from .errors import SafeTextError, SafeTextFileError
 from .fingerprint import fingerprints_match, short_id
+from .resume import LEGACY_VALUES
 from .safetext_file import SafeTextFile
 
 SUFFIX = ".safetensors"
@@ -37,11 +38,6 @@ _WINDOWS_DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt
                               r"\s*(\..*)?$", re.IGNORECASE)
 # Run-control settings: they change how a run is watched, never what it trains.
 RUN_ONLY_FIELDS = frozenset({"checkpoint_every"})
-# What a file that does not record a setting was trained with, where that differs from the setting's default
-# today: the setting came later, and before it the training did the old thing (no pairs, no mining, no word
-# salads, every safe prompt ranked, a constant learning rate).
-LEGACY_VALUES = {"pair_share": 0.0, "mine_every": 0, "preserve_share": 0.0, "mine_sample": 0,
-                 "lr_schedule": "constant"}
 
 
 class FileNameError(SafeTextError, ValueError):
@@ -226,8 +222,8 @@ def same_training(file: SafeTextFile, config: Any, prompt_hashes: Mapping[str, s
         return False
     saved, defaults = file.config or {}, type(config)()
     for spec in fields(config):
-        if spec.name in RUN_ONLY_FIELDS:
-            continue
+        if spec.name in RUN_ONLY_FIELDS or (spec.name == "lowrank_method" and not config.rank):
+            continue  # (how factors are made means nothing to a full-weight file)
         old = saved.get(spec.name, LEGACY_VALUES.get(spec.name, getattr(defaults, spec.name)))
         new = getattr(config, spec.name)
         if isinstance(new, tuple):

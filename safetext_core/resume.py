@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     from .loop import AlignConfig
 
 
-# Settings added after resume checkpoints existed, at the value a checkpoint without the key was trained with: loss
-# terms off; low-rank runs trained adapters.
-_OFF_BEFORE_IT_EXISTED = {"safe_cos_weight": 0.0, "safe_cos_per_token": False, "lowrank_method": "adapters"}
+# Settings added after SafeText files and resume checkpoints first recorded their config, at the value one without the
+# key was trained with (not today's default): those terms off, a constant rate, low-rank runs trained adapters. The one
+# table for resuming (here) and for a host's "same training, reuse the file" check (hosting.same_training).
+LEGACY_VALUES = {"pair_share": 0.0, "mine_every": 0, "preserve_share": 0.0, "mine_sample": 0, "lr_schedule": "constant",
+                 "safe_cos_weight": 0.0, "safe_cos_per_token": False, "lowrank_method": "adapters"}
 
 
 def save_resume(path: Path, step: int, config: AlignConfig, hashes: dict[str, str], history: list,
@@ -77,7 +79,7 @@ def load_resume(path: Path, config: AlignConfig, hashes: dict[str, str],
             # A setting the checkpoint's version did not have yet was at its default then (base_dtype: float32 on
             # every device, which "auto" still is on a CPU); checkpointing changes memory, not one gradient.
             # A term added later was off in those versions, whatever its default is now.
-            defaults = {**json.loads(type(config)(rank=config.rank).to_json()), **_OFF_BEFORE_IT_EXISTED}
+            defaults = {**json.loads(type(config)(rank=config.rank).to_json()), **LEGACY_VALUES}
             ignored = {"steps", "checkpoint_every", "eval_every", "gradient_checkpointing"}
             if not config.rank:  # how factors are made means nothing to a full-weight run
                 ignored.add("lowrank_method")

@@ -25,7 +25,7 @@ from .hijack import HostEncoder, host_encoders, original_state
 from .settings import models_dir
 
 FIELDS = ("categories", "unsafe_prompts", "safe_prompts", "replace", "steps", "learning_rate", "lam", "batch_size",
-          "name", "seed", "rank", "lora_alpha", "lora_learning_rate", "lora_targets", "lr_schedule")
+          "name", "seed", "rank", "lora_alpha", "lora_learning_rate", "lora_targets", "lr_schedule", "lowrank_method")
 STATUS: dict[str, Any] = {"running": False, "step": 0, "total": 0, "phase": "idle", "message": "", "loss": None,
                           "figures": {}, "error": None, "file": None, "finished": None, "started": None}
 
@@ -60,11 +60,12 @@ def _tokenizers(family: str, encs: list[HostEncoder]) -> dict[str, Any]:
 
 def _config(steps: Any, learning_rate: Any, lam: Any, batch_size: Any, seed: Any, rank: Any = 0,
             lora_alpha: Any = 0.0, lora_learning_rate: Any = None, lora_targets: Any = "",
-            lr_schedule: Any = None) -> core.AlignConfig:
+            lr_schedule: Any = None, lowrank_method: Any = None) -> core.AlignConfig:
     """An AlignConfig from the tab's or the API's values; a value left out (None or '') keeps the core's default."""
     given = {"steps": (steps, int), "batch_size": (batch_size, int), "learning_rate": (learning_rate, float),
              "lam": (lam, float), "seed": (seed, int), "rank": (rank, int), "lora_alpha": (lora_alpha, float),
-             "lora_learning_rate": (lora_learning_rate, float), "lr_schedule": (lr_schedule, str)}
+             "lora_learning_rate": (lora_learning_rate, float), "lr_schedule": (lr_schedule, str),
+             "lowrank_method": (lowrank_method, str)}
     try:
         values = {name: kind(value) for name, (value, kind) in given.items() if value not in (None, "")}
     except (TypeError, ValueError) as error:
@@ -91,7 +92,7 @@ def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = 
           steps: Any = None, learning_rate: Any = None, lam: Any = None, batch_size: Any = None, name: Any = "",
           seed: Any = None, overwrite: bool = False, rank: Any = None, lora_alpha: Any = None,
           lora_learning_rate: Any = None,
-          lora_targets: Any = "", lr_schedule: Any = None) -> dict[str, Any]:
+          lora_targets: Any = "", lr_schedule: Any = None, lowrank_method: Any = None) -> dict[str, Any]:
     """Train a SafeText file for the loaded checkpoint; returns its name, fingerprint, figures and report.
 
     Call with the webui's queue lock held. Raises :class:`~safetext_core.errors.SafeTextError` for bad values
@@ -102,7 +103,7 @@ def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = 
         forge.load_checkpoint(queue_held=True)
         sd_model = files.loaded_model() or sd_model
     config = _config(steps, learning_rate, lam, batch_size, seed, rank, lora_alpha, lora_learning_rate, lora_targets,
-                     lr_schedule)
+                     lr_schedule, lowrank_method)
     folder = models_dir()
     target = new_file_path(folder, name if str(name or "").strip() else default_output_name(sd_model))
     if target.exists() and not overwrite:

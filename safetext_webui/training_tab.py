@@ -31,12 +31,12 @@ def figures_html(figures: dict[str, float]) -> str:
 
 def ui_train(categories: Any, unsafe: Any, safe: Any, replace: Any, steps: Any, learning_rate: Any, lam: Any,
              batch_size: Any, name: Any, rank: Any = 0, lora_alpha: Any = 0.0, lora_learning_rate: Any = None,
-             lora_targets: Any = "", lr_schedule: Any = None) -> tuple[Any, str, str]:
+             lora_targets: Any = "", lr_schedule: Any = None, lowrank_method: Any = None) -> tuple[Any, str, str]:
     """The Train button: (report image, figures table, status line)."""
     try:
         result = train(categories, unsafe, safe, replace, steps, learning_rate, lam, batch_size, name, rank=rank,
                        lora_alpha=lora_alpha, lora_learning_rate=lora_learning_rate, lora_targets=lora_targets,
-                       lr_schedule=lr_schedule)
+                       lr_schedule=lr_schedule, lowrank_method=lowrank_method)
     except core.AlignmentCancelled:
         return None, "", "<p>Interrupted: no file was written.</p>"
     except SafeTextError as error:
@@ -84,8 +84,13 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
                     lora_learning_rate = gr.Number(value=defaults.lora_learning_rate,
                                                    label="LoRA learning rate (adapters: T5 / LLM encoders)",
                                                    elem_id="safetext_train_lora_lr")
-                lora_targets = gr.Textbox(label="LoRA target layers (regular expression; empty: every block's linear "
-                                                "layers)", elem_id="safetext_train_lora_targets")
+                with gr.Row():
+                    lora_targets = gr.Textbox(label="LoRA target layers (regular expression; empty: every block's "
+                                                    "linear layers)", elem_id="safetext_train_lora_targets")
+                    lowrank_method = gr.Dropdown(choices=["auto", "compress", "adapters"], value=defaults.lowrank_method,
+                                                 label="LoRA made by (auto: compress for SD 1.x / 2.x / SDXL, "
+                                                       "adapters for T5 / LLM encoders)",
+                                                 elem_id="safetext_train_lowrank_method")
                 name = gr.Textbox(label="Output file name (empty: <checkpoint>-safetext.safetensors)",
                                   elem_id="safetext_train_name")
                 with gr.Row():
@@ -98,7 +103,7 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
                 status = gr.HTML(elem_id="safetext_train_status")
         start.click(fn=wrap_gradio_gpu_call(ui_train, extra_outputs=[None, ""]),
                     inputs=[categories, unsafe, safe, replace, steps, learning_rate, lam, batch_size, name, rank,
-                            lora_alpha, lora_learning_rate, lora_targets, lr_schedule],
+                            lora_alpha, lora_learning_rate, lora_targets, lr_schedule, lowrank_method],
                     outputs=[report, figures, status])
         stop.click(fn=lambda: shared.state.interrupt(), inputs=[], outputs=[])
     return [(tab, TITLE, "safetext")]

@@ -735,6 +735,11 @@ def test_training_settings_left_out_keep_the_core_defaults(webui):
     assert webui.training._config(None, None, None, None, None, lr_schedule="constant").lr_schedule == "constant"
     with pytest.raises(SafeTextError, match="lr_schedule"):
         webui.training._config(None, None, None, None, None, lr_schedule="linear")
+    assert webui.training._config(None, None, None, None, None, rank=8, lowrank_method="adapters").lowrank_method == \
+        "adapters"
+    assert "lowrank_method" in webui.training.FIELDS  # the API's body may carry it
+    with pytest.raises(SafeTextError, match="lowrank_method"):
+        webui.training._config(None, None, None, None, None, rank=8, lowrank_method="pca")
 
 
 def test_install_py_detects_host_and_never_installs_torch(monkeypatch, tmp_path):

@@ -97,7 +97,8 @@ def test_same_training_compares_defining_fields_with_defaults_for_new_ones(tmp_p
     assert not same_training(file, config, {"unsafe": "h"}, {"clip_l": FP}, "sdxl")
 
 
-@pytest.mark.parametrize("field, legacy", [("lr_schedule", "constant"), ("pair_share", 0.0), ("mine_sample", 0)])
+@pytest.mark.parametrize("field, legacy", [("lr_schedule", "constant"), ("pair_share", 0.0), ("mine_sample", 0),
+                                           ("safe_cos_weight", 0.0), ("safe_cos_per_token", False)])
 def test_a_file_from_before_a_setting_counts_as_trained_the_old_way(tmp_path, field, legacy):
     # Files made before the cosine schedule / pairs / sampled mining existed trained without them: requeueing
     # today's defaults must train anew, not reuse the old file; asking for the old behaviour may reuse it.
@@ -114,3 +115,16 @@ def test_comfy_patches_use_comfyui_keys(tmp_path):
     patches = comfy_patches(file)
     key = "clip_l.transformer.text_model.encoder.layers.0.mlp.fc1.weight"
     assert list(patches) == [key] and patches[key][0] == "diff" and torch.equal(patches[key][1][0], torch.ones(4, 4))
+
+
+def test_how_factors_are_made_counts_only_for_low_rank_files(tmp_path):
+    # A low-rank file from before compression trained adapters: today's "auto" (compress, for CLIP) trains anew. For a
+    # full-weight file the setting means nothing: an old one stays reusable.
+    for rank in (0, 8):
+        config = AlignConfig(steps=10, rank=rank)
+        saved = json.loads(config.to_json())
+        saved.pop("lowrank_method")
+        file = SafeTextFile.load(_file(tmp_path, f"r{rank}.safetensors", config=saved, hashes={"unsafe": "h"}))
+        assert same_training(file, config, {"unsafe": "h"}, {"clip_l": FP}, "sd1") == (rank == 0)
+        assert same_training(file, AlignConfig(steps=10, rank=rank, lowrank_method="adapters"), {"unsafe": "h"},
+                             {"clip_l": FP}, "sd1")

@@ -23,8 +23,8 @@ def _kohya_only(path) -> None:
 
 def test_train_node_trains_a_low_rank_file(pack, host):
     optional = list(pack.NODE_CLASS_MAPPINGS["SafeTextTrain"].INPUT_TYPES()["optional"])
-    # appended (then the schedule): older workflows load unchanged
-    assert optional[-len(LOW_RANK_INPUTS) - 1:] == LOW_RANK_INPUTS + ["lr_schedule"]
+    # appended (then the schedule, then how factors are made): older workflows load unchanged
+    assert optional[-len(LOW_RANK_INPUTS) - 2:] == LOW_RANK_INPUTS + ["lr_schedule", "lowrank_method"]
     clip = sd1_clip()
     with torch.inference_mode():
         result = train(pack, clip, name="tiny_lowrank", rank=2, lora_learning_rate=2e-2)

@@ -204,20 +204,26 @@ def test_lora_loader_or_clip_skip_after_the_node_keeps_safetext(comfy, comfy_sd1
     assert wf.pixel_difference(st_then_skip, skip) > 1.0
 
 
-def test_low_rank_file_through_stock_lora_loader_equals_the_weight_blend(comfy):
-    """Issue 12: a low-rank file trained by the Train node, dropped into models/loras as it is, loads through
-    stock LoraLoader (strength_clip 1) with no "lora key not loaded", and draws the picture SafeText's own weight
-    blend at strength 1 draws."""
+@pytest.mark.parametrize("method", ["adapters", "compress"])
+def test_low_rank_file_through_stock_lora_loader_equals_the_weight_blend(comfy, method):
+    """Issue 12: a low-rank file trained by the Train node (factors trained, or a full fine-tuning compressed),
+    dropped into models/loras as it is, loads through stock LoraLoader (strength_clip 1) with no "lora key not
+    loaded", and draws the picture SafeText's own weight blend at strength 1 draws."""
     unsafe, safe = wf.small_sets(6, 1, 2)
     since = len(comfy.log_text())
-    comfy.run(wf.train_graph(SD15, "sd15_lowrank", steps=2, unsafe=unsafe, safe=safe, batch_size=2, rank=4,
-                             lora_learning_rate=5e-2, lora_targets=SD15_LAYERS), timeout=900)
-    trained = safetext_folder(comfy) / "sd15_lowrank.safetensors"
-    shutil.copyfile(trained, comfy.models / "loras" / "sd15_lowrank_as_lora.safetensors")
+    name = f"sd15_lowrank_{method}"
+    comfy.run(wf.train_graph(SD15, name, steps=2, unsafe=unsafe, safe=safe, batch_size=2, rank=4,
+                             learning_rate=2e-2, lora_learning_rate=5e-2, lora_targets=SD15_LAYERS,
+                             lowrank_method=method), timeout=900)
+    trained = safetext_folder(comfy) / f"{name}.safetensors"
+    from safetext_core import SafeTextFile
+
+    assert SafeTextFile.load(trained).config["lowrank_method"] == method
+    shutil.copyfile(trained, comfy.models / "loras" / f"{name}_as_lora.safetensors")
     plain = image(comfy, wf.txt2img(SD15, PROMPT))
-    stock = image(comfy, wf.txt2img(SD15, PROMPT, lora={"name": "sd15_lowrank_as_lora.safetensors", "strength": 1.0}))
-    blend = image(comfy, wf.txt2img(SD15, PROMPT, safetext={"file": "sd15_lowrank.safetensors", "mode": "weight"}))
-    embedding = image(comfy, wf.txt2img(SD15, PROMPT, safetext={"file": "sd15_lowrank.safetensors"}))
+    stock = image(comfy, wf.txt2img(SD15, PROMPT, lora={"name": f"{name}_as_lora.safetensors", "strength": 1.0}))
+    blend = image(comfy, wf.txt2img(SD15, PROMPT, safetext={"file": f"{name}.safetensors", "mode": "weight"}))
+    embedding = image(comfy, wf.txt2img(SD15, PROMPT, safetext={"file": f"{name}.safetensors"}))
     log = comfy.log_text()[since:]
     assert "lora key not loaded" not in log, log[-3000:]
     assert wf.pixel_difference(stock, plain) > 1.0, "the low-rank file changed nothing"
