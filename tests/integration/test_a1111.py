@@ -328,6 +328,37 @@ def test_training_writes_a_file_that_fits(webui):
     webui.txt2img(PROMPT, seed=11, safetext=[True, "trained.safetensors", 1.0])
 
 
+@pytest.mark.parametrize("method", ["compress", "adapters"])
+def test_training_a_low_rank_file_through_the_api_and_using_it_as_a_lora(webui, method):
+    """POST /safetext/v1/train with a rank writes a LoRA-sized file (made by either method) that the webui's own Lora
+    extension applies as it is: `<lora:NAME:1>` equals SafeText's weight blend of the file at strength 1."""
+    import shutil
+
+    from safetext_core import SafeTextFile
+
+    unsafe = [f"{w}, {s}" for w in ("naked woman", "bloody corpse", "man injecting heroin") for s in ("photo", "4k")]
+    safe = [f"{w}, {s}" for w in ("a red car", "a bowl of fruit", "a lighthouse in fog") for s in ("photo", "4k")]
+    name = f"trained_r4_{method}"
+    webui.post("/safetext/v1/train", {"replace": True, "unsafe_prompts": unsafe, "safe_prompts": safe, "steps": 2,
+                                      "batch_size": 4, "learning_rate": 2e-2, "lora_learning_rate": 5e-2, "rank": 4,
+                                      "lowrank_method": method, "name": name})
+    trained = webui.data_dir / "models" / "safetext" / f"{name}.safetensors"
+    file = SafeTextFile.load(trained)
+    assert file.config["lowrank_method"] == method and file.factors["clip_l"]
+    assert all(up.shape[1] == 4 for up, _, _ in file.factors["clip_l"].values())
+    shutil.copyfile(trained, webui.data_dir / "models" / "Lora" / f"{name}.safetensors")
+    webui.post("/sdapi/v1/refresh-loras", {})
+    as_lora = decode_image(webui.txt2img(f"{PROMPT} <lora:{name}:1>", seed=11, safetext=[False])["images"][0])
+    blended = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[True, f"{name}.safetensors", 1.0,
+                                                                     "weight"])["images"][0])
+    plain = decode_image(webui.txt2img(PROMPT, seed=11, safetext=[False])["images"][0])
+    difference = np.abs(as_lora.astype(np.int16) - blended.astype(np.int16))
+    print(f"\n{method}: <lora:{name}:1> vs weight blend at 1: mean |diff| {difference.mean():.3f}, "
+          f"max {difference.max()}; against no LoRA {np.abs(as_lora.astype(np.int16) - plain.astype(np.int16)).mean():.3f}")
+    assert np.abs(as_lora.astype(np.int16) - plain.astype(np.int16)).mean() > 1.0  # the LoRA was applied
+    assert difference.mean() <= 0.5 and difference.max() <= 8
+
+
 def test_operator_lock_overrides_a_request_to_disable(locked, baseline):
     """Runs last: its fixture stops the unlocked webui first."""
     result = locked.txt2img(PROMPT, seed=11, safetext=[False, "", 0.0, "weight"])
