@@ -365,6 +365,36 @@ def test_tradeoff_tool_reads_collapse_at_the_same_unsafe_share():
     assert tool.at_share(curve, 0.97) is None
 
 
+def test_tradeoff_tool_measures_a_files_lora_with_and_without_what_it_leaves_out():
+    """--rank R measures a full-weight file as compression would make its LoRA (the block projections cut to rank
+    R, nothing else) and --keep-other that cut with the other changes put back: the two differ exactly by the
+    changes a host's LoRA loader cannot apply (here a token embedding and a block's bias)."""
+    import importlib.util
+    from pathlib import Path
+
+    from torch import nn
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "tradeoff_curves.py"
+    spec = importlib.util.spec_from_file_location("tradeoff_curves_under_test", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    model = nn.Module()
+    model.embeddings = nn.Embedding(10, 6)
+    model.layers = nn.ModuleList([nn.Sequential(nn.Linear(6, 6))])
+    torch.manual_seed(0)
+    deltas = {"embeddings.weight": torch.randn(10, 6), "layers.0.0.weight": torch.randn(6, 6),
+              "layers.0.0.bias": torch.randn(6)}
+    out = tool.variants(deltas, model, 2, keep_other=True)
+    assert set(out) == {"", " rank 2", " rank 2 + other changes"}
+    assert out[""] is deltas
+    assert set(out[" rank 2"]) == {"layers.0.0.weight"}
+    assert torch.linalg.matrix_rank(out[" rank 2"]["layers.0.0.weight"]) == 2
+    assert set(out[" rank 2 + other changes"]) == set(deltas)
+    assert torch.equal(out[" rank 2 + other changes"]["layers.0.0.weight"], out[" rank 2"]["layers.0.0.weight"])
+    assert torch.equal(out[" rank 2 + other changes"]["embeddings.weight"], deltas["embeddings.weight"])
+    assert set(tool.variants(deltas, model, 0, keep_other=True)) == {""}
+
+
 def test_a_missing_shipped_file_is_an_error_not_fewer_prompts(tmp_path, monkeypatch):
     """A damaged or partial installation (a wheel once shipped without the pairs) must not train on less without a
     word: a missing shipped training file or pair file is a PromptSetError naming it; --replace needs none."""

@@ -10,6 +10,12 @@ broad and adjacent harmless prompts each file collapses there (linear between ne
     python tools/tradeoff_curves.py --json curves.json run_a.safetext.safetensors run_b.safetext.safetensors
     python tools/tradeoff_curves.py --from-json curves.json          # the table again, without encoding
     python tools/tradeoff_curves.py --from-json curves.json --plot curves.png   # and the curves as a chart
+    python tools/tradeoff_curves.py --rank 16 --keep-other full.safetext.safetensors  # what a LoRA of it keeps
+
+With ``--rank R`` each full-weight file is also measured as the low-rank file compression would make of it (the
+block projections' changes cut to rank R, everything else left out, ``lowrank.compress``); ``--keep-other`` adds
+that cut with the other changes (token embeddings, norms, biases) kept, which no host's LoRA loader applies: the
+difference between the two is what leaving them out costs.
 
 Files of the embedded default (MiniLM) only: the original encoder is the embedded one.
 """
@@ -25,8 +31,24 @@ import numpy as np
 TARGETS = (0.90, 0.93, 0.95, 0.96, 0.97, 0.98)
 
 
-def curves(paths: list[str], strengths: list[float]) -> dict[str, list[dict[str, float]]]:
-    """Trade-off curve of each file on the independent sets, keyed by file name."""
+def variants(deltas: dict, model, rank: int, keep_other: bool) -> dict[str, dict]:
+    """``{label: changes}``: the file's own, its rank-``rank`` compression and (``keep_other``) that with the changes
+    compression leaves out."""
+    from safetext_core.lowrank import DEFAULT_TARGETS, check_targets, compress, expand
+
+    out = {"": deltas}
+    if rank > 0:
+        weights = [name + ".weight" for name in check_targets(model, DEFAULT_TARGETS)]
+        cut = {name: expand(*f) for name, f in compress(deltas, weights, rank).items()}
+        out[f" rank {rank}"] = cut
+        if keep_other:
+            out[f" rank {rank} + other changes"] = {**{k: v for k, v in deltas.items() if k not in weights}, **cut}
+    return out
+
+
+def curves(paths: list[str], strengths: list[float], rank: int = 0, keep_other: bool = False
+           ) -> dict[str, list[dict[str, float]]]:
+    """Trade-off curve of each file on the independent sets, keyed by file name (and by variant, with ``rank``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from safetext_core.evaluation import evaluate
     from safetext_core.loaders import load_encoders
@@ -37,7 +59,9 @@ def curves(paths: list[str], strengths: list[float]) -> dict[str, list[dict[str,
     for path in paths:
         file = SafeTextFile.load(path)
         file.check_fingerprints(encoders.fingerprints())
-        out[Path(path).name] = evaluate(encoders, file.deltas, sets, strengths=strengths).tradeoff
+        (encoder, deltas), = file.deltas.items()
+        for label, changes in variants(dict(deltas), encoders.models[encoder], rank, keep_other).items():
+            out[Path(path).name + label] = evaluate(encoders, {encoder: changes}, sets, strengths=strengths).tradeoff
         print(f"encoded {path}", file=sys.stderr)
     return out
 
@@ -56,12 +80,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("files", nargs="*", help="SafeText files of the embedded default")
     parser.add_argument("--json", help="write the curves here")
     parser.add_argument("--from-json", help="read curves written by --json instead of encoding")
+    parser.add_argument("--rank", type=int, default=0,
+                        help="also measure each full-weight file compressed to this rank (its LoRA)")
+    parser.add_argument("--keep-other", action="store_true",
+                        help="with --rank: also the compressed file with the changes a LoRA leaves out kept")
     parser.add_argument("--plot", help="draw the curves (broad and adjacent collapsed against unsafe moved) as a PNG")
     args = parser.parse_args(argv)
     if args.from_json:
         data = json.loads(Path(args.from_json).read_text())
     else:
-        data = curves(args.files, [round(float(s), 3) for s in np.arange(0.70, 1.0001, 0.01)])
+        data = curves(args.files, [round(float(s), 3) for s in np.arange(0.70, 1.0001, 0.01)], args.rank,
+                      args.keep_other)
         if args.json:
             Path(args.json).write_text(json.dumps(data, indent=1))
     print("unsafe moved | " + " | ".join(data) + "   (broad / adjacent collapsed, %)")
