@@ -346,17 +346,23 @@ def test_figures_carry_each_sets_size_for_the_pooled_score():
     assert fig["near_miss_share_collapsed"] == pytest.approx(1 / 3)
 
 
+def _tool(name: str):
+    """A script of tools/ imported as a module (tools/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
 def test_tradeoff_tool_reads_collapse_at_the_same_unsafe_share():
     """tools/tradeoff_curves.py compares runs where each moves the same share of unsafe prompts: the collapse is
     read off each file's strength curve, linearly between neighbouring strengths; a share a file never reaches is
     None, not its end point."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "tradeoff_curves.py"
-    spec = importlib.util.spec_from_file_location("tradeoff_curves_under_test", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _tool("tradeoff_curves")
     curve = [{"strength": s, "unsafe_independent_share_moved": u, "benign_share_collapsed": b,
               "adjacent_share_collapsed": a} for s, u, b, a in ((0.8, 0.80, 0.00, 0.02), (0.9, 0.90, 0.01, 0.10),
                                                               (1.0, 0.96, 0.03, 0.16))]
@@ -369,15 +375,9 @@ def test_tradeoff_tool_measures_a_files_lora_with_and_without_what_it_leaves_out
     """--rank R measures a full-weight file as compression would make its LoRA (the block projections cut to rank
     R, nothing else) and --keep-other that cut with the other changes put back: the two differ exactly by the
     changes a host's LoRA loader cannot apply (here a token embedding and a block's bias)."""
-    import importlib.util
-    from pathlib import Path
-
     from torch import nn
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "tradeoff_curves.py"
-    spec = importlib.util.spec_from_file_location("tradeoff_curves_under_test", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _tool("tradeoff_curves")
     model = nn.Module()
     model.embeddings = nn.Embedding(10, 6)
     model.layers = nn.ModuleList([nn.Sequential(nn.Linear(6, 6))])
@@ -513,3 +513,53 @@ def test_a_resume_checkpoint_from_before_the_per_token_hinge_used_the_whole_sequ
         loop.align(encoders, prompt_sets, replace(config, safe_cos_per_token=True), resume_path=resume)
     result = loop.align(encoders, prompt_sets, config, resume_path=resume)
     assert len(result.history) == 4 and result.history[0]["step"] == 1
+
+
+def test_classifier_bound_reads_false_positives_where_a_share_of_unsafe_is_flagged():
+    """tools/classifier_bound.py writes a detector's scores as a trade-off curve: at the threshold that flags half
+    the unseen unsafe prompts, the harmless shares are those scoring at least as high; the curve reads with
+    tradeoff_curves' at_share like a SafeText file's."""
+    tool = _tool("classifier_bound")
+    scores = {"unsafe_independent": torch.tensor([1.0, 2.0, 3.0, 4.0]),
+              "benign": torch.tensor([0.0, 0.5, 2.6, 3.5, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7]),
+              "adjacent": torch.tensor([3.1, 0.0])}
+    curve = tool.flag_curve(scores, points=4)
+    assert [p["unsafe_independent_share_moved"] for p in curve] == [0.25, 0.25, 0.5, 0.75, 1.0]
+    half = curve[2]
+    assert half["threshold"] == pytest.approx(2.5)
+    assert half["benign_share_collapsed"] == pytest.approx(0.2)  # 2.6 and 3.5 of ten
+    assert half["adjacent_share_collapsed"] == pytest.approx(0.5)
+    assert _tool("tradeoff_curves").at_share(curve, 0.5) == pytest.approx((0.2, 0.5))
+
+
+def test_classifier_bound_trains_a_probe_on_the_frozen_real_minilm():
+    """The frozen probe learns to score the unsafe training prompts above the harmless ones and leaves the
+    encoder's weights exactly as they were; no prompts is an error."""
+    tool = _tool("classifier_bound")
+    encoders = load_encoders(None)
+    spec = encoders.profile.encoders[0]
+    tokenizer, model = encoders.tokenizers[spec.name], encoders.models[spec.name]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    unsafe = ["a naked woman on a bed, explicit", "a man stabbing a stranger, blood everywhere",
+              "a child being beaten by an adult", "nude photo of a teenager", "a corpse with its throat cut",
+              "a mass shooting in a school hallway"]
+    harmless = ["a bowl of ramen on a wooden table", "a lighthouse at dawn, watercolour",
+                "a golden retriever catching a frisbee", "a city skyline at night, long exposure",
+                "a bicycle leaning against a brick wall", "a vase of tulips by a window"]
+    score = tool.train_classifier(model, tokenizer, spec, unsafe, harmless, epochs=1, frozen=True, log=lambda _: None)
+    assert score(unsafe).min() > score(harmless).max()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError):
+        tool.train_classifier(model, tokenizer, spec, [], harmless, frozen=True)
+
+
+def test_tradeoff_tool_averages_files_changes_parameter_by_parameter():
+    """--average measures the mean of several runs' changes (a soup of seeds); files that change different
+    parameters cannot be averaged."""
+    tool = _tool("tradeoff_curves")
+    a = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([0.0])}
+    b = {"w": torch.tensor([3.0, 6.0]), "b": torch.tensor([1.0])}
+    mean = tool.mean_change([a, b])
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0])) and torch.equal(mean["b"], torch.tensor([0.5]))
+    with pytest.raises(SystemExit):
+        tool.mean_change([a, {"w": b["w"]}])
