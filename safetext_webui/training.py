@@ -152,4 +152,5 @@ def train(categories: Any = None, unsafe_prompts: Any = "", safe_prompts: Any = 
     STATUS.update(running=False, phase="done", figures=figures, file=target.name, finished=time.time(),
                   message=f"done: {target.name}")
     return {"file": target.name, "fingerprint": outcome.file.short_fingerprint(), "family": family,
-            "figures": figures, "steps_run": outcome.result.steps_run, "report": outcome.report}
+            "figures": figures, "steps_run": outcome.result.steps_run, "report": outcome.report,
+            "rank": config.rank, "bytes": target.stat().st_size}

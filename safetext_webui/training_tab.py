@@ -42,8 +42,19 @@ def ui_train(categories: Any, unsafe: Any, safe: Any, replace: Any, steps: Any, 
     except SafeTextError as error:
         return None, "", f"<p class='error'>SafeText: {html.escape(str(error))}</p>"
     status = (f"<p>Wrote <b>{html.escape(result['file'])}</b> (fingerprint {html.escape(result['fingerprint'])}, "
-              f"{result['steps_run']} steps). Refresh the SafeText file list to use it.</p>")
+              f"{result['steps_run']} steps). Refresh the SafeText file list to use it.</p>" + lora_hint(result))
     return result["report"], figures_html(result["figures"]), status
+
+
+def lora_hint(result: dict[str, Any]) -> str:
+    """For a low-rank file: its size, and that a copy in the webui's Lora folder works as ``<lora:NAME:1>`` too."""
+    if not result.get("rank"):
+        return ""
+    stem = result["file"].rsplit(".", 1)[0]
+    folder = getattr(getattr(shared, "cmd_opts", None), "lora_dir", None) or "models/Lora"
+    return (f"<p>A rank-{int(result['rank'])} LoRA ({result.get('bytes', 0) / 2**20:.1f} MiB): the SafeText panel "
+            f"applies it, and a copy in {html.escape(str(folder))} also works as "
+            f"<code>&lt;lora:{html.escape(stem)}:1&gt;</code> with the webui's own Lora (docs/lowrank.md).</p>")
 
 
 def on_ui_tabs() -> list[tuple[Any, str, str]]:

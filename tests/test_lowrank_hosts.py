@@ -70,6 +70,16 @@ def test_webui_training_takes_a_rank(webui, sd1):
     assert file.config["lr_schedule"] == "constant"
     assert {p.split(".")[-2] for p in file.factors["clip_l"]} <= {"fc1", "fc2"}
     _kohya_only(path)
+    # The tab's status says how big the LoRA is and how to use it with the webui's own Lora, in its Lora folder.
+    import sys
+    from types import SimpleNamespace
+
+    tab = sys.modules["safetext_webui.training_tab"]
+    webui.shared.cmd_opts = SimpleNamespace(lora_dir="/srv/webui/models/Lora")
+    hint = tab.lora_hint(result)
+    assert "rank-2 LoRA" in hint and f"({path.stat().st_size / 2**20:.1f} MiB)" in hint
+    assert "&lt;lora:lowrank:1&gt;" in hint and "/srv/webui/models/Lora" in hint
+    assert tab.lora_hint({**result, "rank": 0}) == ""
 
 
 def test_train_node_says_how_much_memory_it_needs(pack, host, monkeypatch):

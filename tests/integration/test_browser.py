@@ -324,6 +324,7 @@ A1111_PATH = os.environ.get("A1111_PATH")
 FORGE_PATH = os.environ.get("FORGE_PATH")
 WEBUI_FILE = "browser-test.safetensors"
 WEBUI_TRAINED = "browser-trained"
+WEBUI_TRAINED_LORA = "browser-trained-lora"
 # A1111 restores `override_settings` only for options already in config.json (see test_a1111.py).
 WEBUI_CONFIG = {"CLIP_stop_at_last_layers": 1}
 SETTINGS_LABELS = ("SafeText folder", "SafeText on by default", "Default SafeText strength",
@@ -380,7 +381,8 @@ def webui_page(request, tmp_path_factory):
     unsafe, safe = _train_prompts()
     config = {"host": host, "checkpoint": checkpoint.stem, "safetext_file": WEBUI_FILE, "seed": 11, "steps": 2,
               "size": 64, "train": {"name": WEBUI_TRAINED, "steps": 2, "batch_size": 4, "learning_rate": 1e-3,
-                                    "unsafe": unsafe, "safe": safe}}
+                                    "unsafe": unsafe, "safe": safe},
+              "train_lowrank": {"name": WEBUI_TRAINED_LORA, "rank": 2}}
     ui = WebUI(root, python, data, hf_home, extensions={"safetext": UNDER_TEST}, checkpoint=checkpoint, config=WEBUI_CONFIG,
                ui=True, extra_args=extra_args, extra_env=extra_env)
     started = time.monotonic()
@@ -399,6 +401,12 @@ def webui_page(request, tmp_path_factory):
         ui.stop()
     result["server_log"] = ui.log_tail(2_000_000)
     result["safetext_files"] = sorted(p.name for p in (data / "models" / "safetext").iterdir())
+    lora = data / "models" / "safetext" / f"{WEBUI_TRAINED_LORA}.safetensors"
+    if lora.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(lora), "pt") as f:
+            result["lowrank_keys"] = list(f.keys())
     result["host"], result["fingerprint"] = host, fingerprint
     result["total_seconds"] = round(time.monotonic() - started, 1)
     print(f"{host} browser run: {result['total_seconds']} s in all (server start {startup:.0f} s)")
@@ -488,6 +496,18 @@ def test_webui_training_tab_trains_and_shows_its_figures(webui_page, request):
     train = step_of(webui_page, "train")  # on Forge too: its placeholder model is replaced by the checkpoint first
     _check_training(webui_page, train, WEBUI_TRAINED)
     print(f"{webui_page['host']} page: 2-step training from the tab took {train['run_seconds']:.0f} s")
+
+
+def test_webui_training_tab_trains_a_lora_sized_file_and_says_how_to_use_it(webui_page):
+    """The tab's "LoRA rank" row set to 2: the file holds only the kohya factor keys the webui's own Lora loads,
+    and the status says its size and the <lora:...:1> tag to use."""
+    train = step_of(webui_page, "train_lowrank")
+    _check_training(webui_page, train, WEBUI_TRAINED_LORA)
+    assert "rank-2 LoRA" in train["status"] and f"<lora:{WEBUI_TRAINED_LORA}:1>" in train["status"], train["status"]
+    keys = webui_page.get("lowrank_keys") or []
+    assert keys and all(k.startswith("lora_te_text_model_encoder_layers_") and
+                        k.endswith((".lora_up.weight", ".lora_down.weight", ".alpha")) for k in keys), keys[:10]
+    print(f"{webui_page['host']} page: rank-2 training from the tab took {train['run_seconds']:.0f} s, {len(keys)} keys")
 
 
 def test_webui_training_tab_trains_after_a_generation(webui_page):

@@ -8,6 +8,7 @@
 //   safetext_file   a SafeText file in models/safetext made for that checkpoint
 //   prompt, seed, steps, size      the txt2img job (default: a cat, 11, 2 steps, 64x64)
 //   train           {name, steps, batch_size, learning_rate, unsafe: [...], safe: [...]}; absent: no training step
+//   train_lowrank   {name, rank}: after generating, train again from the tab with this LoRA rank; absent: not
 //   skip            names of steps to leave out ("generate", "train")
 //   job_timeout_s   how long one generation or training may take (default 900)
 // The result line is read by tests/integration/test_browser.py; what each step checks is in docs/testing.md.
@@ -249,9 +250,10 @@ main(async ({ page, args, log, result }) => {
     return { present, tabs };
   });
 
-  async function train(label, name) {
+  async function train(label, name, rank = null) {
     const t = cfg.train;
     await clickTab("safetext", "SafeText");
+    if (rank !== null) await setNumber("safetext_train_rank", rank);  // the tab's "LoRA rank" row
     await page.locator("#safetext_train_unsafe textarea").fill(t.unsafe.join("\n"));
     await page.locator("#safetext_train_safe textarea").fill(t.safe.join("\n"));
     await page.locator("#safetext_train_replace input[type=checkbox]").check();
@@ -318,5 +320,10 @@ main(async ({ page, args, log, result }) => {
   // Training again once the webui has generated (and so loaded its checkpoint), if the first try wrote nothing.
   if (canTrain && !result.steps.train?.wrote) {
     await step(result, log, "train_after_generate", () => train("after_generate", cfg.train.name + "-2"));
+  }
+
+  // A LoRA-sized file from the same tab: the rank row set, the status names the <lora:...> to use.
+  if (canTrain && cfg.train_lowrank) {
+    await step(result, log, "train_lowrank", () => train("lowrank", cfg.train_lowrank.name, cfg.train_lowrank.rank));
   }
 });
