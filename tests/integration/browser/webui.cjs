@@ -268,14 +268,18 @@ main(async ({ page, args, log, result }) => {
     });
     const t0 = Date.now();
     await page.locator("#safetext_train_button").click();
-    const handle = await page.waitForFunction(() => {
+    const handle = await page.waitForFunction((fileName) => {
       const el = document.querySelector("#safetext_train_status");
       const status = el?.innerText || "";
       const live = document.querySelector("#safetext_training_live")?.innerText || "";
       if (/Training/.test(live)) window.__safetextSawLive = true;
+      // While the job runs, Gradio puts its progress ("queue: 1/1", "processing | ...") above the previous
+      // training's status: wait for this training's own outcome.
+      const busy = /queue: |processing \|/.test(status);
       const fresh = status !== el?.getAttribute("data-before");
-      return fresh && /Wrote|SafeText: |Interrupted|error/i.test(status) ? { status } : null;
-    }, null, { timeout: jobTimeout, polling: 250 });
+      const outcome = (/Wrote/.test(status) && status.includes(fileName)) || /SafeText: |Interrupted|error/i.test(status);
+      return fresh && !busy && outcome ? { status } : null;
+    }, name, { timeout: jobTimeout, polling: 250 });
     const { status } = await handle.jsonValue();
     const seconds = (Date.now() - t0) / 1000;
     await page.waitForTimeout(2500); // the live box polls every 2 s
