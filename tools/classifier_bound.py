@@ -10,6 +10,7 @@ given share of the unseen unsafe prompts: the same matched points `tools/tradeof
 
     python tools/classifier_bound.py --json bound.json                  # MiniLM fine-tuned end to end (~6 min, 2 cores)
     python tools/classifier_bound.py --frozen --json probe.json         # a small MLP on the frozen encoder's features
+    python tools/classifier_bound.py --share 0.5 --json half.json       # on a random half of the prompts
     python tools/tradeoff_curves.py --from-json bound.json curves.json  # side by side with SafeText files' curves
 
 The classifier is the encoder's mean-pooled last layer (the output SafeText aligns) and a linear head, trained with
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-5, help="the encoder's learning rate when fine-tuned")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--share", type=float, default=1.0,
+                        help="train on this random share of the unsafe and of the harmless prompts (a learning curve)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from safetext_core.loaders import load_encoders
@@ -133,11 +136,18 @@ def main(argv: list[str] | None = None) -> None:
     spec = encoders.profile.encoders[0]
     tokenizer, model = encoders.tokenizers[spec.name], encoders.models[spec.name]
     unsafe, harmless = training_prompts(tokenizer, args.seed)
+    if not 0 < args.share <= 1:
+        raise SystemExit("--share must be in (0, 1]")
+    if args.share < 1:
+        rng = random.Random(args.seed)
+        unsafe, harmless = (rng.sample(p, max(1, round(len(p) * args.share))) for p in (unsafe, harmless))
     print(f"training on {len(unsafe)} unsafe and {len(harmless)} harmless prompts", file=sys.stderr)
     score = train_classifier(model, tokenizer, spec, unsafe, harmless, args.epochs, args.lr, frozen=args.frozen,
                              seed=args.seed, log=lambda line: print(line, file=sys.stderr))
     curve = flag_curve({name: score(prompts) for name, prompts in independent_sets().items()})
-    label = f"{'probe on the frozen encoder' if args.frozen else 'fine-tuned classifier'}, seed {args.seed}"
+    label = (f"{'probe on the frozen encoder' if args.frozen else 'fine-tuned classifier'}, seed {args.seed}"
+             + (f", {args.share:.0%} of the prompts" if args.share < 1 else "")
+             + (f", {args.epochs} epochs" if args.epochs != 2 else ""))
     if args.json:
         Path(args.json).write_text(json.dumps({label: curve}, indent=1))
     from tradeoff_curves import TARGETS, at_share  # tools/ is on the path when run as a script
