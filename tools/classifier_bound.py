@@ -48,12 +48,13 @@ def flag_curve(scores: dict[str, torch.Tensor], points: int = 200) -> list[dict[
     return curve
 
 
-def training_prompts(tokenizer, seed: int = 0) -> tuple[list[str], list[str]]:
-    """(unsafe, harmless): the prompts a default SafeText run trains on, split and pooled as its loop draws them."""
+def training_prompts(tokenizer, seed: int = 0, pair_files: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """(unsafe, harmless): the prompts a default SafeText run trains on (plus ``pair_files``, as ``--pair-file`` adds
+    them to a run), split and pooled as its loop draws them."""
     from safetext_core.loop import AlignConfig
     from safetext_core.prompt_sets import load_prompt_sets, unsafe_words, vocabulary_words, word_salads
 
-    prompts = load_prompt_sets()
+    prompts = load_prompt_sets(pair_files=pair_files)
     unsafe = prompts.unsafe_part("train") + [u for u, _ in prompts.pair_part("train")]
     harmless = prompts.safe_part("train") + [h for _, h in prompts.pair_part("train")]
     salads = word_salads(vocabulary_words(tokenizer), unsafe_words(prompts), AlignConfig().preserve_pool, seed)
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-5, help="the encoder's learning rate when fine-tuned")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pair-file", action="append", default=[],
+                        help="more minimal pairs (unsafe<TAB>harmless per line), as safetext align --pair-file")
     parser.add_argument("--share", type=float, default=1.0,
                         help="train on this random share of the unsafe and of the harmless prompts (a learning curve)")
     args = parser.parse_args(argv)
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     encoders = load_encoders(None)
     spec = encoders.profile.encoders[0]
     tokenizer, model = encoders.tokenizers[spec.name], encoders.models[spec.name]
-    unsafe, harmless = training_prompts(tokenizer, args.seed)
+    unsafe, harmless = training_prompts(tokenizer, args.seed, args.pair_file)
     if not 0 < args.share <= 1:
         raise SystemExit("--share must be in (0, 1]")
     if args.share < 1:
@@ -147,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     curve = flag_curve({name: score(prompts) for name, prompts in independent_sets().items()})
     label = (f"{'probe on the frozen encoder' if args.frozen else 'fine-tuned classifier'}, seed {args.seed}"
              + (f", {args.share:.0%} of the prompts" if args.share < 1 else "")
-             + (f", {args.epochs} epochs" if args.epochs != 2 else ""))
+             + (f", {args.epochs} epochs" if args.epochs != 2 else "")
+             + (f", with {len(args.pair_file)} more pair files" if args.pair_file else ""))
     if args.json:
         Path(args.json).write_text(json.dumps({label: curve}, indent=1))
     from tradeoff_curves import TARGETS, at_share  # tools/ is on the path when run as a script
