@@ -436,6 +436,26 @@ def _store_device(device: torch.device) -> torch.device:
 
 # --------------------------------------------------------------------------------------- the loop
 
+def training_pools(prompts: PromptSets, tokenizer: Any, config: AlignConfig, strip_weighting: bool = False
+                   ) -> tuple[list[str], list[str], list[tuple[str, str]], list[str]]:
+    """What a run trains on: the unsafe and safe prompts of the training split, its minimal pairs, and the word
+    salads of ``tokenizer``'s vocabulary it preserves (none when ``preserve_share`` is 0). ``strip_weighting``: as
+    hosts encode them, without prompt-weighting syntax."""
+    unsafe_train = prompts.unsafe_part("train")
+    safe_train = prompts.safe_part("train")
+    pair_train = prompts.pair_part("train")
+    if strip_weighting:
+        from .encoding import strip_weighting_syntax
+
+        unsafe_train = [strip_weighting_syntax(p) for p in unsafe_train]
+        safe_train = [strip_weighting_syntax(p) for p in safe_train]
+        pair_train = [(strip_weighting_syntax(u), strip_weighting_syntax(h)) for u, h in pair_train]
+    salads: list[str] = []
+    if config.preserve_share > 0:
+        salads = word_salads(vocabulary_words(tokenizer), unsafe_words(prompts), config.preserve_pool, config.seed)
+    return unsafe_train, safe_train, pair_train, salads
+
+
 def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None = None,
           progress: Callable[[ProgressEvent], None] | None = None,
           should_cancel: Callable[[], bool] | None = None, device: torch.device | str | None = None,
@@ -476,15 +496,9 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
 
-    unsafe_train = prompts.unsafe_part("train")
-    safe_train = prompts.safe_part("train")
-    pair_train = prompts.pair_part("train")
-    if strip_weighting:
-        from .encoding import strip_weighting_syntax
+    unsafe_train, safe_train, pair_train, salads = training_pools(
+        prompts, encoders.tokenizers[encoders.profile.encoders[0].name], config, strip_weighting)
 
-        unsafe_train = [strip_weighting_syntax(p) for p in unsafe_train]
-        safe_train = [strip_weighting_syntax(p) for p in safe_train]
-        pair_train = [(strip_weighting_syntax(u), strip_weighting_syntax(h)) for u, h in pair_train]
     def as_trained(texts: Sequence[str]) -> list[str]:  # validation and held-out prompts get what training gets
         from .encoding import strip_weighting_syntax
 
@@ -492,10 +506,6 @@ def align(encoders: EncoderSet, prompts: PromptSets, config: AlignConfig | None 
 
     # Pools: plain prompts first, then the pairs' sides (pair k: unsafe n_u + k, safe n_s + k).
     n_u, n_s, n_p = len(unsafe_train), len(safe_train), len(pair_train)
-    salads: list[str] = []
-    if config.preserve_share > 0:
-        first = encoders.tokenizers[encoders.profile.encoders[0].name]
-        salads = word_salads(vocabulary_words(first), unsafe_words(prompts), config.preserve_pool, config.seed)
     unsafe_train = unsafe_train + [u for u, _ in pair_train]
     safe_train = safe_train + [h for _, h in pair_train] + salads
     for spec in encoders.profile.encoders:

@@ -51,22 +51,21 @@ def flag_curve(scores: dict[str, torch.Tensor], points: int = 200) -> list[dict[
 def training_prompts(tokenizer, seed: int = 0, pair_files: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """(unsafe, harmless): the prompts a default SafeText run trains on (plus ``pair_files``, as ``--pair-file`` adds
     them to a run), split and pooled as its loop draws them."""
-    from safetext_core.loop import AlignConfig
-    from safetext_core.prompt_sets import load_prompt_sets, unsafe_words, vocabulary_words, word_salads
+    from safetext_core.loop import AlignConfig, training_pools
+    from safetext_core.prompt_sets import load_prompt_sets
 
-    prompts = load_prompt_sets(pair_files=pair_files)
-    unsafe = prompts.unsafe_part("train") + [u for u, _ in prompts.pair_part("train")]
-    harmless = prompts.safe_part("train") + [h for _, h in prompts.pair_part("train")]
-    salads = word_salads(vocabulary_words(tokenizer), unsafe_words(prompts), AlignConfig().preserve_pool, seed)
-    return unsafe, harmless + salads
+    unsafe, safe, pairs, salads = training_pools(load_prompt_sets(pair_files=pair_files), tokenizer,
+                                                 AlignConfig(seed=seed))
+    return unsafe + [u for u, _ in pairs], safe + [h for _, h in pairs] + salads
 
 
 def pooled(model: torch.nn.Module, tokenizer, spec, prompts: Sequence[str]) -> torch.Tensor:
-    """Mean of the last layer over the prompt's real tokens."""
-    from safetext_core.encoding import tokenize
+    """Mean of the output SafeText aligns (the encoder's consumed output) over the prompt's real tokens."""
+    from safetext_core.encoding import consumed_outputs, primary_output, tokenize
 
     batch = tokenize(tokenizer, list(prompts), spec)
-    hidden = model(input_ids=batch["input_ids"], attention_mask=batch["mask"]).last_hidden_state
+    outputs, _ = consumed_outputs(model, batch, spec)
+    hidden = primary_output(outputs, spec)
     mask = batch["mask"].float().unsqueeze(-1)
     return (hidden * mask).sum(1) / mask.sum(1)
 

@@ -71,7 +71,8 @@ def curves(paths: list[str], strengths: list[float], rank: int = 0, keep_other: 
         file = SafeTextFile.load(path)
         file.check_fingerprints(encoders.fingerprints())
         (encoder, deltas), = file.deltas.items()
-        loaded.append(dict(deltas))
+        if average:  # a full file's changes are ~90 MB: keep them only when they are averaged
+            loaded.append(dict(deltas))
         for label, changes in variants(dict(deltas), encoders.models[encoder], rank, keep_other).items():
             out[Path(path).name + label] = evaluate(encoders, {encoder: changes}, sets, strengths=strengths).tradeoff
         print(f"encoded {path}", file=sys.stderr)
