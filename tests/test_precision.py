@@ -395,6 +395,36 @@ def test_tradeoff_tool_measures_a_files_lora_with_and_without_what_it_leaves_out
     assert set(tool.variants(deltas, model, 0, keep_other=True)) == {""}
 
 
+def test_tradeoff_tool_reads_files_of_another_encoder_against_that_encoder(tmp_path):
+    """--checkpoint: a file trained for another encoder than the embedded MiniLM (here a tiny random BERT folder) is
+    read against that encoder, and its curve moves with its change; read against the embedded default, the
+    fingerprint check refuses it rather than measuring the wrong encoder."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from safetext_core.errors import FingerprintMismatch
+    from safetext_core.loaders import load_encoders
+    from safetext_core.models import find_minilm_folder
+    from safetext_core.safetext_file import SafeTextFile
+
+    tool = _tool("tradeoff_curves")
+    folder = tmp_path / "tiny-bert"
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(str(folder), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(find_minilm_folder())).save_pretrained(str(folder))
+    encoders = load_encoders(str(folder))
+    (name, model), = encoders.models.items()
+    weight = "encoder.layer.1.output.LayerNorm.weight"  # its bias is zero: minus twice it turns every output around
+    change = {weight: -2 * model.get_parameter(weight).detach().clone()}
+    path = SafeTextFile("generic", {name: change}, encoders.fingerprints()).save(tmp_path / "tiny.safetext.safetensors")
+    curve, = tool.curves([str(path)], [0.0, 1.0], checkpoint=str(folder)).values()
+    assert [p["strength"] for p in curve] == [0.0, 1.0]
+    assert curve[0]["unsafe_independent_share_moved"] == 0.0  # strength 0 is the original encoder
+    assert curve[1]["unsafe_independent_share_moved"] == 1.0 and curve[1]["benign_share_collapsed"] == 1.0
+    with pytest.raises(FingerprintMismatch):
+        tool.curves([str(path)], [1.0])
+
+
 def test_a_missing_shipped_file_is_an_error_not_fewer_prompts(tmp_path, monkeypatch):
     """A damaged or partial installation (a wheel once shipped without the pairs) must not train on less without a
     word: a missing shipped training file or pair file is a PromptSetError naming it; --replace needs none."""

@@ -12,6 +12,7 @@ given share of the unseen unsafe prompts: the same matched points `tools/tradeof
     python tools/classifier_bound.py --frozen --json probe.json         # a small MLP on the frozen encoder's features
     python tools/classifier_bound.py --share 0.5 --json half.json       # on a random half of the prompts
     python tools/tradeoff_curves.py --from-json bound.json curves.json  # side by side with SafeText files' curves
+    python tools/classifier_bound.py --checkpoint FOLDER --json b.json  # another encoder (a transformers folder)
 
 The classifier is the encoder's mean-pooled last layer (the output SafeText aligns) and a linear head, trained with
 binary cross-entropy and AdamW. Its curve is written in the trade-off format (``threshold`` in place of a blend
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pair-file", action="append", default=[],
                         help="more minimal pairs (unsafe<TAB>harmless per line), as safetext align --pair-file")
+    parser.add_argument("--checkpoint", help="another encoder than the embedded MiniLM: a transformers folder or a "
+                        "checkpoint, as safetext align --checkpoint (the classifier reads its first encoder)")
     parser.add_argument("--share", type=float, default=1.0,
                         help="train on this random share of the unsafe and of the harmless prompts (a learning curve)")
     args = parser.parse_args(argv)
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     from safetext_core.loaders import load_encoders
     from safetext_core.prompt_sets import independent_sets
 
-    encoders = load_encoders(None)
+    encoders = load_encoders(args.checkpoint)
     spec = encoders.profile.encoders[0]
     tokenizer, model = encoders.tokenizers[spec.name], encoders.models[spec.name]
     unsafe, harmless = training_prompts(tokenizer, args.seed, args.pair_file)
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     label = (f"{'probe on the frozen encoder' if args.frozen else 'fine-tuned classifier'}, seed {args.seed}"
              + (f", {args.share:.0%} of the prompts" if args.share < 1 else "")
              + (f", {args.epochs} epochs" if args.epochs != 2 else "")
-             + (f", with {len(args.pair_file)} more pair files" if args.pair_file else ""))
+             + (f", with {len(args.pair_file)} more pair files" if args.pair_file else "")
+             + (f", on {encoders.source}" if args.checkpoint else ""))
     if args.json:
         Path(args.json).write_text(json.dumps({label: curve}, indent=1))
     from tradeoff_curves import TARGETS, at_share  # tools/ is on the path when run as a script

@@ -20,7 +20,8 @@ that cut with the other changes (token embeddings, norms, biases) kept, which no
 difference between the two is what leaving them out costs. With ``--average`` the mean of the files' changes (a
 "model soup" of runs that differ only in their seed) is measured as one more curve.
 
-Files of the embedded default (MiniLM) only: the original encoder is the embedded one.
+The files are read against the embedded default (MiniLM) unless ``--checkpoint`` names the one they were trained for
+(a transformers folder or a checkpoint, as ``safetext align --checkpoint``): its fingerprint must match theirs.
 """
 from __future__ import annotations
 
@@ -57,16 +58,17 @@ def mean_change(changes: list[dict]) -> dict:
 
 
 def curves(paths: list[str], strengths: list[float], rank: int = 0, keep_other: bool = False,
-           average: bool = False) -> dict[str, list[dict[str, float]]]:
+           average: bool = False, checkpoint: str | None = None) -> dict[str, list[dict[str, float]]]:
     """Trade-off curve of each file on the independent sets, keyed by file name (and by variant, with ``rank``;
-    with ``average``, also the mean of the files' changes)."""
+    with ``average``, also the mean of the files' changes). ``checkpoint``: the files' original encoder (``None``:
+    the embedded default)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from safetext_core.evaluation import evaluate
     from safetext_core.loaders import load_encoders
     from safetext_core.prompt_sets import independent_sets
     from safetext_core.safetext_file import SafeTextFile
 
-    encoders, sets, out, loaded = load_encoders(None), independent_sets(), {}, []
+    encoders, sets, out, loaded = load_encoders(checkpoint), independent_sets(), {}, []
     for path in paths:
         file = SafeTextFile.load(path)
         file.check_fingerprints(encoders.fingerprints())
@@ -93,7 +95,9 @@ def at_share(curve: list[dict[str, float]], target: float) -> tuple[float, float
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("files", nargs="*", help="SafeText files of the embedded default")
+    parser.add_argument("files", nargs="*", help="SafeText files (of the embedded default unless --checkpoint)")
+    parser.add_argument("--checkpoint", help="the encoder the files were trained for (a transformers folder or a "
+                        "checkpoint, as safetext align --checkpoint); default: the embedded MiniLM")
     parser.add_argument("--json", help="write the curves here")
     parser.add_argument("--from-json", nargs="+", help="read curves written by --json (or by tools/classifier_bound.py) "
                         "instead of encoding; several files are shown side by side")
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             data.update(json.loads(Path(path).read_text()))
     else:
         data = curves(args.files, [round(float(s), 3) for s in np.arange(0.70, 1.0001, 0.01)], args.rank,
-                      args.keep_other, args.average)
+                      args.keep_other, args.average, args.checkpoint)
         if args.json:
             Path(args.json).write_text(json.dumps(data, indent=1))
     print("unsafe moved | " + " | ".join(data) + "   (broad / adjacent collapsed, %)")
