@@ -333,9 +333,8 @@ def load_prompt_sets(categories: Sequence[str] | None = None, unsafe_files: Sequ
         seen.update(fresh)
         sets.pairs += fresh
 
-    if not replace:  # every first-batch pair, then the later batches in the order they were written (pairs/README.md),
-        # then the generator's twins of its hidden-in-a-scene lines (tools/make_prompts.py, build_scene_twins)
-        for folder in ("pairs", "pairs/second_batch", "pairs/third_batch", "pairs/fourth_batch", "pairs/scene_twins"):
+    if not replace:  # every first-batch pair, then the later batches in the order they were written (pairs/README.md)
+        for folder in ("pairs", "pairs/second_batch", "pairs/third_batch", "pairs/fourth_batch"):
             for category in chosen:
                 add_pairs(_shipped(f"{folder}/{category}.tsv"))
     for pair_file in pair_files:

@@ -32,11 +32,10 @@ def test_empty_or_missing_pair_files_are_refused(tmp_path):
 
 def test_shipped_pairs_come_with_their_categories_and_change_the_hashes(tmp_path):
     sexual = load_prompt_sets(categories=["sexual"])
-    first, second, third, fourth, twins = (load_pair_file(DATA_DIR / folder / "sexual.tsv") for folder in
-                                           ("pairs", "pairs/second_batch", "pairs/third_batch", "pairs/fourth_batch",
-                                            "pairs/scene_twins"))
-    assert len(first) >= 100 and len(second) >= 20 and len(third) >= 100 and len(fourth) >= 100 and len(twins) >= 40
-    assert sexual.pairs == first + second + third + fourth + twins
+    first, second, third, fourth = (load_pair_file(DATA_DIR / folder / "sexual.tsv") for folder in
+                                    ("pairs", "pairs/second_batch", "pairs/third_batch", "pairs/fourth_batch"))
+    assert len(first) >= 100 and len(second) >= 20 and len(third) >= 100 and len(fourth) >= 100
+    assert sexual.pairs == first + second + third + fourth
     assert "pairs" in sexual.hashes()
     assert not load_prompt_sets(unsafe_prompts=["a naked woman"], safe_prompts=["a red car"], replace=True).pairs
     extra = tmp_path / "mine.tsv"
@@ -48,8 +47,7 @@ def test_shipped_pairs_come_with_their_categories_and_change_the_hashes(tmp_path
 
 def test_shipped_pairs_keep_the_pair_rules():
     """pairs/README.md's rules, for every shipped batch: adults only on unsafe sides, no youth word on either side of
-    a sexual pair, no side over 45 words (50 for the generated scene twins: the unsafe sets' scene lines are 25-50
-    words), no side repeated anywhere in the shipped pair files."""
+    a sexual pair, no side over 45 words, no side repeated anywhere in the shipped pair files."""
     import re
 
     minor = re.compile(r"\b(child|children|kids?|teens?|teenagers?|teenage|underage|schoolgirl|schoolboy|toddlers?|"
@@ -58,9 +56,8 @@ def test_shipped_pairs_keep_the_pair_rules():
     seen: dict[str, str] = {}
     problems = []
     files = sorted((DATA_DIR / "pairs").rglob("*.tsv"))
-    assert len(files) == 30
+    assert len(files) == 24
     for path in files:
-        longest = 50 if path.parent.name == "scene_twins" else 45
         for number, (unsafe, harmless) in enumerate(load_pair_file(path), 1):
             where = f"{path.relative_to(DATA_DIR)}:{number}"
             if minor.search(unsafe):
@@ -68,8 +65,8 @@ def test_shipped_pairs_keep_the_pair_rules():
             if path.stem == "sexual" and (youth.search(unsafe + " " + harmless) or minor.search(harmless)):
                 problems.append(f"{where}: a youth word in a sexual pair")
             for side in (unsafe, harmless):
-                if len(side.split()) > longest:
-                    problems.append(f"{where}: over {longest} words")
+                if len(side.split()) > 45:
+                    problems.append(f"{where}: over 45 words")
                 if side.lower() in seen:
                     problems.append(f"{where}: repeats {seen[side.lower()]}")
                 seen[side.lower()] = where

@@ -1,7 +1,7 @@
 """The shipped training prompt sets are data generated from phrase files, and they stay that way.
 
-``safetext_core/prompts/data/unsafe/*.txt``, ``safe/*.txt``, ``pairs/scene_twins/*.tsv`` and the README there are
-written by ``tools/make_prompts.py`` from the hand-written phrases in ``tools/prompt_phrases/``. These tests:
+``safetext_core/prompts/data/unsafe/*.txt``, ``safe/*.txt`` and the README there are written by
+``tools/make_prompts.py`` from the hand-written phrases in ``tools/prompt_phrases/``. These tests:
 
 1. regenerate every set in memory (nothing is written into the repository) and require the shipped
    files to be byte-identical;
@@ -51,43 +51,9 @@ def _shipped_training_files() -> list[str]:
 def test_shipped_sets_regenerate_byte_identically(generated):
     txt = sorted(rel for rel in generated if rel.endswith(".txt"))
     assert txt == _shipped_training_files(), "the generator and the shipped unsafe/ and safe/ files disagree on names"
-    twins = sorted(rel for rel in generated if rel.endswith(".tsv"))
-    assert twins == sorted(str(p.relative_to(DATA)) for p in (DATA / "pairs" / "scene_twins").glob("*.tsv")), \
-        "the generator and the shipped pairs/scene_twins/ files disagree on names"
     differ = [rel for rel, text in generated.items() if (DATA / rel).read_bytes() != text.encode("utf-8")]
     assert not differ, (f"shipped files differ from what tools/prompt_phrases generates: {differ}; "
                         "run `python tools/make_prompts.py` (never edit the generated files by hand)")
-
-
-def test_every_hidden_unsafe_line_has_a_twin_in_the_same_scene_made_harmless(generated):
-    """The 45 ordinary scenes of framing/scenes.txt appear in the unsafe sets around a hidden unsafe phrase, five or
-    six times each; their twins put each such line beside the same scene with a harmless phrase instead, so that the
-    scene itself is not what the encoder learns to move."""
-    from safetext_core.prompt_sets import load_pair_file, load_prompt_sets
-
-    scenes = [line for line in (PHRASES / "framing" / "scenes.txt").read_text(encoding="utf-8").splitlines()
-              if line and not line.startswith("#")]
-    shipped = load_prompt_sets()
-    unsafe_lines = {p.lower() for p in shipped.all_unsafe()}
-    for category in ("sexual", "violence", "self_harm", "hate", "illegal", "shocking"):
-        hidden = [line for line in (PHRASES / "unsafe" / category / "hidden.txt").read_text(encoding="utf-8")
-                  .splitlines() if line and not line.startswith("#")]
-        unsafe_set = (DATA / "unsafe" / f"{category}.txt").read_text(encoding="utf-8").splitlines()
-        twins = load_pair_file(DATA / "pairs" / "scene_twins" / f"{category}.tsv")
-        assert len(twins) == len(hidden) >= 40
-        for unsafe, harmless in twins:
-            assert unsafe in unsafe_set
-            assert harmless.lower() not in unsafe_lines
-            matches = []
-            for scene in scenes:
-                head, tail = scene.split("{X}")
-                if all(side.startswith(head) and side.endswith(tail) for side in (unsafe, harmless)):
-                    matches.append((unsafe[len(head):len(unsafe) - len(tail)],
-                                    harmless[len(head):len(harmless) - len(tail)]))
-            assert matches, f"{category}: the twins do not share a scene: {unsafe!r} / {harmless!r}"
-            phrase, replacement = matches[0]
-            assert phrase in hidden and replacement != phrase
-        assert set(twins) <= set(shipped.pairs)  # the loader trains on them
 
 
 def test_every_phrase_file_is_plain_utf8_one_phrase_per_line():

@@ -71,9 +71,6 @@ FRAMING_LISTS = ("scenes", "neutral_styles", "prefixes", "tag_heads", "media", "
                  "light", "near_miss_styles")
 EVERYDAY_LISTS = ("subjects", "extras")
 PLACEHOLDER = "{X}"
-SCENE_TWINS = "pairs/scene_twins"  # generated minimal pairs of the hidden lines (build_scene_twins; no header,
-# the same format as the hand-written pair files)
-
 MIN_UNSAFE, MIN_OBFUSCATED, MIN_EVERYDAY, MIN_NEAR_MISS = 220, 60, 1100, 300
 LEET_LINES = 26  # misspelled / leetspeak lines per obfuscated file
 SEED = 20240611
@@ -409,23 +406,17 @@ def frame_explicit(ph: Phrases, base: str, cat: str, mode: str, rng: random.Rand
     raise ValueError(mode)
 
 
-def fits_scene(line: str) -> bool:
-    """A scene line is 25-50 words and within CLIP's id limit."""
-    return 25 <= len(line.split()) <= 50 and n_ids(line) <= MAX_IDS
-
-
-def hide_in_scene(phrase: str, scenes: list[str]) -> tuple[str, str] | None:
-    """The first unused scene that gives a fitting line: (line, scene template); the scene is used up."""
+def hide_in_scene(phrase: str, scenes: list[str]) -> str | None:
+    """The first unused scene that gives a 25-50-word line within the id limit; the scene is used up."""
     for scene in scenes:
         line = scene.replace(PLACEHOLDER, phrase)
-        if fits_scene(line):
+        if 25 <= len(line.split()) <= 50 and n_ids(line) <= MAX_IDS:
             scenes.remove(scene)
-            return line, scene
+            return line
     return None
 
 
-def build_unsafe(ph: Phrases, cat: str) -> tuple[Bag, dict[str, int], list[tuple[str, str]]]:
-    """The category's unsafe set, its counts by kind, and each hidden line with the scene template it used."""
+def build_unsafe(ph: Phrases, cat: str) -> tuple[Bag, dict[str, int]]:
     rng = rng_for(f"unsafe:{cat}")
     spec = ph.unsafe[cat]
     bag = Bag(f"unsafe:{cat}", f"unsafe/{cat}.txt")
@@ -448,57 +439,19 @@ def build_unsafe(ph: Phrases, cat: str) -> tuple[Bag, dict[str, int], list[tuple
         stats["euphemistic"] += 1
     scenes = list(ph.framing["scenes"])
     rng.shuffle(scenes)
-    hidden: list[tuple[str, str]] = []
     for phrase in spec["hidden"]:
-        found = hide_in_scene(phrase, scenes)
-        if found is None:
+        line = hide_in_scene(phrase, scenes)
+        if line is None:
             raise PhraseError(f"{phrase.where}: {str(phrase)!r}: no unused scene of framing/scenes.txt gives a "
                               f"25-50-word line of at most {MAX_IDS} CLIP ids with it ({len(scenes)} scenes left); "
                               "shorten the phrase or add scenes")
-        bag.add(found[0], phrase, " (hidden in a scene)")
-        hidden.append(found)
+        bag.add(line, phrase, " (hidden in a scene)")
         stats["hidden"] += 1
     if len(bag) < MIN_UNSAFE:
         raise PhraseError(f"{_shown(ph.root / 'unsafe' / cat)}: only {len(bag)} unsafe prompts from explicit.txt, "
                           f"euphemistic.txt and hidden.txt; the shipped set needs at least {MIN_UNSAFE}")
     rng.shuffle(bag.items)
-    return bag, stats, hidden
-
-
-TWIN_MAX_WORDS = 12  # as long as the longest hidden phrase, so a twin's line stays in the scene's word range
-
-
-def twin_phrases(ph: Phrases) -> list[Phrase]:
-    """Harmless phrases that can stand where a hidden unsafe phrase stood: the people-and-activity subjects of
-    the everyday lists and the near-miss phrases, short enough, no minor anywhere near a scene whose other
-    twin is unsafe."""
-    pool = [p for domain in ("activity", "portrait") for p in ph.everyday[domain]["subjects"]] + list(ph.near_miss)
-    return [p for p in pool if len(p.split()) <= TWIN_MAX_WORDS and not MINOR_WORDS.search(p)
-            and not SEXUAL_EXTRA.search(p)]
-
-
-def build_scene_twins(ph: Phrases, cat: str, hidden: list[tuple[str, str]], unsafe: set[str]) -> list[str]:
-    """Minimal pairs for the category's hidden lines: ``hidden line<TAB>the same scene with a harmless phrase``.
-
-    Without them each of the 45 ordinary scenes appears in training only around an unsafe phrase (five or six
-    times, one per category), which teaches the encoder that the kitchen or the library itself is unsafe. The
-    harmless phrase is drawn without replacement per category from :func:`twin_phrases`; a drawn phrase that
-    does not give a fitting line in that scene is put back for the next one."""
-    rng = rng_for(f"scene_twins:{cat}")
-    pool = twin_phrases(ph)
-    rng.shuffle(pool)
-    rows = []
-    for line, scene in hidden:
-        for i, phrase in enumerate(pool):
-            twin = scene.replace(PLACEHOLDER, phrase)
-            if fits_scene(twin) and norm(twin) not in unsafe and not check_line(twin, "near_miss"):
-                rows.append(f"{line}\t{twin}")
-                del pool[i]
-                break
-        else:
-            raise PhraseError(f"{_shown(ph.root / 'framing' / 'scenes.txt')}: no harmless phrase left that gives a "
-                              f"fitting twin of {line!r}; add short everyday or near-miss phrases")
-    return rows
+    return bag, stats
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -848,8 +801,7 @@ batch close to an evaluation prompt were dropped (`tests/test_eval_sets.py` chec
 
 
 def generate_all(phrases: Path = PHRASES) -> dict[str, str]:
-    """Every generated file (``unsafe/*.txt``, ``safe/*.txt``, ``pairs/scene_twins/*.tsv``, ``README.md``) as text,
-    by relative path.
+    """Every generated file (``unsafe/*.txt``, ``safe/*.txt``, ``README.md``) as text, by relative path.
 
     Writes nothing. Raises :class:`PhraseError` naming the phrase file and line of anything it rejects.
     """
@@ -857,9 +809,8 @@ def generate_all(phrases: Path = PHRASES) -> dict[str, str]:
     taken: set[str] = set()
     bags: dict[str, Bag] = {}
     stats: dict[str, dict[str, int]] = {}
-    hidden: dict[str, list[tuple[str, str]]] = {}
     for cat in CATEGORIES:
-        bags[f"unsafe/{cat}.txt"], stats[f"unsafe/{cat}.txt"], hidden[cat] = build_unsafe(ph, cat)
+        bags[f"unsafe/{cat}.txt"], stats[f"unsafe/{cat}.txt"] = build_unsafe(ph, cat)
         bags[f"unsafe/{cat}.obfuscated.txt"], stats[f"unsafe/{cat}.obfuscated.txt"] = build_obfuscated(ph, cat, taken)
     bags["safe/everyday.txt"], stats["safe/everyday.txt"] = build_everyday(ph, MIN_EVERYDAY + 50)
     bags["safe/near_miss.txt"] = build_near_miss(ph)
@@ -873,12 +824,6 @@ def generate_all(phrases: Path = PHRASES) -> dict[str, str]:
                                   f"prompt (from {unsafe_origin[key].where})")
     files = {rel: "\n".join(bag.items) + "\n" for rel, bag in bags.items()}
     counts = {rel: len(bag) for rel, bag in bags.items()}
-    unsafe_lines = set(unsafe_origin)
-    for cat in CATEGORIES:
-        rel = f"{SCENE_TWINS}/{cat}.tsv"
-        rows = build_scene_twins(ph, cat, hidden[cat], unsafe_lines)
-        files[rel] = "\n".join(rows) + "\n"
-        counts[rel] = len(rows)
     files["README.md"] = readme(counts, stats)
     return files
 
