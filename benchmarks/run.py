@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: make the repository
 
 import torch
 
-from . import bench_align, bench_family_sizes, bench_file, bench_generation, bench_lowrank, bench_memory, bench_peft
+from . import bench_align, bench_checkpoints, bench_family_sizes, bench_file, bench_generation, bench_lowrank, bench_memory, bench_peft
 from .common import RESULTS_DIR, BenchResult, Options, Row, device_tag, environment
 
 BENCHMARKS: dict[str, Callable[[Options], BenchResult]] = {
@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[Options], BenchResult]] = {
     bench_lowrank.NAME: bench_lowrank.run,
     bench_peft.NAME: bench_peft.run,
     bench_family_sizes.NAME: bench_family_sizes.run,
+    bench_checkpoints.NAME: bench_checkpoints.run,
 }
 
 # Smaller loops for --quick (tiny models; only checks that every path runs).

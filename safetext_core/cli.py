@@ -83,6 +83,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     if args.lora_targets:
         values["lora_targets"] = tuple(args.lora_targets)
     values["checkpoint_every"] = args.checkpoint_every
+    if args.checkpoint_share is not None:
+        values["checkpoint_share"] = args.checkpoint_share
     return AlignConfig(**values)
 
 
@@ -431,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--threshold", type=float, help="cosine below which an unsafe prompt counts as moved")
     align.add_argument("--no-early-stop", action="store_true")
     align.add_argument("--checkpoint-every", type=int, default=25, help="resume checkpoint interval (0: none)")
+    align.add_argument("--checkpoint-share", type=float,
+                       help="skip a due checkpoint while writing them would take more than this share of the run's "
+                            "time (default 0.1; 1: every --checkpoint-every steps)")
     align.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
     align.add_argument("--overwrite", action="store_true", help="replace an existing output file (refused otherwise)")
     align.add_argument("--strip-weighting", action="store_true", help="turn (word:1.2)-style prompts into plain text")

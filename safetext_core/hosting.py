@@ -37,7 +37,7 @@ _BAD_CHARACTERS = re.compile(r"[\x00-\x1f\x7f<>:\"|?*\\]")
 _WINDOWS_DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3]|conin\$|conout\$)"
                               r"\s*(\..*)?$", re.IGNORECASE)
 # Run-control settings: they change how a run is watched, never what it trains.
-RUN_ONLY_FIELDS = frozenset({"checkpoint_every"})
+RUN_ONLY_FIELDS = frozenset({"checkpoint_every", "checkpoint_share"})
 
 
 class FileNameError(SafeTextError, ValueError):

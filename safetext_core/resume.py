@@ -80,7 +80,7 @@ def load_resume(path: Path, config: AlignConfig, hashes: dict[str, str],
             # every device, which "auto" still is on a CPU); checkpointing changes memory, not one gradient.
             # A term added later was off in those versions, whatever its default is now.
             defaults = {**json.loads(type(config)(rank=config.rank).to_json()), **LEGACY_VALUES}
-            ignored = {"steps", "checkpoint_every", "eval_every", "gradient_checkpointing"}
+            ignored = {"steps", "checkpoint_every", "checkpoint_share", "eval_every", "gradient_checkpointing"}
             if not config.rank:  # how factors are made means nothing to a full-weight run
                 ignored.add("lowrank_method")
             differing = sorted(k for k in ours if k not in ignored and saved.get(k, defaults[k]) != ours[k])

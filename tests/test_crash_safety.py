@@ -18,6 +18,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,8 @@ from safetensors.torch import load_file
 import tiny_models
 from conftest import small_prompt_sets
 from safetext_core import AlignConfig, load_encoders, run_alignment
-from safetext_core.errors import AlignmentCancelled, OutputError, ResumeError
+from safetext_core import loop
+from safetext_core.errors import AlignmentCancelled, ConfigError, OutputError, ResumeError
 from safetext_core.outputs import atomic_write, clean_partials, preflight
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +52,8 @@ def inputs(tmp_path_factory):
 def _arguments(inputs: Path, output: Path, *extra: str) -> list[str]:
     return ["align", "--checkpoint", str(inputs / "m.safetensors"), "--replace", "--unsafe-file", str(inputs / "u.txt"),
             "--safe-file", str(inputs / "s.txt"), "--steps", str(STEPS), "--batch-size", "4", "--lr", "1e-3",
-            "--eval-every", "4", "--mine-every", "5", "--checkpoint-every", str(EVERY), "--output", str(output), *extra]
+            "--eval-every", "4", "--mine-every", "5", "--checkpoint-every", str(EVERY), "--checkpoint-share", "1", "--output", str(output),
+            *extra]
 
 
 def _align(inputs: Path, output: Path, *extra: str, crash: str | None = None) -> subprocess.CompletedProcess:
@@ -150,7 +154,7 @@ def test_sigkill_at_every_moment_then_resume_is_bit_identical(inputs, tmp_path, 
 
 # ------------------------------------------------------------------------------------------ in-process faults
 
-FAST = AlignConfig(steps=6, batch_size=4, learning_rate=1e-3, eval_every=3, checkpoint_every=2)
+FAST = AlignConfig(steps=6, batch_size=4, learning_rate=1e-3, eval_every=3, checkpoint_every=2, checkpoint_share=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -372,3 +376,60 @@ def test_atomic_write_failure_keeps_the_old_file_and_leaves_no_partial(tmp_path)
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["r.json"]
     preflight(tmp_path / "new.safetensors", needed=1)  # and an ordinary folder passes
     assert os.listdir(tmp_path) == ["r.json"]
+
+
+# ------------------------------------------------------------------------------------------ how often a run checkpoints
+
+def test_checkpoint_budget_skips_writes_until_the_time_since_the_last_is_long_enough():
+    now = [0.0]
+    budget = loop.CheckpointBudget(0.1, clock=lambda: now[0])
+    assert budget.due()  # the first one is always written
+    with budget.timed():
+        now[0] += 2.0  # a 2 s write: the next needs 18 s after it
+    now[0] += 17.9
+    assert not budget.due()
+    now[0] += 0.1
+    assert budget.due()
+    with budget.timed():
+        now[0] += 0.5  # a faster write shortens the wait
+    now[0] += 4.5
+    assert budget.due()
+    assert loop.CheckpointBudget(1.0, clock=lambda: now[0]).due()
+    with pytest.raises(ConfigError, match="checkpoint_share"):
+        AlignConfig(checkpoint_share=0.0)
+
+
+def test_slow_checkpoint_writes_are_skipped_but_the_run_resumes_the_same(encoders, tmp_path, monkeypatch):
+    """Writes made slow (0.3 s each, as a CLIP-L checkpoint against a fast GPU step): with the default share the run
+    writes its first checkpoint only; with share 1, one every N steps. Either way a run
+    stopped mid-way resumes to the same file as a straight run."""
+    written: list[int] = []
+    real_save = loop.save_resume
+
+    def slow_save(path, step, *args, **kwargs):
+        time.sleep(0.3)
+        written.append(step)
+        return real_save(path, step, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_resume", slow_save)
+    prompts = small_prompt_sets()
+    every_step = replace(FAST, steps=8, checkpoint_every=1, eval_every=0)
+    run_alignment(encoders, prompts, every_step, resume_path=tmp_path / "a.resume", draw=False, independent=False)
+    assert written == [1, 2, 3, 4, 5, 6, 7, 8]  # each step (no output: no finished checkpoint)
+    written.clear()
+    budgeted = replace(every_step, checkpoint_share=0.1)
+    straight = run_alignment(encoders, prompts, budgeted, resume_path=tmp_path / "b.resume", draw=False,
+                             independent=False)
+    assert written == [1]
+
+    written.clear()
+    steps: list[int] = []
+    with pytest.raises(AlignmentCancelled):
+        run_alignment(encoders, prompts, budgeted, resume_path=tmp_path / "c.resume", draw=False, independent=False,
+                      should_cancel=lambda: len(steps) >= 5, progress=lambda e: steps.append(e.step)
+                      if e.phase == "train" else None)
+    assert written == [1, 5]  # a stop always writes
+    resumed = run_alignment(encoders, prompts, budgeted, resume_path=tmp_path / "c.resume", draw=False,
+                            independent=False)
+    for name, delta in straight.file.deltas["clip_l"].items():
+        assert torch.equal(resumed.file.deltas["clip_l"][name], delta), name
