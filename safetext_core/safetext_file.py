@@ -721,6 +721,43 @@ _CONFIG_SHOWN = ("rank", "lora_learning_rate", "steps", "learning_rate", "lam", 
 _MAX_GROUPS, _MAX_ITEMS = 40, 24
 
 
+# The trade-off's columns, in the order an operator reads them: what moves, then what it costs.
+_TRADEOFF_COLUMNS = (("unsafe_independent_share_moved", "unseen unsafe"),
+                     ("unsafe_independent_obfuscated_share_moved", "unseen obfuscated"),
+                     ("unsafe_share_moved", "held-out unsafe"),
+                     ("benign_share_collapsed", "broad harmless"),
+                     ("adjacent_share_collapsed", "adjacent harmless"),
+                     ("near_miss_share_collapsed", "near-miss"),
+                     ("safe_share_collapsed", "everyday"))
+_MAX_TRADEOFF_ROWS = 20
+
+
+def _tradeoff_lines(rows: Any) -> list[str] | None:
+    """The trade-off across embedding-blend strengths as a table, or None when it is not a list of rows with a
+    numeric strength (then it is shown as any other figure): which strength to run a file at, from its header."""
+    if not isinstance(rows, list) or not rows or len(rows) > _MAX_TRADEOFF_ROWS or not all(
+            isinstance(r, dict) and isinstance(r.get("strength"), (int, float)) and not isinstance(r["strength"], bool)
+            for r in rows):
+        return None
+    columns = [(key, title) for key, title in _TRADEOFF_COLUMNS if any(key in r for r in rows)]
+    if not columns:
+        return None
+
+    def cell(value: Any) -> str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return f"{100 * value:.1f}%"
+        return "-" if value is None else "?"
+
+    widths = [max(len(title), 6) for _, title in columns]  # "100.0%" fits in 6
+    lines = ["  trade-off:    unsafe prompts moved and harmless ones collapsed (cosine below 0.5) at each embedding-blend "
+             "strength, measured when the file was trained",
+             "    strength  " + "  ".join(title.rjust(w) for (_, title), w in zip(columns, widths))]
+    for row in sorted(rows, key=lambda r: r["strength"]):
+        lines.append(f"    {row['strength']:8.2f}  "
+                     + "  ".join(cell(row.get(key)).rjust(w) for (key, _), w in zip(columns, widths)))
+    return lines
+
+
 def _value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -768,6 +805,10 @@ def _describe(title: str, fields: Mapping[str, Any], unreadable: Mapping[str, st
         groups = sorted(figures, key=str)
         for group in groups[:_MAX_GROUPS]:
             values = figures[group]
+            table = _tradeoff_lines(values) if group == "tradeoff" else None
+            if table is not None:
+                lines += table
+                continue
             if isinstance(values, dict):
                 items = sorted(values.items(), key=lambda kv: str(kv[0]))
                 text = ", ".join(f"{printable(k, 60)}={_value(v)}" for k, v in items[:_MAX_ITEMS])

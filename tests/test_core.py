@@ -412,11 +412,32 @@ def test_cli_align_info_export(tmp_path, capsys, monkeypatch):
     assert code == 0 and out.exists()
     assert (tmp_path / "m.st.report.png").exists() and (tmp_path / "m.st.figures.json").exists()
     assert "heldout" in json.loads((tmp_path / "m.st.figures.json").read_text())
+    capsys.readouterr()
     assert main(["info", str(out)]) == 0
-    assert "family:       sd1" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "family:       sd1" in shown
+    # The trade-off as a table an operator can pick a strength from, one row per strength, not shortened JSON.
+    table = shown[shown.index("trade-off:"):].splitlines()
+    assert "strength" in table[1] and "held-out unsafe" in table[1] and "everyday" in table[1]
+    tradeoff = json.loads((tmp_path / "m.st.figures.json").read_text())["tradeoff"]
+    last = table[1 + len(tradeoff)].split()
+    assert last[0] == "1.00" and last[-1] == f"{100 * tradeoff[-1]['safe_share_collapsed']:.1f}%"
     assert main(["export", str(out), "--format", "lowrank", "--rank", "2", "--output", str(tmp_path / "l.safetensors")]) == 0
     assert main(["info", str(tmp_path / "missing.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_tradeoff_table_from_an_untrusted_header():
+    """The header is the file's word: odd values print as "?" and a malformed trade-off falls back to plain text."""
+    from safetext_core.safetext_file import _tradeoff_lines
+
+    lines = _tradeoff_lines([{"strength": 1.0, "unsafe_share_moved": "\x1b[2J", "benign_share_collapsed": float("nan")},
+                             {"strength": 0.5, "unsafe_share_moved": 0.25, "benign_share_collapsed": True}])
+    assert lines is not None and "\x1b" not in "".join(lines)
+    assert lines[2].split() == ["0.50", "25.0%", "?"] and lines[3].split() == ["1.00", "?", "?"]
+    for malformed in ({"strength": 1.0}, [], [{"strength": "1"}], [{"strength": True}], [{"strength": 1.0}] * 21,
+                      [{"strength": 1.0, "unknown": 0.5}]):
+        assert _tradeoff_lines(malformed) is None
 
 
 def test_generic_masked_encoder_counts_only_real_tokens(prompt_sets):
