@@ -30,7 +30,8 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: make the repository
 
 import torch
 
-from . import bench_align, bench_checkpoints, bench_family_sizes, bench_file, bench_generation, bench_lowrank, bench_memory, bench_peft
+from . import (bench_align, bench_checkpoints, bench_family_sizes, bench_file, bench_generation, bench_lowrank,
+               bench_memory, bench_peft)
 from .common import RESULTS_DIR, BenchResult, Options, Row, device_tag, environment
 
 BENCHMARKS: dict[str, Callable[[Options], BenchResult]] = {

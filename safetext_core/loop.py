@@ -104,7 +104,7 @@ class AlignConfig:
     selection: str = "balanced"      # which validation check is kept: balanced | bars (evaluation.score, docs/precision.md)
     checkpoint_every: int = 0        # write a resume checkpoint every N steps (0: never)
     checkpoint_share: float = 0.1    # ... skipping one that would put the writes above this share of the run's time
-                                     # (1: every N steps). A CLIP-L checkpoint is 1.4-1.9 GB; on a GPU 25 steps take less
+                                     # (1: every N steps). A CLIP-L checkpoint is 1.4-1.8 GiB; on a GPU 25 steps take less
                                      # time than writing it (docs/reliability.md, "How often a run checkpoints")
     # Precision: teach which words carry the harm, not which scenes they appear in.
     pair_share: float = 0.5          # minimal pairs per step, as a share of batch_size (0: none); the unsafe side
@@ -218,7 +218,7 @@ class CheckpointBudget:
     """Whether a resume checkpoint is due, so that writing them takes at most ``share`` of a run's time.
 
     A checkpoint holds every trained weight three or four times (weights, two AdamW moments, the kept check's
-    weights): 1.4-1.9 GB for CLIP-L, written and synced in about 5 s on a 2-core CPU, while 25 steps on an H100 take
+    weights): 1.4-1.8 GiB for CLIP-L, written and synced in about 5 s on a 2-core CPU, while 25 steps on an H100 take
     under 2 s. The first one is always written; after that one is skipped until the time since the last write is at
     least ``(1 - share) / share`` times that write's length.
     A crash then loses at most ``checkpoint_every`` steps or that much time, whichever is more.

@@ -35,8 +35,8 @@ pytest.importorskip("accelerate")
 def _arguments(inputs: Path, output: Path) -> list[str]:
     return ["align", "--checkpoint", str(inputs / "m.safetensors"), "--replace", "--unsafe-file", str(inputs / "u.txt"),
             "--safe-file", str(inputs / "s.txt"), "--steps", str(STEPS), "--batch-size", "4", "--lr", "1e-3",
-            "--eval-every", "4", "--mine-every", "3", "--checkpoint-every", "3", "--checkpoint-share", "1", "--device", "cpu",
-            "--output", str(output)]
+            "--eval-every", "4", "--mine-every", "3", "--checkpoint-every", "3", "--checkpoint-share", "1",
+            "--device", "cpu", "--output", str(output)]
 
 
 def _free_port() -> int:
